@@ -1,0 +1,72 @@
+/**
+ * One error class for everything dorascope reports to a user. Errors are data:
+ * a stable `code` (for programs and tests), a one-line message that names the
+ * file, tensor and offending value (for people), and optional details.
+ */
+export type ErrorCode =
+  // safetensors header and layout (mirrors the reference Rust reader's SafeTensorError variants)
+  | 'E_HEADER_TOO_SMALL'
+  | 'E_HEADER_TOO_LARGE'
+  | 'E_HEADER_OUT_OF_BOUNDS'
+  | 'E_HEADER_UTF8'
+  | 'E_HEADER_JSON'
+  | 'E_HEADER_SCHEMA'
+  | 'E_UNKNOWN_DTYPE'
+  | 'E_OFFSETS'
+  | 'E_END_BEFORE_BEGIN'
+  | 'E_TENSOR_SIZE'
+  | 'E_OVERFLOW'
+  | 'E_DATA_LENGTH'
+  | 'E_METADATA'
+  | 'E_DUPLICATE_TENSOR'
+  | 'E_TRUNCATED'
+  // files and sources
+  | 'E_NOT_FOUND'
+  | 'E_UNSUPPORTED_FORMAT'
+  | 'E_PICKLE'
+  | 'E_INDEX'
+  | 'E_HF_CACHE'
+  | 'E_TRAINER_STATE'
+  | 'E_ADAPTER_CONFIG'
+  | 'E_ADAPTER_KEYS'
+  | 'E_MISSING_TENSOR'
+  | 'E_SHAPE_MISMATCH'
+  | 'E_DTYPE'
+  | 'E_NON_FINITE'
+  // analysis, report, training
+  | 'E_USAGE'
+  | 'E_NO_TENSORS'
+  | 'E_ANALYSIS_DIR'
+  | 'E_CHROMIUM'
+  | 'E_BACKEND'
+  | 'E_DATA'
+  | 'E_CHECKPOINT'
+  | 'E_WRITE'
+  | 'E_INTERNAL';
+
+export class DorascopeError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DorascopeError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** Throws a DorascopeError when `cond` is false; the message is built only on failure. */
+export function check(cond: unknown, code: ErrorCode, msg: () => string): asserts cond {
+  if (!cond) throw new DorascopeError(code, msg());
+}
+
+export function isDorascopeError(e: unknown, code?: ErrorCode): e is DorascopeError {
+  return e instanceof DorascopeError && (code === undefined || e.code === code);
+}
+
+/** Quotes a user-supplied name for a message: JSON quoting shows control characters and stays on one line. */
+export function q(s: string): string {
+  const j = JSON.stringify(s);
+  return j.length > 200 ? `${j.slice(0, 197)}..."` : j;
+}
