@@ -1,11 +1,25 @@
-import type { CommandModule } from 'yargs';
-import { DorascopeError } from '../../errors.js';
+import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 
-// Placeholder until its issue lands: fails loudly, never pretends to work.
-export const demoCommand: CommandModule = {
+interface Args {
+  out: string;
+  backend: string;
+}
+
+/** `dorascope demo`: `reproduce --quick` into ./dorascope-demo, offline, a few minutes on a laptop CPU. */
+export const demoCommand: CommandModule<object, Args> = {
   command: 'demo',
-  describe: '(not implemented yet)',
-  handler: () => {
-    throw new DorascopeError('E_INTERNAL', '`demo` is not implemented yet');
+  describe: 'Run the whole pipeline on a tiny model (reproduce --quick) and print where the report is',
+  builder: (y: Argv<object>) =>
+    y
+      .option('out', { type: 'string', default: 'dorascope-demo', describe: 'Folder for the demo report and checkpoints' })
+      .option('backend', { type: 'string', default: 'auto', choices: ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'], describe: 'Training backend' }) as unknown as Argv<Args>,
+  handler: async (argv: ArgumentsCamelCase<Args>) => {
+    const { reproduce } = await import('../../reproduce/reproduce.js');
+    const res = await reproduce({ out: argv.out, quick: true, backend: argv.backend, command: ['demo', ...(argv.out === 'dorascope-demo' ? [] : ['--out', argv.out])] });
+    process.stdout.write(
+      `\nThe demo report is ready:\n  ${res.report}\n` +
+        `Results table and the exact command: ${res.readme}\n` +
+        `Checkpoints (HF Trainer / PEFT folders) to explore: ${res.out}/checkpoints\n`,
+    );
   },
 };

@@ -1,11 +1,39 @@
-import type { CommandModule } from 'yargs';
-import { DorascopeError } from '../../errors.js';
+import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 
-// Placeholder until its issue lands: fails loudly, never pretends to work.
-export const reproduceCommand: CommandModule = {
+interface Args {
+  out: string;
+  quick: boolean;
+  base?: string;
+  work?: string;
+  backend: string;
+  png: boolean;
+  'drop-checkpoints': boolean;
+}
+
+/** `dorascope reproduce`: the DoRA paper's Figure 2 analysis end to end (src/reproduce). */
+export const reproduceCommand: CommandModule<object, Args> = {
   command: 'reproduce',
-  describe: '(not implemented yet)',
-  handler: () => {
-    throw new DorascopeError('E_INTERNAL', '`reproduce` is not implemented yet');
+  describe: "Reproduce the DoRA paper's magnitude/direction analysis end to end: pretrain, fine-tune FT/LoRA/DoRA/DoRA†, analyse, report",
+  builder: (y: Argv<object>) =>
+    y
+      .option('out', { type: 'string', default: 'reports/reproduce', describe: 'Folder for the report, tables, summary.json and README.md' })
+      .option('quick', { type: 'boolean', default: false, describe: 'Tiny model and few steps (< 5 minutes on 2 CPU cores); what `demo` and CI run' })
+      .option('base', { type: 'string', describe: 'Fine-tune this base model (HF folder or .safetensors) instead of pretraining one' })
+      .option('work', { type: 'string', describe: 'Folder for the checkpoints (default OUT/checkpoints)' })
+      .option('drop-checkpoints', { type: 'boolean', default: false, describe: 'Delete the checkpoints at the end (keep only report, tables, summary)' })
+      .option('backend', { type: 'string', default: 'auto', choices: ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'], describe: 'Training backend' })
+      .option('png', { type: 'boolean', default: false, describe: "Also export the report's figures as PNG into OUT/png (needs Chromium)" }) as unknown as Argv<Args>,
+  handler: async (argv: ArgumentsCamelCase<Args>) => {
+    const { reproduce } = await import('../../reproduce/reproduce.js');
+    const res = await reproduce({
+      out: argv.out,
+      quick: argv.quick,
+      backend: argv.backend,
+      png: argv.png,
+      dropCheckpoints: argv['drop-checkpoints'],
+      ...(argv.base === undefined ? {} : { base: argv.base }),
+      ...(argv.work === undefined ? {} : { work: argv.work }),
+    });
+    process.stdout.write(`report: ${res.report}\nREADME: ${res.readme}\n`);
   },
 };

@@ -1,0 +1,61 @@
+/**
+ * Reads a run's validation metric back from what the trainer wrote, the Hugging Face Trainer's
+ * `trainer_state.json` (`log_history` holds `{ step, eval_loss, eval_<metric> }` entries), so the
+ * reproduction reads the same file any other HF tool would and needs no side channel from the trainer.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DorascopeError, q } from '../errors.js';
+
+export interface RunMetric {
+  readonly step: number;
+  /** e.g. `eval_accuracy`; null when the run logged only a loss. */
+  readonly name: string | null;
+  readonly value: number | null;
+  readonly evalLoss: number | null;
+}
+
+/** Keys that HF logs beside every eval but that are not task metrics. */
+const NOT_METRICS = new Set(['eval_loss', 'eval_runtime', 'eval_samples_per_second', 'eval_steps_per_second', 'eval_perplexity']);
+
+/** The last evaluation in `log_history` of `<checkpointDir>/trainer_state.json`. */
+export async function readFinalMetric(checkpointDir: string, preferred?: string): Promise<RunMetric> {
+  const path = join(checkpointDir, 'trainer_state.json');
+  let state: unknown;
+  try {
+    state = JSON.parse(await readFile(path, 'utf8'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_TRAINER_STATE';
+    throw new DorascopeError(code, `cannot read ${q(path)}: ${(e as Error).message}`, undefined, { cause: e });
+  }
+  return finalMetric(state, path, preferred);
+}
+
+/** Pure part of readFinalMetric: picks the last eval entry of a parsed trainer_state.json. */
+export function finalMetric(state: unknown, path: string, preferred?: string): RunMetric {
+  const history = (state as { log_history?: unknown } | null)?.log_history;
+  if (!Array.isArray(history)) {
+    throw new DorascopeError('E_TRAINER_STATE', `${q(path)} has no log_history array`);
+  }
+  let best: Record<string, unknown> | undefined;
+  for (const entry of history) {
+    if (entry === null || typeof entry !== 'object') continue;
+    const e = entry as Record<string, unknown>;
+    if (!Object.keys(e).some((k) => k.startsWith('eval_'))) continue;
+    if (best === undefined || Number(e['step']) >= Number(best['step'])) best = e;
+  }
+  if (best === undefined) {
+    throw new DorascopeError('E_TRAINER_STATE', `${q(path)} logs no evaluation (no eval_* key in log_history)`);
+  }
+  const name =
+    preferred !== undefined && typeof best[preferred] === 'number'
+      ? preferred
+      : (Object.keys(best).find((k) => k.startsWith('eval_') && !NOT_METRICS.has(k) && typeof best[k] === 'number') ?? null);
+  const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  return {
+    step: Number(best['step']),
+    name,
+    value: name === null ? null : num(best[name]),
+    evalLoss: num(best['eval_loss']),
+  };
+}
