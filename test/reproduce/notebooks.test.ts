@@ -3,7 +3,7 @@
  * TypeScript kernel (scripts/run-notebooks.sh: Deno's Jupyter kernel + Debian's jupyter-nbconvert).
  */
 import { describe, expect, it } from 'vitest';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -28,11 +28,18 @@ describe('notebooks', () => {
     }
   });
 
-  const why = hasNbconvert() ? '' : ' (skipped: jupyter-nbconvert is not installed here; .ci/run installs it)';
+  // The notebooks call the analysis and the trainer; while those parts have not landed, say so and skip.
+  const missing = ['src/analysis/analyze.ts', 'src/train/train.ts'].filter((p) => !existsSync(`${root}${p}`));
+  const why = !hasNbconvert()
+    ? ' (skipped: jupyter-nbconvert is not installed here; .ci/run installs it)'
+    : missing.length > 0
+      ? ` (skipped: ${missing.join(', ')} not there yet)`
+      : '';
   it.skipIf(why !== '')(`execute headlessly without a cell error${why}`, () => {
     expect(existsSync(`${root}node_modules/deno`)).toBe(true);
-    // Throws (and shows the script's output) on any cell error.
-    execFileSync('bash', [`${root}scripts/run-notebooks.sh`], { cwd: root, stdio: 'pipe', timeout: 600_000 });
+    const res = spawnSync('bash', [`${root}scripts/run-notebooks.sh`], { cwd: root, encoding: 'utf8', timeout: 600_000 });
+    // On a cell error nbconvert exits non-zero and prints the traceback: show its tail.
+    expect(res.status, `${res.stdout}\n${res.stderr}`.slice(-4000)).toBe(0);
     for (const nb of notebooks) {
       const j = JSON.parse(readFileSync(`${root}test-output/notebooks/${nb}`, 'utf8'));
       const errors = j.cells.flatMap((c: { outputs?: { output_type: string }[] }) => c.outputs ?? []).filter((o: { output_type: string }) => o.output_type === 'error');
