@@ -10,3 +10,7 @@ export type { DType, TensorInfo, TensorSource, SourceKind } from './io/types.js'
 // analysis
 // report
 // train
+// reproduce
+export { reproduce, type ReproduceOptions, type ReproduceResult } from './reproduce/reproduce.js';
+export { QUICK, FULL, type Preset } from './reproduce/plan.js';
+export { PAPER_FIGURE2 } from './reproduce/paper.js';
