@@ -109,7 +109,7 @@ export function renderReadme(r: ReproRecord): string {
   L.push('| family | lr | metric | validation loss | chosen |', '| --- | --- | --- | --- | --- |');
   for (const s of r.sweep) L.push(`| ${s.family} | ${s.lr} | ${s.metricName ?? ''} ${f(s.metric, 4)} | ${f(s.evalLoss, 4)} | ${s.chosen ? '✓' : ''} |`);
   L.push('', '## Reading the result', '');
-  for (const line of discussion(r.results)) L.push(line);
+  for (const line of discussion(r.results, p)) L.push(line);
   L.push('', '## Files', '');
   for (const x of r.files) L.push(`- \`${x.path}\`: ${x.what}`);
   L.push('');
@@ -117,7 +117,7 @@ export function renderReadme(r: ReproRecord): string {
 }
 
 /** An honest paragraph per outcome; it reports, it does not explain away. */
-function discussion(rows: readonly ResultRow[]): string[] {
+function discussion(rows: readonly ResultRow[], p: Preset): string[] {
   const out: string[] = [];
   const agree = rows.filter((x) => x.verdict === 'agrees').map((x) => x.label);
   const opp = rows.filter((x) => x.verdict === 'opposite').map((x) => x.label);
@@ -130,8 +130,8 @@ function discussion(rows: readonly ResultRow[]): string[] {
       '',
       'Where this run differs from the paper, the likely reasons are of scale, not of the measurement (the analysis was',
       'not changed to chase the paper\'s signs): the paper fine-tunes VL-BART and LLaMA (hundreds of millions to billions',
-      'of parameters, thousands of steps) while this model has a few hundred thousand parameters and trains for minutes;',
-      'with so few steps every method is still in the early phase where magnitude and direction grow together; each',
+      `of parameters, thousands of steps) while this model has ${p.model.layers} layers of width ${p.model.dModel} and each run trains`,
+      `for ${p.steps} steps, so every method may still be in the early phase where magnitude and direction grow together; each`,
       'run has one seed; and the points (layers × checkpoints) are few, so the intervals are wide. See docs/reproduce.md',
       'for what was tried.',
     );
