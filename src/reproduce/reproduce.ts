@@ -86,6 +86,7 @@ export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult
     baseNote = `given with --base: ${opts.base}`;
   } else {
     log(`reproduce: pretraining the base model (${preset.pretrainSteps} steps) into ${work}/base`);
+    await rm(join(work, 'base'), { recursive: true, force: true });
     const pre = await timed('pretrain', () =>
       engine.pretrain({ out: join(work, 'base'), model: preset.model, steps: preset.pretrainSteps, lr: preset.pretrainLr, batchSize: preset.batchSize, seed: preset.seed, backend }),
     );
@@ -95,6 +96,9 @@ export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult
   }
 
   const trainRun = async (spec: RunSpec, dir: string): Promise<{ outcome: TrainOutcome; metric: RunMetric }> => {
+    // A run folder left by an earlier reproduction would be resumed or mixed with this one: start it afresh
+    // (only the folders this pipeline names are removed, inside its own work folder).
+    await rm(join(dir, spec.name), { recursive: true, force: true });
     const outcome = await engine.finetune({ ...spec, base, out: join(dir, spec.name), batchSize: preset.batchSize, seed: preset.seed, targetModules: preset.targetModules, backend });
     backend = outcome.backend;
     return { outcome, metric: await readFinalMetric(outcome.lastCheckpoint) };
