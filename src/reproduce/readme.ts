@@ -52,6 +52,8 @@ export interface ReproRecord {
   readonly rank: readonly RankPoint[];
   readonly claims: readonly Claim[];
   readonly files: readonly { path: string; what: string }[];
+  /** Hand-written discussion (markdown) from `--notes FILE`, kept verbatim under its own heading. */
+  readonly notes?: string;
 }
 
 const f = (v: number | null | undefined, d = 3): string => (v === null || v === undefined || !Number.isFinite(v) ? 'n/a' : v.toFixed(d));
@@ -110,6 +112,7 @@ export function renderReadme(r: ReproRecord): string {
   for (const s of r.sweep) L.push(`| ${s.family} | ${s.lr} | ${s.metricName ?? ''} ${f(s.metric, 4)} | ${f(s.evalLoss, 4)} | ${s.chosen ? '✓' : ''} |`);
   L.push('', '## Reading the result', '');
   for (const line of discussion(r.results, p)) L.push(line);
+  if (r.notes !== undefined) L.push('', '## Discussion', '', r.notes.trim());
   L.push('', '## Files', '');
   for (const x of r.files) L.push(`- \`${x.path}\`: ${x.what}`);
   L.push('');

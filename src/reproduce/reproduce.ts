@@ -13,6 +13,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve, relative } from 'node:path';
 import { tableFromArrays, tableToIPC } from 'apache-arrow';
 import { writeFileAtomic } from '../io/atomic.js';
+import { DorascopeError, q } from '../errors.js';
 import { VERSION } from '../version.js';
 import type { Engine, TrainOutcome } from './engine.js';
 import { readFinalMetric, type RunMetric } from './metrics.js';
@@ -40,6 +41,8 @@ export interface ReproduceOptions {
   readonly log?: (line: string) => void;
   /** Mainly for tests and other front ends; default: dorascope's own trainer, analysis and report. */
   readonly engine?: Engine;
+  /** A markdown file whose text goes into the README's Discussion section (written by a person, after reading the run). */
+  readonly notes?: string;
   /** Overrides of the preset (documented in the README when used). */
   readonly preset?: Preset;
 }
@@ -196,6 +199,7 @@ export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult
       { path: 'summary.json', what: 'everything above as JSON (plan, learning rates, results, timings, machine)' },
       ...(opts.png ? [{ path: 'png/', what: 'the report figures as PNG' }] : []),
     ],
+    ...(opts.notes === undefined ? {} : { notes: await readNotes(opts.notes) }),
   };
   const summary = join(out, 'summary.json');
   await writeFileAtomic(
@@ -231,6 +235,14 @@ export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult
   await writeFileAtomic(readme, renderReadme(record));
   log(`reproduce: done in ${seconds['total'].toFixed(0)} s; report: ${report}`);
   return { out, report, readme, summary, results, seconds };
+}
+
+async function readNotes(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    throw new DorascopeError('E_NOT_FOUND', `cannot read the notes file ${q(path)}: ${(e as Error).message}`, undefined, { cause: e });
+  }
 }
 
 async function writeResultsTables(out: string, results: readonly ResultRow[], rank: readonly RankPoint[]): Promise<void> {

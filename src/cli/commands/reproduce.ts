@@ -7,6 +7,7 @@ interface Args {
   work?: string;
   backend: string;
   png: boolean;
+  notes?: string;
   'drop-checkpoints': boolean;
 }
 
@@ -22,6 +23,7 @@ export const reproduceCommand: CommandModule<object, Args> = {
       .option('work', { type: 'string', describe: 'Folder for the checkpoints (default OUT/checkpoints)' })
       .option('drop-checkpoints', { type: 'boolean', default: false, describe: 'Delete the checkpoints at the end (keep only report, tables, summary)' })
       .option('backend', { type: 'string', default: 'auto', choices: ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'], describe: 'Training backend' })
+      .option('notes', { type: 'string', describe: "A markdown file with a hand-written discussion to put in the README" })
       .option('png', { type: 'boolean', default: false, describe: "Also export the report's figures as PNG into OUT/png (needs Chromium)" }) as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const { reproduce } = await import('../../reproduce/reproduce.js');
@@ -33,6 +35,7 @@ export const reproduceCommand: CommandModule<object, Args> = {
       dropCheckpoints: argv['drop-checkpoints'],
       ...(argv.base === undefined ? {} : { base: argv.base }),
       ...(argv.work === undefined ? {} : { work: argv.work }),
+      ...(argv.notes === undefined ? {} : { notes: argv.notes }),
     });
     process.stdout.write(`report: ${res.report}\nREADME: ${res.readme}\n`);
   },
