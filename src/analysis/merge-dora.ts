@@ -1,0 +1,70 @@
+/**
+ * DoRA as a variant of the LoRA merge (DoRA paper, arXiv 2402.09353, eq. 5;
+ * PEFT `tuners/lora/dora.py` and the DoRA branch of `Linear.merge`):
+ *
+ *   V = W + s·B·A,   W' = (m / ‖V‖_c) ⊙ V
+ *
+ * where ‖V‖_c is the L2 norm of each *output feature*: a row of a torch (out, in)
+ * weight, a column of a GPT-2 Conv1D (in, out) weight, all of (in, kh, kw) for an
+ * output channel of a conv kernel, and a column (embedding dim) of an embedding, as
+ * PEFT's `DoraEmbeddingLayer(fan_in_fan_out=True)` takes it.
+ *
+ * Zero-norm features (PEFT issue #2049): PEFT divides m by ‖V‖ = 0 and multiplies
+ * the zero row by inf, which gives NaN (the fix proposed in PEFT PR #3237 was not
+ * merged). The mathematical limit is unambiguous: a zero V row times any finite
+ * factor is a zero row, so we leave such a feature as V (all zeros) instead of NaN.
+ * This is the only place we differ from PEFT, and only where PEFT returns NaN.
+ */
+import { type LoraFactors, type MergeVariant, loraRow, loraVariant, mergeModule, rowsAreOutputs, storageShape, transposeB } from './merge.js';
+
+/** The per-feature factor m/‖V‖, with 0 where ‖V‖ = 0 (see the note on issue #2049). */
+export function doraFactor(m: number, norm: number): number {
+  return norm > 0 ? m / norm : 0;
+}
+
+export const doraVariant: MergeVariant = {
+  name: 'dora',
+  apply(W, f, out) {
+    const m = f.magnitude;
+    if (!m) throw new Error('doraVariant needs a magnitude vector'); // callers pick the variant from the factors
+    const [rows, cols] = storageShape(f);
+    const row = new Float64Array(cols);
+    if (rowsAreOutputs(f.layout)) {
+      // One pass: each storage row is an output feature.
+      for (let i = 0; i < rows; i++) {
+        loraRow(W, f, i, row, null);
+        let ss = 0;
+        for (let j = 0; j < cols; j++) ss += row[j]! * row[j]!;
+        const c = doraFactor(m[i]!, Math.sqrt(ss));
+        const o = i * cols;
+        for (let j = 0; j < cols; j++) out[o + j] = c * row[j]!;
+      }
+      return;
+    }
+    // Output features are columns: first the column norms, then the scaled rows.
+    // V is recomputed in the second pass rather than stored, so memory stays one row.
+    const bt = transposeB(f);
+    const ss = new Float64Array(cols);
+    for (let i = 0; i < rows; i++) {
+      loraRow(W, f, i, row, bt);
+      for (let j = 0; j < cols; j++) ss[j]! += row[j]! * row[j]!;
+    }
+    const c = new Float64Array(cols);
+    for (let j = 0; j < cols; j++) c[j] = doraFactor(m[j]!, Math.sqrt(ss[j]!));
+    for (let i = 0; i < rows; i++) {
+      loraRow(W, f, i, row, bt);
+      const o = i * cols;
+      for (let j = 0; j < cols; j++) out[o + j] = c[j]! * row[j]!;
+    }
+  },
+};
+
+/** The merge variant for a module's factors: DoRA when it carries a magnitude vector, else plain LoRA. */
+export function variantFor(f: LoraFactors): MergeVariant {
+  return f.magnitude ? doraVariant : loraVariant;
+}
+
+/** W' for one module, exactly as PEFT merges it (LoRA or DoRA, chosen by the factors). */
+export function mergeFactors(W: Float32Array, f: LoraFactors, what = 'tensor'): Float32Array {
+  return mergeModule(W, f, variantFor(f), what);
+}
