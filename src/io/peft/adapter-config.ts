@@ -1,0 +1,123 @@
+/**
+ * `adapter_config.json` as PEFT's `LoraConfig` writes it (peft `tuners/lora/config.py`).
+ * Only the fields that change the effective weights are read; unknown fields are
+ * ignored (PEFT adds new ones every release). Missing or mistyped required fields
+ * give E_ADAPTER_CONFIG naming the file and the field.
+ */
+import { readFile } from 'node:fs/promises';
+import { DorascopeError, q } from '../../errors.js';
+import { parseJsonLenient } from '../sources/lenient-json.js';
+
+export interface AdapterConfig {
+  /** `peft_type` as written ("LORA"; the NVlabs/DoRA fork writes "DORA"). */
+  readonly peftType: string;
+  /** Default rank r. */
+  readonly r: number;
+  /** Default alpha (PEFT allows a float). */
+  readonly loraAlpha: number;
+  /** rsLoRA (Kalajdzievski 2023): s = alpha/√r instead of alpha/r. */
+  readonly useRslora: boolean;
+  readonly useDora: boolean;
+  /** Per-module ranks and alphas, in file order (first match wins). */
+  readonly rankPattern: Readonly<Record<string, number>>;
+  readonly alphaPattern: Readonly<Record<string, number>>;
+  /** A hint only: the layout is decided from tensor shapes (see adapter.ts). */
+  readonly fanInFanOut: boolean;
+  readonly targetModules: string | readonly string[] | null;
+  readonly modulesToSave: readonly string[] | null;
+  readonly layersToTransform: readonly number[] | null;
+  readonly baseModelNameOrPath: string | null;
+  /** The parsed JSON, for manifests. */
+  readonly raw: Readonly<Record<string, unknown>>;
+}
+
+/** The scaling PEFT applies for rank r and alpha (`LoraLayer.update_layer`). */
+export function scalingFor(alpha: number, r: number, useRslora: boolean): number {
+  return useRslora ? alpha / Math.sqrt(r) : alpha / r;
+}
+
+export async function readAdapterConfig(path: string): Promise<AdapterConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new DorascopeError('E_NOT_FOUND', `cannot read adapter config ${q(path)}: ${code ?? (e as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = parseJsonLenient(text);
+  } catch (e) {
+    throw new DorascopeError('E_ADAPTER_CONFIG', `${q(path)} is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseAdapterConfig(json, path);
+}
+
+export function parseAdapterConfig(json: unknown, path: string): AdapterConfig {
+  const fail = (field: string, why: string): never => {
+    throw new DorascopeError('E_ADAPTER_CONFIG', `${q(path)}: field ${q(field)} ${why}`, { path, field });
+  };
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) fail('(root)', 'must be a JSON object');
+  const o = json as Record<string, unknown>;
+  const num = (field: string, required: boolean, dflt: number, integer: boolean): number => {
+    const v = o[field];
+    if (v === undefined || v === null) return required ? fail(field, 'is missing') : dflt;
+    if (typeof v !== 'number' || !Number.isFinite(v)) return fail(field, `must be a finite number, got ${JSON.stringify(v)}`);
+    if (integer && (!Number.isInteger(v) || v <= 0)) return fail(field, `must be a positive integer, got ${v}`);
+    return v;
+  };
+  const bool = (field: string): boolean => {
+    const v = o[field];
+    if (v === undefined || v === null) return false;
+    if (typeof v !== 'boolean') return fail(field, `must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const pattern = (field: string, integer: boolean): Record<string, number> => {
+    const v = o[field];
+    if (v === undefined || v === null) return {};
+    if (typeof v !== 'object' || Array.isArray(v)) return fail(field, 'must be an object of pattern → number');
+    const out: Record<string, number> = {};
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      if (typeof x !== 'number' || !Number.isFinite(x) || (integer && (!Number.isInteger(x) || x <= 0))) {
+        fail(`${field}.${k}`, `must be a ${integer ? 'positive integer' : 'finite number'}, got ${JSON.stringify(x)}`);
+      }
+      out[k] = x as number;
+    }
+    return out;
+  };
+  const strList = (field: string): string[] | null => {
+    const v = o[field];
+    if (v === undefined || v === null) return null;
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) return fail(field, 'must be a list of strings');
+    return v as string[];
+  };
+  const peftType = o['peft_type'] === undefined ? 'LORA' : o['peft_type'];
+  if (typeof peftType !== 'string' || !['LORA', 'DORA'].includes(peftType.toUpperCase())) {
+    fail('peft_type', `is ${JSON.stringify(peftType)}; dorascope reads LoRA and DoRA adapters only`);
+  }
+  let targetModules: string | string[] | null = null;
+  const tm = o['target_modules'];
+  if (typeof tm === 'string') targetModules = tm;
+  else if (tm !== undefined && tm !== null) targetModules = strList('target_modules');
+  let layersToTransform: number[] | null = null;
+  const lt = o['layers_to_transform'];
+  if (typeof lt === 'number') layersToTransform = [lt];
+  else if (Array.isArray(lt) && lt.every((x) => Number.isInteger(x))) layersToTransform = lt as number[];
+  else if (lt !== undefined && lt !== null) fail('layers_to_transform', 'must be an integer or a list of integers');
+  const base = o['base_model_name_or_path'];
+  return {
+    peftType: (peftType as string).toUpperCase(),
+    r: num('r', true, 8, true),
+    loraAlpha: num('lora_alpha', true, 8, false),
+    useRslora: bool('use_rslora'),
+    useDora: bool('use_dora') || (peftType as string).toUpperCase() === 'DORA',
+    rankPattern: pattern('rank_pattern', true),
+    alphaPattern: pattern('alpha_pattern', false),
+    fanInFanOut: bool('fan_in_fan_out'),
+    targetModules,
+    modulesToSave: strList('modules_to_save'),
+    layersToTransform,
+    baseModelNameOrPath: typeof base === 'string' ? base : null,
+    raw: o,
+  };
+}

@@ -1,0 +1,68 @@
+/**
+ * Tensor names in a PEFT adapter file (peft `utils/save_and_load.py`
+ * `get_peft_model_state_dict`): PEFT saves `base_model.model.<module path>.<role>`,
+ * with the adapter name removed (older or hand-made files keep it:
+ * `.lora_A.default.weight`, which we accept). Roles:
+ *   lora_A.weight (r, in)             lora_B.weight (out, r)
+ *   lora_embedding_A (r, vocab)       lora_embedding_B (dim, r)      (no `.weight`)
+ *   lora_magnitude_vector (out,)      DoRA magnitude (saved without `.weight`; accept it)
+ *   weight_m_wdecomp.weight (out, 1)  DoRA magnitude in the NVlabs/DoRA fork's format
+ *   modules_to_save.<adapter>.<param> a full replacement of `<module path>.<param>`
+ * Any other tensor under the prefix (e.g. `lm_head.weight` saved for modules_to_save)
+ * replaces the base tensor of that name.
+ */
+
+export type KeyRole = 'A' | 'B' | 'magnitude' | 'replace';
+
+export interface ParsedKey {
+  readonly role: KeyRole;
+  /** Module path in the base model (`model.layers.0.self_attn.q_proj`), for A/B/magnitude. */
+  readonly module: string;
+  /** For `replace`: the base tensor name it replaces. */
+  readonly target: string;
+  /** Whether A/B came from `lora_embedding_*`. */
+  readonly embedding: boolean;
+  /** Whether the magnitude is the NVlabs (out, 1) form. */
+  readonly nvlabs: boolean;
+  /** Adapter name found in the key, if any. */
+  readonly adapterName: string | undefined;
+}
+
+export const PEFT_PREFIX = 'base_model.model.';
+
+// `<module>.<role>[.<adapter>][.weight]`; the adapter name is one dotted segment.
+const ROLE_RE =
+  /^(?<module>.+)\.(?<role>lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector)(?:\.(?<adapter>[^.]+))?(?:\.weight)?$/u;
+const NVLABS_RE = /^(?<module>.+)\.weight_m_wdecomp\.weight$/u;
+const SAVE_RE = /^(?<module>.+)\.modules_to_save\.(?<adapter>[^.]+)\.(?<param>.+)$/u;
+
+/** Strips PEFT's wrapper prefix; names without it are taken as module paths already. */
+export function stripPrefix(name: string): string {
+  return name.startsWith(PEFT_PREFIX) ? name.slice(PEFT_PREFIX.length) : name;
+}
+
+export function parseAdapterKey(name: string): ParsedKey {
+  const key = stripPrefix(name);
+  let m = ROLE_RE.exec(key);
+  if (m?.groups) {
+    const g = m.groups;
+    // `.lora_A.weight` parses with adapter "weight" absent because `.weight` is optional last;
+    // guard the case `lora_A.weight` read as adapter name "weight".
+    const adapter = g['adapter'] === 'weight' ? undefined : g['adapter'];
+    const r = g['role']!;
+    const role: KeyRole = r.endsWith('A') ? 'A' : r.endsWith('B') ? 'B' : 'magnitude';
+    return { role, module: g['module']!, target: `${g['module']}.weight`, embedding: r.startsWith('lora_embedding'), nvlabs: false, adapterName: adapter };
+  }
+  m = NVLABS_RE.exec(key);
+  if (m?.groups) {
+    const mod = m.groups['module']!;
+    return { role: 'magnitude', module: mod, target: `${mod}.weight`, embedding: false, nvlabs: true, adapterName: undefined };
+  }
+  m = SAVE_RE.exec(key);
+  if (m?.groups) {
+    const mod = m.groups['module']!;
+    return { role: 'replace', module: mod, target: `${mod}.${m.groups['param']}`, embedding: false, nvlabs: false, adapterName: m.groups['adapter'] };
+  }
+  const dot = key.lastIndexOf('.');
+  return { role: 'replace', module: dot > 0 ? key.slice(0, dot) : key, target: key, embedding: false, nvlabs: false, adapterName: undefined };
+}
