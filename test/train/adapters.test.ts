@@ -1,0 +1,129 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend, tf } from '../../src/train/backend.js';
+import { initLora, loraScaling, loraVariant, type LoraParams } from '../../src/train/adapters/lora.js';
+import { doraVariant, initMagnitude } from '../../src/train/adapters/dora.js';
+
+// Seeded LCG so the test data are fixed.
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+function randArr(n: number, r: () => number, scale = 1): Float64Array {
+  const a = new Float64Array(n);
+  for (let i = 0; i < n; i++) a[i] = (2 * r() - 1) * scale;
+  return a;
+}
+
+// Independent float64 reference: DoRA output y[i][o] = m[o]/norm[o] * Σ_k x[i][k]·W'[o][k].
+function refDora(
+  x: Float64Array, W: Float64Array, A: Float64Array, B: Float64Array, m: Float64Array | null,
+  s: number, n: number, inp: number, out: number, r: number, fixedNorm?: Float64Array,
+): { y: Float64Array; norm: Float64Array } {
+  const Wp = new Float64Array(out * inp);
+  for (let o = 0; o < out; o++)
+    for (let k = 0; k < inp; k++) {
+      let acc = W[o * inp + k]!;
+      for (let j = 0; j < r; j++) acc += s * B[o * r + j]! * A[j * inp + k]!;
+      Wp[o * inp + k] = acc;
+    }
+  const norm = new Float64Array(out);
+  for (let o = 0; o < out; o++) {
+    let ss = 0;
+    for (let k = 0; k < inp; k++) ss += Wp[o * inp + k]! ** 2;
+    norm[o] = Math.sqrt(ss);
+  }
+  const y = new Float64Array(n * out);
+  for (let i = 0; i < n; i++)
+    for (let o = 0; o < out; o++) {
+      let acc = 0;
+      for (let k = 0; k < inp; k++) acc += x[i * inp + k]! * Wp[o * inp + k]!;
+      y[i * out + o] = m === null ? acc : (acc * m[o]!) / (fixedNorm ?? norm)[o]!;
+    }
+  return { y, norm };
+}
+
+const n = 3, inp = 6, out = 5, r = 2;
+
+describe('LoRA / DoRA adapter layers', () => {
+  beforeAll(async () => {
+    await initBackend('cpu');
+  });
+
+  function setup(seed: number, nonzeroB: boolean) {
+    const t = tf();
+    const rand = rng(seed);
+    const x = randArr(n * inp, rand), W = randArr(out * inp, rand, 0.5);
+    const s = loraScaling(r, 16, false);
+    const p: LoraParams = initLora(out, inp, r, s, rand);
+    if (nonzeroB) p.B.assign(t.tensor2d(Float32Array.from(randArr(out * r, rand, 0.05)), [out, r]));
+    const xt = t.tensor2d(Float32Array.from(x), [n, inp]);
+    const Wt = t.tensor2d(Float32Array.from(W), [out, inp]);
+    p.magnitude = initMagnitude(Wt, p);
+    const f64 = (v: { dataSync(): ArrayLike<number> }) => Float64Array.from(v.dataSync());
+    return { t, x: f64(xt), W: f64(Wt), xt, Wt, p, s, A: f64(p.A), B: f64(p.B) };
+  }
+
+  it('at init (B = 0, m = ‖W‖) LoRA and DoRA give exactly the base outputs', () => {
+    const { x, W, xt, Wt, p, A, B, s } = setup(1, false);
+    const base = refDora(x, W, A, B, null, s, n, inp, out, r).y;
+    for (const v of [loraVariant, doraVariant(true), doraVariant(false)]) {
+      const y = v.forward(xt, Wt, p).dataSync();
+      for (let i = 0; i < base.length; i++) expect(y[i]).toBeCloseTo(base[i]!, 5);
+    }
+  });
+
+  it('DoRA forward equals a forward with the merged weight m·W\'/‖W\'‖', () => {
+    const { t, x, W, xt, Wt, p, A, B, s } = setup(2, true);
+    p.magnitude!.assign(t.tensor1d(Float32Array.from(randArr(out, rng(9), 2))));
+    const m = Float64Array.from(p.magnitude!.dataSync());
+    const ref = refDora(x, W, A, B, m, s, n, inp, out, r).y;
+    const y = doraVariant(true).forward(xt, Wt, p).dataSync();
+    for (let i = 0; i < ref.length; i++) expect(y[i]).toBeCloseTo(ref[i]!, 4);
+  });
+
+  // Loss L = Σ y ⊙ R; gradients checked against central differences of the float64 reference.
+  function gradCheck(detach: boolean) {
+    const { t, x, W, xt, Wt, p, A, B, s } = setup(3, true);
+    const m = Float64Array.from(p.magnitude!.dataSync());
+    const R = randArr(n * out, rng(7));
+    const Rt = t.tensor2d(Float32Array.from(R), [n, out]);
+    const v = doraVariant(detach);
+    const g = t.variableGrads(() => t.sum(t.mul(v.forward(xt, Wt, p), Rt)) as never, [p.magnitude!, p.B]);
+    const gm = g.grads[p.magnitude!.name]!.dataSync();
+    const gB = g.grads[p.B.name]!.dataSync();
+    const norm0 = refDora(x, W, A, B, m, s, n, inp, out, r).norm;
+    const loss = (mm: Float64Array, BB: Float64Array) => {
+      // detached: ‖W'‖ frozen at its current value, as the paper's §4.3 gradient treats it
+      const y = refDora(x, W, A, BB, mm, s, n, inp, out, r, detach ? norm0 : undefined).y;
+      let l = 0;
+      for (let i = 0; i < y.length; i++) l += y[i]! * R[i]!;
+      return l;
+    };
+    const h = 1e-6;
+    for (let o = 0; o < out; o++) {
+      const mp = m.slice(), mn = m.slice();
+      mp[o]! += h; mn[o]! -= h;
+      expect(gm[o]).toBeCloseTo((loss(mp, B) - loss(mn, B)) / (2 * h), 3);
+    }
+    const fdB = new Float64Array(B.length);
+    for (let j = 0; j < B.length; j++) {
+      const bp = B.slice(), bn = B.slice();
+      bp[j]! += h; bn[j]! -= h;
+      fdB[j] = (loss(m, bp) - loss(m, bn)) / (2 * h);
+      expect(gB[j]).toBeCloseTo(fdB[j]!, 3);
+    }
+    return fdB;
+  }
+
+  it('magnitude and B gradients match finite differences (exact norm)', () => {
+    gradCheck(false);
+  });
+
+  it('detached norm: gradients match finite differences with ‖W\'‖ held constant, and differ from the exact ones', () => {
+    const exact = gradCheck(false);
+    const detached = gradCheck(true);
+    let maxDiff = 0;
+    for (let j = 0; j < exact.length; j++) maxDiff = Math.max(maxDiff, Math.abs(exact[j]! - detached[j]!));
+    expect(maxDiff).toBeGreaterThan(1e-3);
+  });
+});
