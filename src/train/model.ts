@@ -1,0 +1,144 @@
+import type * as tfc from '@tensorflow/tfjs-core';
+import { tf } from './backend.js';
+import type { AdapterVariant, LoraParams } from './adapters/lora.js';
+
+type T = tfc.Tensor;
+
+/** Subset of a Hugging Face LlamaConfig (config.json field names). */
+export interface LlamaConfig {
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  max_position_embeddings: number;
+  rms_norm_eps: number;
+  rope_theta: number;
+}
+
+export const LINEAR_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+
+/** Frozen or trainable weights under their HF Llama names (linear weights out×in, as PyTorch stores them). */
+export type Weights = Map<string, tfc.Variable>;
+
+/** Adapter on a linear module, keyed by its HF base name (e.g. `model.layers.0.self_attn.q_proj`). */
+export interface Adapters {
+  variant: AdapterVariant;
+  layers: Map<string, LoraParams>;
+}
+
+/** Shapes of every weight (HF names), so callers can init, save or check them. */
+export function weightShapes(c: LlamaConfig): Map<string, number[]> {
+  const d = c.hidden_size, f = c.intermediate_size;
+  const s = new Map<string, number[]>([['model.embed_tokens.weight', [c.vocab_size, d]]]);
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    const p = `model.layers.${l}`;
+    for (const m of ['q_proj', 'k_proj', 'v_proj', 'o_proj']) s.set(`${p}.self_attn.${m}.weight`, [d, d]);
+    s.set(`${p}.mlp.gate_proj.weight`, [f, d]);
+    s.set(`${p}.mlp.up_proj.weight`, [f, d]);
+    s.set(`${p}.mlp.down_proj.weight`, [d, f]);
+    s.set(`${p}.input_layernorm.weight`, [d]);
+    s.set(`${p}.post_attention_layernorm.weight`, [d]);
+  }
+  s.set('model.norm.weight', [d]);
+  s.set('lm_head.weight', [c.vocab_size, d]);
+  return s;
+}
+
+/**
+ * Random init (normal σ = 0.02 like HF's initializer_range; norms = 1) from a
+ * seeded uniform source. `trainable` is true for full fine-tuning only; the
+ * variables are unnamed because tfjs variable names are process-global.
+ */
+export function initWeights(c: LlamaConfig, rand: () => number, trainable = false): Weights {
+  const t = tf();
+  const w: Weights = new Map();
+  for (const [name, shape] of weightShapes(c)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const a = new Float32Array(n);
+    if (shape.length === 1) a.fill(1);
+    else
+      for (let i = 0; i < n; i += 2) {
+        // Box–Muller: two normals per pair of uniforms
+        const u = Math.max(rand(), 1e-12), v = rand();
+        const rr = Math.sqrt(-2 * Math.log(u)) * 0.02;
+        a[i] = rr * Math.cos(2 * Math.PI * v);
+        if (i + 1 < n) a[i + 1] = rr * Math.sin(2 * Math.PI * v);
+      }
+    w.set(name, t.variable(t.tensor(a, shape), trainable));
+  }
+  return w;
+}
+
+function get(w: Weights, name: string): T {
+  const v = w.get(name);
+  if (v === undefined) throw new Error(`missing weight ${name}`);
+  return v;
+}
+
+/** RMSNorm (Zhang & Sennrich 2019): x / √(mean(x²)+ε) · g. */
+function rmsNorm(x: T, g: T, eps: number): T {
+  const t = tf();
+  return t.mul(t.mul(x, t.rsqrt(t.add(t.mean(t.square(x), -1, true), eps))), g);
+}
+
+/** RoPE with HF's rotate_half convention: x·cos + rotate_half(x)·sin, x shaped [B, H, T, hd]. */
+function rope(x: T, T_: number, hd: number, theta: number): T {
+  const t = tf();
+  const half = hd / 2;
+  const ang = new Float32Array(T_ * hd);
+  for (let p = 0; p < T_; p++)
+    for (let i = 0; i < half; i++) {
+      const a = p / theta ** ((2 * i) / hd);
+      ang[p * hd + i] = a;
+      ang[p * hd + i + half] = a;
+    }
+  const angT = t.tensor2d(ang, [T_, hd]);
+  const [x1, x2] = t.split(x, 2, -1) as [T, T];
+  const rot = t.concat([t.neg(x2), x1], -1);
+  return t.add(t.mul(x, t.cos(angT)), t.mul(rot, t.sin(angT)));
+}
+
+/** Logits [B·T, vocab] for token ids [B, T]; adapted linears go through their variant. */
+export function forward(c: LlamaConfig, w: Weights, ids: tfc.Tensor2D, adapters?: Adapters): T {
+  const t = tf();
+  const [B, T_] = ids.shape;
+  const d = c.hidden_size, H = c.num_attention_heads, hd = d / H;
+  const linear = (x: T, base: string): T => {
+    const W = get(w, `${base}.weight`);
+    const a = adapters?.layers.get(base);
+    return a ? adapters!.variant.forward(x, W, a) : t.matMul(x, W, false, true);
+  };
+  // One-hot × embedding instead of gather: wasm has no UnsortedSegmentSum, so
+  // gather's gradient fails there (issue 5).
+  const oneHot = t.cast(t.oneHot(t.reshape(ids, [B * T_]) as tfc.Tensor1D, c.vocab_size), 'float32');
+  let h = t.matMul(oneHot, get(w, 'model.embed_tokens.weight'));
+  const mask = t.tensor2d(
+    Float32Array.from({ length: T_ * T_ }, (_, k) => (k % T_ <= Math.floor(k / T_) ? 0 : -1e9)), [T_, T_]);
+  const heads = (x: T) => t.transpose(t.reshape(x, [B, T_, H, hd]), [0, 2, 1, 3]);
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    const p = `model.layers.${l}`;
+    const x = rmsNorm(h, get(w, `${p}.input_layernorm.weight`), c.rms_norm_eps);
+    const q = rope(heads(linear(x, `${p}.self_attn.q_proj`)), T_, hd, c.rope_theta);
+    const k = rope(heads(linear(x, `${p}.self_attn.k_proj`)), T_, hd, c.rope_theta);
+    const v = heads(linear(x, `${p}.self_attn.v_proj`));
+    const att = t.softmax(t.add(t.div(t.matMul(q, k, false, true), Math.sqrt(hd)), mask));
+    const o = t.reshape(t.transpose(t.matMul(att, v), [0, 2, 1, 3]), [B * T_, d]);
+    h = t.add(h, linear(o, `${p}.self_attn.o_proj`));
+    const y = rmsNorm(h, get(w, `${p}.post_attention_layernorm.weight`), c.rms_norm_eps);
+    // SwiGLU (Shazeer 2020): down(silu(gate(y)) ⊙ up(y))
+    const g = linear(y, `${p}.mlp.gate_proj`);
+    h = t.add(h, linear(t.mul(t.mul(g, t.sigmoid(g)), linear(y, `${p}.mlp.up_proj`)), `${p}.mlp.down_proj`));
+  }
+  return t.matMul(rmsNorm(h, get(w, 'model.norm.weight'), c.rms_norm_eps), get(w, 'lm_head.weight'), false, true);
+}
+
+/** Mean next-token cross-entropy over [B, T] ids (predicting ids[:,1:] from ids[:,:-1]). */
+export function lmLoss(c: LlamaConfig, w: Weights, ids: tfc.Tensor2D, adapters?: Adapters): tfc.Scalar {
+  const t = tf();
+  const [B, T_] = ids.shape;
+  const inp = t.slice(ids, [0, 0], [B, T_ - 1]) as tfc.Tensor2D;
+  const tgt = t.reshape(t.slice(ids, [0, 1], [B, T_ - 1]), [B * (T_ - 1)]) as tfc.Tensor1D;
+  const logits = forward(c, w, inp, adapters);
+  return t.losses.softmaxCrossEntropy(t.oneHot(tgt, c.vocab_size), logits) as tfc.Scalar;
+}
