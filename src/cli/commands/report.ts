@@ -1,11 +1,20 @@
 import type { CommandModule } from 'yargs';
-import { DorascopeError } from '../../errors.js';
+import { openOrPrint } from './open-report.js';
 
-// Placeholder until its issue lands: fails loudly, never pretends to work.
 export const reportCommand: CommandModule = {
-  command: 'report',
-  describe: '(not implemented yet)',
-  handler: () => {
-    throw new DorascopeError('E_INTERNAL', '`report` is not implemented yet');
+  command: 'report <dir>',
+  describe: 'Render an analysis folder as one self-contained HTML report',
+  builder: (y) => y
+    .positional('dir', { type: 'string', demandOption: true, describe: 'analysis folder (dorascope analyze --out)' })
+    .option('out', { type: 'string', describe: 'output HTML file (default DIR/report.html)' })
+    .option('title', { type: 'string' })
+    .option('plotly-src', { type: 'string', describe: 'load plotly.js from this URL instead of inlining it' })
+    .option('open', { type: 'boolean', default: false, describe: 'open in the default browser' }),
+  handler: async (argv) => {
+    const { renderReport } = await import('../../report/render.js');
+    const a = argv as unknown as { dir: string; out?: string; title?: string; plotlySrc?: string; open: boolean };
+    const path = await renderReport({ dir: a.dir, ...(a.out ? { out: a.out } : {}), ...(a.title ? { title: a.title } : {}),
+      ...(a.plotlySrc ? { plotlySrc: a.plotlySrc } : {}), command: ['dorascope', ...process.argv.slice(2)] });
+    await openOrPrint(path, a.open);
   },
 };

@@ -1,0 +1,76 @@
+/**
+ * The report page: one self-contained HTML file. Everything from users' files is HTML-escaped as
+ * text; figure data travels as JSON in <script type="application/json"> with <, >, &, U+2028/2029
+ * escaped so no label can close the script element (OWASP XSS prevention, rule 3.1).
+ */
+import type { Figure } from './figures/common.js';
+
+export function escapeHtml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+}
+
+export function jsonForScript(v: unknown): string {
+  return JSON.stringify(v).replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026')
+    .replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+}
+
+export interface PageInput {
+  title: string; figures: Figure[]; table: { columns: string[]; rows: (string | number | null)[][] };
+  provenance: Record<string, string>;
+  /** Inline plotly.js source, or a URL (`--plotly-src`). */
+  plotly: { inline: string } | { src: string };
+}
+
+export function renderPage(p: PageInput): string {
+  const plotlyTag = 'inline' in p.plotly
+    ? `<script>${p.plotly.inline.replace(/<\/script/gi, '<\\/script')}</script>`
+    : `<script src="${escapeHtml(p.plotly.src)}"></script>`;
+  const th = p.table.columns.map((c, i) => `<th data-col="${i}">${escapeHtml(c)}</th>`).join('');
+  const tr = p.table.rows.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c === null ? 'n/a' : String(c))}</td>`).join('')}</tr>`).join('\n');
+  const prov = Object.entries(p.provenance).map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('');
+  const figs = p.figures.map((f) => `<section><h2>${escapeHtml(f.title)}</h2><div class="fig" id="${escapeHtml(f.id)}"></div></section>`).join('\n');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(p.title)}</title>
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'${'src' in p.plotly ? ' ' + escapeHtml(p.plotly.src) : ''}; style-src 'unsafe-inline'; img-src data: blob:; worker-src blob:">
+<style>body{font-family:system-ui,sans-serif;margin:1.5em}h2{font-size:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}th{cursor:pointer;background:#eee}dt{font-weight:bold}</style>
+${plotlyTag}
+</head><body>
+<h1>${escapeHtml(p.title)}</h1>
+<h2>Summary</h2>
+<table id="summary"><thead><tr>${th}</tr></thead><tbody>
+${tr}
+</tbody></table>
+<p><label><input type="checkbox" id="indep"> independent axes</label></p>
+${figs}
+<h2>Provenance</h2><dl>${prov}</dl>
+<script type="application/json" id="figdata">${jsonForScript(p.figures)}</script>
+<script>
+(function () {
+  var figs = JSON.parse(document.getElementById('figdata').textContent);
+  figs.forEach(function (f) { Plotly.newPlot(f.id, f.data, f.layout, { responsive: true, displaylogo: false }); });
+  document.getElementById('indep').addEventListener('change', function (e) {
+    figs.forEach(function (f) {
+      var upd = {};
+      Object.keys(f.layout).forEach(function (k) {
+        if (/^[xy]axis\\d+$/.test(k) && f.layout[k].matches !== undefined) upd[k + '.matches'] = e.target.checked ? null : k[0];
+      });
+      if (Object.keys(upd).length) Plotly.relayout(f.id, upd);
+    });
+  });
+  // Sortable summary table: click a header; numbers sort numerically.
+  document.querySelectorAll('#summary th').forEach(function (th) {
+    th.addEventListener('click', function () {
+      var i = +th.dataset.col, body = document.querySelector('#summary tbody');
+      var asc = th.dataset.asc !== '1'; th.dataset.asc = asc ? '1' : '0';
+      Array.from(body.rows).sort(function (a, b) {
+        var x = a.cells[i].textContent, y = b.cells[i].textContent, nx = parseFloat(x), ny = parseFloat(y);
+        var c = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
+        return asc ? c : -c;
+      }).forEach(function (r) { body.appendChild(r); });
+    });
+  });
+})();
+</script>
+</body></html>
+`;
+}

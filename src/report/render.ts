@@ -1,0 +1,92 @@
+/**
+ * renderReport / renderCompare: analysis folder(s) → one self-contained HTML file, written atomically.
+ * Returns the written path (contract: docs/contracts.md).
+ */
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { join, resolve } from 'node:path';
+import { writeFileAtomic } from '../io/atomic.js';
+import { DorascopeError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { loadAnalysis, type Analysis, type DecompRow, type RunSummary } from './load.js';
+import { renderPage } from './html.js';
+import { scatterFigure, type ScatterPanel } from './figures/scatter.js';
+import { layersFigure, trajectoryFigure } from './figures/layers.js';
+import { fmt, type Figure } from './figures/common.js';
+
+export interface ReportOptions { dir: string; out?: string; title?: string; plotlySrc?: string; command?: string[] }
+export interface CompareOptions { dirs: string[]; labels?: string[]; out?: string; title?: string; plotlySrc?: string; command?: string[] }
+
+async function plotlySource(src: string | undefined): Promise<{ inline: string } | { src: string }> {
+  if (src) return { src };
+  const req = createRequire(import.meta.url);
+  return { inline: await readFile(req.resolve('plotly.js-dist-min/plotly.min.js'), 'utf8') };
+}
+
+/** Builds every figure and the table from loaded runs (labels already applied). */
+export function buildFigures(rows: DecompRow[], runs: RunSummary[]): { figures: Figure[]; table: { columns: string[]; rows: (string | number | null)[][] } } {
+  const modules = [...new Set(rows.map((r) => r.module))].sort();
+  const figures: Figure[] = [];
+  modules.forEach((m, i) => {
+    const panels: ScatterPanel[] = runs.map((run) => ({
+      run: run.run, module: m, rows: rows.filter((r) => r.run === run.run && r.module === m), stats: run.modules[m] ?? null,
+    })).filter((p) => p.rows.length > 0);
+    if (panels.length) figures.push(scatterFigure(`fig2-${i}`, panels, true));
+  });
+  figures.push(layersFigure('fig3', rows));
+  figures.push(trajectoryFigure('traj', rows));
+  const columns = ['run', 'method', 'r', 'alpha', 'rsLoRA', 'DoRA', 'points', 'pearson r', 'r 95% CI', 'spearman ρ', 'slope', 'slope 95% CI'];
+  const ci = (c: [number, number] | null | undefined): string => (c ? `[${fmt(c[0])}, ${fmt(c[1])}]` : 'n/a');
+  const table = {
+    columns,
+    rows: runs.map((r) => {
+      const a = r.adapter ?? {};
+      const s = r.overall;
+      return [r.run, r.method, (a.r as number | undefined) ?? null, (a.lora_alpha as number | undefined) ?? null,
+        a.use_rslora === undefined ? null : String(a.use_rslora), a.use_dora === undefined ? null : String(a.use_dora),
+        s?.n ?? rows.filter((x) => x.run === r.run).length, fmt(s?.pearson_r), ci(s?.r_ci95), fmt(s?.spearman_rho), fmt(s?.slope), ci(s?.slope_ci95)];
+    }),
+  };
+  return { figures, table };
+}
+
+function provenance(analyses: Analysis[], command: string[] | undefined): Record<string, string> {
+  const p: Record<string, string> = { tool: `dorascope ${VERSION}`, date: new Date().toISOString(),
+    command: (command ?? process.argv.slice(1)).join(' ') };
+  analyses.forEach((a, i) => {
+    p[`input ${i + 1}`] = resolve(a.dir);
+    if (a.manifest) p[`manifest ${i + 1}`] = JSON.stringify(a.manifest);
+  });
+  return p;
+}
+
+export async function renderReport(o: ReportOptions): Promise<string> {
+  const a = await loadAnalysis(o.dir);
+  const { figures, table } = buildFigures(a.rows, a.runs);
+  const out = o.out ?? join(o.dir, 'report.html');
+  const html = renderPage({ title: o.title ?? `dorascope report: ${a.runs.map((r) => r.run).join(', ')}`, figures, table,
+    provenance: provenance([a], o.command), plotly: await plotlySource(o.plotlySrc) });
+  await writeFileAtomic(out, html);
+  return out;
+}
+
+export async function renderCompare(o: CompareOptions): Promise<string> {
+  if (o.dirs.length === 0) throw new DorascopeError('E_USAGE', 'compare needs at least one analysis folder');
+  if (o.labels && o.labels.length !== o.dirs.length)
+    throw new DorascopeError('E_USAGE', `--labels has ${o.labels.length} names for ${o.dirs.length} folders`);
+  const analyses = await Promise.all(o.dirs.map((d) => loadAnalysis(d)));
+  const rows: DecompRow[] = [];
+  const runs: RunSummary[] = [];
+  analyses.forEach((a, i) => {
+    // A label renames the folder's run(s); with several runs in one folder it prefixes them.
+    const rename = (run: string): string => (o.labels ? (a.runs.length > 1 ? `${o.labels[i]}/${run}` : o.labels[i]!) : run);
+    for (const r of a.rows) rows.push({ ...r, run: rename(r.run) });
+    for (const r of a.runs) runs.push({ ...r, run: rename(r.run) });
+  });
+  const { figures, table } = buildFigures(rows, runs);
+  const out = o.out ?? 'compare.html';
+  const html = renderPage({ title: o.title ?? `dorascope compare: ${runs.map((r) => r.run).join(' vs ')}`, figures, table,
+    provenance: provenance(analyses, o.command), plotly: await plotlySource(o.plotlySrc) });
+  await writeFileAtomic(out, html);
+  return out;
+}
