@@ -6,6 +6,9 @@
 export { DorascopeError, isDorascopeError, type ErrorCode } from './errors.js';
 export { VERSION } from './version.js';
 // io
+export { openSafetensors, type SafetensorsFile, type RawTensor } from "./io/safetensors/reader.js";
+export { writeSafetensors, writeSafetensorsStreaming, encodeFloat32, type WriteTensor, type TensorSpec } from "./io/safetensors/writer.js";
+export { DTYPES } from './io/dtypes.js';
 export type { DType, TensorInfo, TensorSource, SourceKind } from './io/types.js';
 // analysis
 // report

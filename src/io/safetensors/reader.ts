@@ -1,0 +1,120 @@
+/**
+ * Streaming safetensors reader: the header is parsed and validated at open, then each tensor
+ * is read on demand with positional reads. The file is never loaded whole, so files larger
+ * than memory work; data may be unaligned in the file (old writers did not pad the header),
+ * so bytes are always copied into a fresh, aligned buffer before being viewed as typed arrays.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { DorascopeError, q } from '../../errors.js';
+import { DTYPES, decodeToFloat32, viewAs, type RawArray } from '../dtypes.js';
+import type { DType, TensorInfo } from '../types.js';
+import { headerLengthFrom, parseHeader, type HeaderEntry } from './header.js';
+
+export interface RawTensor {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly data: RawArray;
+}
+
+export interface SafetensorsFile {
+  readonly path: string;
+  readonly fileSize: number;
+  readonly headerLength: number;
+  /** Absolute offset of the data block (8 + headerLength). */
+  readonly dataOffset: number;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Tensors in name order. */
+  readonly tensors: readonly TensorInfo[];
+  info(name: string): TensorInfo | undefined;
+  /** Raw little-endian bytes of one tensor. */
+  readBytes(name: string): Promise<Uint8Array>;
+  /** The tensor in its own dtype (F16/BF16 as Uint16Array bits, F8 as Uint8Array). */
+  readRaw(name: string): Promise<RawTensor>;
+  /** A floating tensor decoded to float32 (E_DTYPE for integer and bool tensors). */
+  readFloat32(name: string): Promise<Float32Array>;
+  /** Alias of readFloat32, so a file can serve where a TensorSource's `read` is expected. */
+  read(name: string): Promise<Float32Array>;
+  close(): Promise<void>;
+}
+
+const CHUNK = 1 << 30; // fs reads are limited to 2 GiB each
+
+async function readFully(fh: FileHandle, into: Uint8Array, position: number, path: string): Promise<void> {
+  let done = 0;
+  while (done < into.byteLength) {
+    const len = Math.min(CHUNK, into.byteLength - done);
+    const { bytesRead } = await fh.read(into, done, len, position + done);
+    if (bytesRead === 0) {
+      throw new DorascopeError('E_TRUNCATED', `${q(path)}: file ended after ${position + done} bytes while reading ${into.byteLength} bytes at ${position} (was it truncated or modified?)`);
+    }
+    done += bytesRead;
+  }
+}
+
+export async function openSafetensors(path: string): Promise<SafetensorsFile> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') throw new DorascopeError('E_NOT_FOUND', `${q(path)} does not exist`);
+    if (err.code === 'EISDIR') throw new DorascopeError('E_UNSUPPORTED_FORMAT', `${q(path)} is a folder, not a .safetensors file`);
+    throw new DorascopeError('E_NOT_FOUND', `cannot open ${q(path)}: ${err.message}`);
+  }
+  try {
+    const fileSize = (await fh.stat()).size;
+    const prefix = new Uint8Array(8);
+    if (fileSize >= 8) await readFully(fh, prefix, 0, path);
+    const n = headerLengthFrom(prefix, fileSize, path);
+    const headerBytes = new Uint8Array(n);
+    await readFully(fh, headerBytes, 8, path);
+    const { metadata, entries } = parseHeader(headerBytes, fileSize, path);
+    return makeFile(fh, path, fileSize, n, metadata, entries);
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+function makeFile(fh: FileHandle, path: string, fileSize: number, headerLength: number,
+  metadata: Record<string, string>, entries: HeaderEntry[]): SafetensorsFile {
+  const byName = new Map(entries.map((e) => [e.name, e]));
+  const dataOffset = 8 + headerLength;
+  const tensors: TensorInfo[] = entries.map(({ name, dtype, shape, byteLength }) => ({ name, dtype, shape, byteLength }));
+  let closed = false;
+
+  const entry = (name: string): HeaderEntry => {
+    const e = byName.get(name);
+    if (!e) throw new DorascopeError('E_MISSING_TENSOR', `${q(path)} has no tensor ${q(name)}`);
+    if (closed) throw new DorascopeError('E_INTERNAL', `${q(path)} was closed before reading ${q(name)}`);
+    return e;
+  };
+  const readBytes = async (name: string): Promise<Uint8Array> => {
+    const e = entry(name);
+    const bytes = new Uint8Array(new ArrayBuffer(e.byteLength)); // fresh buffer: aligned for any typed view
+    await readFully(fh, bytes, dataOffset + e.begin, path);
+    return bytes;
+  };
+  const readRaw = async (name: string): Promise<RawTensor> => {
+    const e = entry(name);
+    return { name, dtype: e.dtype, shape: e.shape, data: viewAs(e.dtype, await readBytes(name)) };
+  };
+  const readFloat32 = async (name: string): Promise<Float32Array> => {
+    const e = entry(name);
+    if (!DTYPES[e.dtype].floating) {
+      throw new DorascopeError('E_DTYPE', `${q(path)}: tensor ${q(name)} has dtype ${e.dtype}, not a floating type`);
+    }
+    return decodeToFloat32(e.dtype, viewAs(e.dtype, await readBytes(name)));
+  };
+  return {
+    path, fileSize, headerLength, dataOffset, metadata, tensors,
+    info: (name) => byName.get(name),
+    readBytes, readRaw, readFloat32, read: readFloat32,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await fh.close();
+    },
+  };
+}
