@@ -1,0 +1,123 @@
+import type * as tfc from '@tensorflow/tfjs-core';
+import { DorascopeError } from '../errors.js';
+import { initBackend, tf, type BackendName } from './backend.js';
+import { initLora, loraScaling, loraVariant, type LoraParams } from './adapters/lora.js';
+import { doraVariant, initMagnitude } from './adapters/dora.js';
+import { AdamW } from './adamw.js';
+import { runLoop, type StepInfo } from './loop.js';
+import { initWeights, lmLoss, weightShapes, type Adapters, type LlamaConfig } from './model.js';
+import { loadSotu, sampleWindows, seededRandom, type TextData } from './data.js';
+
+export type TrainMethod = 'full' | 'lora' | 'dora';
+
+export interface TrainOptions {
+  method: TrainMethod;
+  steps: number;
+  seed?: number;
+  backend?: BackendName;
+  config?: Partial<LlamaConfig>;
+  /** LoRA rank, alpha, rsLoRA scaling and target module names (PEFT's target_modules). */
+  r?: number;
+  alpha?: number;
+  rslora?: boolean;
+  target?: string[];
+  /** DoRA: treat ‖W + sBA‖ as constant in backward (paper §4.3); default true. */
+  doraDetach?: boolean;
+  lr?: number;
+  weightDecay?: number;
+  batchSize?: number;
+  contextLength?: number;
+  evalEvery?: number;
+  data?: TextData;
+  onProgress?: (e: StepInfo & { evalLoss?: number }) => void;
+}
+
+export interface TrainResult {
+  backend: BackendName;
+  dataset: string;
+  config: LlamaConfig;
+  steps: number;
+  trainLoss: number;
+  evalLossBefore: number;
+  evalLossAfter: number;
+  logHistory: Array<StepInfo & { evalLoss?: number }>;
+}
+
+const DEFAULT_CONFIG: LlamaConfig = {
+  vocab_size: 256, hidden_size: 64, intermediate_size: 172, num_hidden_layers: 2,
+  num_attention_heads: 4, max_position_embeddings: 64, rms_norm_eps: 1e-6, rope_theta: 10000,
+};
+
+/**
+ * Trains a tiny Llama-named model from a random init on byte-level SOTU text.
+ * Deterministic given `seed` (inits, batches and the split all derive from it).
+ * Not done yet: checkpoint folders, --init BASE and resume (see docs/train.md).
+ */
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  if (!Number.isInteger(o.steps) || o.steps < 1) {
+    throw new DorascopeError('E_USAGE', `--steps must be a positive integer, got ${o.steps}`);
+  }
+  const backend = await initBackend(o.backend ?? 'wasm');
+  const t = tf();
+  const config: LlamaConfig = { ...DEFAULT_CONFIG, ...o.config };
+  const data = o.data ?? loadSotu();
+  if (config.vocab_size < data.vocabSize) {
+    throw new DorascopeError('E_USAGE', `vocab_size ${config.vocab_size} < ${data.vocabSize} byte tokens`);
+  }
+  const rand = seededRandom(o.seed ?? 0);
+  const dataRand = seededRandom((o.seed ?? 0) + 1);
+  const rows = o.batchSize ?? 8, len = o.contextLength ?? 32;
+  const weights = initWeights(config, rand, o.method === 'full');
+  let adapters: Adapters | undefined;
+  const params: tfc.Variable[] = [];
+  if (o.method === 'full') {
+    params.push(...weights.values());
+  } else {
+    const r = o.r ?? 8;
+    const s = loraScaling(r, o.alpha ?? 16, o.rslora ?? false);
+    const target = o.target ?? ['q_proj', 'v_proj'];
+    const layers = new Map<string, LoraParams>();
+    for (const [name, shape] of weightShapes(config)) {
+      const base = name.slice(0, -'.weight'.length);
+      if (!target.includes(base.slice(base.lastIndexOf('.') + 1))) continue;
+      const p = initLora(shape[0]!, shape[1]!, r, s, rand);
+      if (o.method === 'dora') p.magnitude = initMagnitude(weights.get(name)!, p);
+      layers.set(base, p);
+      params.push(p.A, p.B, ...(p.magnitude ? [p.magnitude] : []));
+    }
+    if (layers.size === 0) {
+      throw new DorascopeError('E_USAGE', `--target ${target.join(',')} matches no linear module`);
+    }
+    adapters = { variant: o.method === 'lora' ? loraVariant : doraVariant(o.doraDetach ?? true), layers };
+  }
+  // A fixed validation batch, drawn once from the held-out year.
+  const valIds = t.tensor2d(sampleWindows(data.validation, 16, len, seededRandom(12345)), [16, len], 'int32');
+  const evalLoss = () => t.tidy(() => lmLoss(config, weights, valIds, adapters).dataSync()[0]!);
+  const evalLossBefore = evalLoss();
+  const opt = new AdamW({ lr: o.lr ?? (o.method === 'full' ? 3e-3 : 1e-2), weightDecay: o.weightDecay ?? 0 });
+  const logHistory: TrainResult['logHistory'] = [];
+  try {
+    const last = await runLoop({
+      params, optimizer: opt, steps: o.steps,
+      loss: () => {
+        const ids = t.tensor2d(sampleWindows(data.train, rows, len, dataRand), [rows, len], 'int32');
+        return lmLoss(config, weights, ids, adapters);
+      },
+      onStep: (info) => {
+        const every = o.evalEvery ?? 0;
+        const e = every > 0 && (info.step % every === 0 || info.step === o.steps) ? { ...info, evalLoss: evalLoss() } : info;
+        logHistory.push(e);
+        o.onProgress?.(e);
+      },
+    });
+    return {
+      backend, dataset: data.dataset, config, steps: o.steps,
+      trainLoss: last!.loss, evalLossBefore, evalLossAfter: evalLoss(), logHistory,
+    };
+  } finally {
+    opt.dispose();
+    valIds.dispose();
+    for (const v of params) v.dispose();
+    for (const v of weights.values()) if (!v.isDisposed) v.dispose();
+  }
+}

@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { train } from '../../src/train/train.js';
+import { loadSotu } from '../../src/train/data.js';
+import { isDorascopeError } from '../../src/errors.js';
+
+const small = { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2 };
+
+describe('train(options) on real SOTU text (wasm)', () => {
+  it('the byte data split is by document and recorded with the package version', () => {
+    const d = loadSotu(1998, 2000);
+    expect(d.dataset).toMatch(/^@stdlib\/datasets-sotu@\d+\.\d+\.\d+ years 1998-2000$/);
+    expect(new TextDecoder().decode(d.validation.slice(0, 200))).not.toEqual(new TextDecoder().decode(d.train.slice(0, 200)));
+    expect(d.train.length).toBeGreaterThan(d.validation.length);
+  });
+
+  it('full fine-tuning lowers the held-out loss from ≈ ln 256 and is deterministic given a seed', async () => {
+    const opts = { method: 'full' as const, steps: 40, seed: 7, backend: 'wasm' as const, config: small, batchSize: 4, contextLength: 16, lr: 1e-2 };
+    const a = await train(opts);
+    expect(a.backend).toBe('wasm');
+    expect(Math.abs(a.evalLossBefore - Math.log(256))).toBeLessThan(0.1);
+    expect(a.evalLossAfter).toBeLessThan(a.evalLossBefore - 1);
+    const b = await train(opts);
+    expect(b.logHistory.map((h) => h.loss)).toEqual(a.logHistory.map((h) => h.loss));
+  });
+
+  it('dora on q,v runs and reports eval losses in its log history', async () => {
+    const res = await train({ method: 'dora', steps: 10, seed: 1, config: small, batchSize: 2, contextLength: 16, evalEvery: 5 });
+    expect(res.logHistory.filter((h) => h.evalLoss !== undefined).map((h) => h.step)).toEqual([5, 10]);
+    expect(Number.isFinite(res.evalLossAfter)).toBe(true);
+  });
+
+  it('rejects bad options with typed errors', async () => {
+    await expect(train({ method: 'lora', steps: 0 })).rejects.toSatisfy((e) => isDorascopeError(e, 'E_USAGE'));
+    await expect(train({ method: 'lora', steps: 1, target: ['nope'], config: small }))
+      .rejects.toSatisfy((e) => isDorascopeError(e, 'E_USAGE'));
+  });
+});
