@@ -1,0 +1,235 @@
+/**
+ * `inspect`: what a checkpoint source holds, from headers alone (no tensor data is
+ * read, so a 100 GB sharded model takes as long as reading its shard headers).
+ * Returns plain data (the `--json` output) and formats it for people.
+ */
+import { DorascopeError, q } from '../errors.js';
+import type { DType, TensorSource } from './types.js';
+import { classifyPath, openSource, type PathKind } from './sources/open-source.js';
+import { listRun } from './sources/trainer-run.js';
+import { openAdapter, type Adapter } from './peft/adapter.js';
+import { resolveBaseName } from './peft/merged-source.js';
+import { scalingFor } from './peft/adapter-config.js';
+
+export interface InspectTensor {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly params: number;
+  readonly bytes: number;
+}
+
+export interface DtypeTotal {
+  readonly tensors: number;
+  readonly params: number;
+  readonly bytes: number;
+}
+
+export interface InspectAdapterModule {
+  readonly module: string;
+  readonly method: 'lora' | 'dora';
+  readonly r: number;
+  readonly alpha: number;
+  readonly scaling: number;
+  readonly lora_A: readonly number[];
+  readonly lora_B: readonly number[];
+  readonly magnitude: readonly number[] | null;
+  /** The base tensor it touches: PEFT's `<module>.weight`, or the name found in `--base`. */
+  readonly base_tensor: string;
+  /** With --base: the layout decided from shapes and the base shape. */
+  readonly layout?: string;
+  readonly base_shape?: readonly number[];
+}
+
+export interface InspectAdapter {
+  readonly method: 'lora' | 'dora';
+  readonly r: number;
+  readonly lora_alpha: number;
+  readonly scaling: number;
+  readonly use_rslora: boolean;
+  readonly use_dora: boolean;
+  readonly fan_in_fan_out: boolean;
+  readonly target_modules: string | readonly string[] | null;
+  readonly rank_pattern: Readonly<Record<string, number>>;
+  readonly alpha_pattern: Readonly<Record<string, number>>;
+  readonly modules_to_save: readonly string[] | null;
+  readonly layers_to_transform: readonly number[] | null;
+  readonly base_model_name_or_path: string | null;
+  readonly modules: readonly InspectAdapterModule[];
+  /** modules_to_save tensors: base tensor name → adapter tensor name. */
+  readonly replaces: Readonly<Record<string, string>>;
+}
+
+export interface InspectCheckpoint {
+  readonly name: string;
+  readonly step: number;
+  readonly step_from: 'trainer_state' | 'name';
+  readonly kind: PathKind;
+  readonly tensors: number;
+  readonly params: number;
+  readonly bytes: number;
+}
+
+export interface InspectResult {
+  readonly path: string;
+  /** The folder a hub id resolved to (else the path). */
+  readonly resolved: string;
+  readonly kind: PathKind;
+  readonly tensors: readonly InspectTensor[];
+  readonly totals: { readonly tensors: number; readonly params: number; readonly bytes: number; readonly by_dtype: Readonly<Record<string, DtypeTotal>> };
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly adapter: InspectAdapter | null;
+  readonly checkpoints: readonly InspectCheckpoint[] | null;
+}
+
+export interface InspectOptions {
+  /** For an adapter: the base model to map its modules onto. */
+  readonly base?: string | undefined;
+  readonly env?: NodeJS.ProcessEnv | undefined;
+}
+
+function summarise(src: TensorSource): Pick<InspectResult, 'tensors' | 'totals' | 'metadata'> {
+  const tensors = src.list().map((t) => {
+    const params = t.shape.reduce((p, d) => p * d, 1);
+    return { name: t.name, dtype: t.dtype, shape: t.shape, params, bytes: t.byteLength };
+  });
+  const by: Record<string, DtypeTotal> = {};
+  let params = 0;
+  let bytes = 0;
+  for (const t of tensors) {
+    const d = by[t.dtype] ?? { tensors: 0, params: 0, bytes: 0 };
+    by[t.dtype] = { tensors: d.tensors + 1, params: d.params + t.params, bytes: d.bytes + t.bytes };
+    params += t.params;
+    bytes += t.bytes;
+  }
+  const byDtype = Object.fromEntries(Object.keys(by).sort().map((d) => [d, by[d]!]));
+  return { tensors, totals: { tensors: tensors.length, params, bytes, by_dtype: byDtype }, metadata: { ...src.metadata } };
+}
+
+function describeAdapter(a: Adapter, base: TensorSource | undefined): InspectAdapter {
+  const names = base ? new Set(base.list().map((t) => t.name)) : undefined;
+  const all = base ? base.list().map((t) => t.name) : [];
+  const modules = a.modules.map((m): InspectAdapterModule => {
+    const row = {
+      module: m.module, method: m.method, r: m.r, alpha: m.alpha, scaling: m.scaling,
+      lora_A: a.file.info(m.a)!.shape, lora_B: a.file.info(m.b)!.shape,
+      magnitude: m.magnitude ? a.file.info(m.magnitude)!.shape : null,
+      base_tensor: m.target,
+    };
+    if (!base || !names) return row;
+    const name = resolveBaseName(m.target, names, all);
+    if (name === undefined) {
+      throw new DorascopeError('E_MISSING_TENSOR', `adapter ${q(a.dir)} adapts ${q(m.module)}, but the base ${q(base.path)} has no tensor ${q(m.target)}`);
+    }
+    const info = base.info(name)!;
+    return { ...row, base_tensor: name, layout: a.layoutFor(m, info), base_shape: info.shape };
+  });
+  const c = a.config;
+  return {
+    method: a.method, r: c.r, lora_alpha: c.loraAlpha, scaling: scalingFor(c.loraAlpha, c.r, c.useRslora),
+    use_rslora: c.useRslora, use_dora: a.method === 'dora', fan_in_fan_out: c.fanInFanOut,
+    target_modules: c.targetModules, rank_pattern: c.rankPattern, alpha_pattern: c.alphaPattern,
+    modules_to_save: c.modulesToSave, layers_to_transform: c.layersToTransform, base_model_name_or_path: c.baseModelNameOrPath,
+    modules, replaces: Object.fromEntries(a.replacements),
+  };
+}
+
+async function checkpointsOf(dir: string, env: NodeJS.ProcessEnv | undefined): Promise<InspectCheckpoint[]> {
+  const out: InspectCheckpoint[] = [];
+  for (const c of await listRun(dir)) {
+    const { kind } = classifyPath(c.path, env);
+    const src = await openSource(c.path, { env });
+    try {
+      const s = summarise(src);
+      out.push({ name: c.name, step: c.step, step_from: c.stepFrom, kind, tensors: s.totals.tensors, params: s.totals.params, bytes: s.totals.bytes });
+    } finally {
+      await src.close();
+    }
+  }
+  return out;
+}
+
+/** Everything `dorascope inspect` shows, from headers only. */
+export async function inspect(path: string, opts: InspectOptions = {}): Promise<InspectResult> {
+  const { kind, path: resolved } = classifyPath(path, opts.env);
+  const innerKind = kind === 'hub' ? classifyPath(resolved, opts.env).kind : kind;
+  const shown = { path, resolved, kind: innerKind };
+  if (innerKind === 'run') {
+    const checkpoints = await checkpointsOf(resolved, opts.env);
+    return { ...shown, tensors: [], totals: { tensors: 0, params: 0, bytes: 0, by_dtype: {} }, metadata: {}, adapter: null, checkpoints };
+  }
+  if (innerKind === 'adapter') {
+    const a = await openAdapter(resolved);
+    const base = opts.base === undefined ? undefined : await openSource(opts.base, { env: opts.env });
+    try {
+      const src: TensorSource = { path: resolved, kind: 'adapter', metadata: a.file.metadata, list: () => a.file.tensors, info: (n) => a.file.info(n), read: (n) => a.file.readFloat32(n), close: async () => undefined };
+      return { ...shown, ...summarise(src), adapter: describeAdapter(a, base), checkpoints: null };
+    } finally {
+      await a.close();
+      await base?.close();
+    }
+  }
+  const src = await openSource(resolved, { env: opts.env });
+  try {
+    return { ...shown, ...summarise(src), adapter: null, checkpoints: null };
+  } finally {
+    await src.close();
+  }
+}
+
+function human(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}K`;
+  return String(n);
+}
+
+function bytesStr(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(2)} MiB`;
+  if (n >= 2 ** 10) return `${(n / 2 ** 10).toFixed(1)} KiB`;
+  return `${n} B`;
+}
+
+const shapeStr = (s: readonly number[]): string => `[${s.join(', ')}]`;
+
+/** The human-readable report. */
+export function formatInspect(r: InspectResult): string {
+  const L: string[] = [];
+  L.push(`${r.path}${r.resolved !== r.path ? ` → ${r.resolved}` : ''}`);
+  L.push(`kind: ${r.kind}`);
+  if (r.checkpoints) {
+    L.push(`checkpoints (${r.checkpoints.length}, ordered by step):`);
+    for (const c of r.checkpoints) {
+      L.push(`  ${c.name.padEnd(20)} step ${String(c.step).padStart(8)} (${c.step_from === 'trainer_state' ? 'trainer_state.json' : 'folder name'})  ${c.kind.padEnd(8)} ${c.tensors} tensors, ${human(c.params)} params, ${bytesStr(c.bytes)}`);
+    }
+    return `${L.join('\n')}\n`;
+  }
+  L.push(`tensors: ${r.totals.tensors}, parameters: ${human(r.totals.params)} (${r.totals.params}), data: ${bytesStr(r.totals.bytes)}`);
+  L.push('by dtype:');
+  for (const [d, t] of Object.entries(r.totals.by_dtype)) {
+    L.push(`  ${d.padEnd(8)} ${String(t.tensors).padStart(6)} tensors ${human(t.params).padStart(9)} params ${bytesStr(t.bytes).padStart(11)}`);
+  }
+  const meta = Object.entries(r.metadata);
+  L.push(meta.length ? 'metadata:' : 'metadata: (none)');
+  for (const [k, v] of meta) L.push(`  ${k}: ${v.length > 200 ? `${v.slice(0, 197)}...` : v}`);
+  if (r.adapter) {
+    const a = r.adapter;
+    L.push(`adapter: ${a.method.toUpperCase()}, r ${a.r}, lora_alpha ${a.lora_alpha}, scaling ${a.scaling} (${a.use_rslora ? 'rsLoRA: alpha/sqrt(r)' : 'alpha/r'})${a.base_model_name_or_path ? `, base ${a.base_model_name_or_path}` : ''}`);
+    L.push(`  target_modules: ${a.target_modules === null ? '(none)' : typeof a.target_modules === 'string' ? `regex ${a.target_modules}` : a.target_modules.join(', ')}`);
+    if (Object.keys(a.rank_pattern).length) L.push(`  rank_pattern: ${JSON.stringify(a.rank_pattern)}`);
+    if (Object.keys(a.alpha_pattern).length) L.push(`  alpha_pattern: ${JSON.stringify(a.alpha_pattern)}`);
+    if (a.modules_to_save) L.push(`  modules_to_save: ${a.modules_to_save.join(', ')}`);
+    if (a.layers_to_transform) L.push(`  layers_to_transform: ${a.layers_to_transform.join(', ')}`);
+    L.push(`  modules (${a.modules.length}), each → the base tensor it changes:`);
+    for (const m of a.modules) {
+      const where = m.layout ? ` (${m.layout}, base ${shapeStr(m.base_shape ?? [])})` : '';
+      L.push(`    ${m.module}  ${m.method} r=${m.r} alpha=${m.alpha} s=${m.scaling}  A ${shapeStr(m.lora_A)} B ${shapeStr(m.lora_B)}${m.magnitude ? ` m ${shapeStr(m.magnitude)}` : ''}  → ${m.base_tensor}${where}`);
+    }
+    for (const [b, t] of Object.entries(a.replaces)) L.push(`    ${t}  replaces → ${b}`);
+  }
+  L.push('tensors:');
+  const w = Math.min(80, Math.max(4, ...r.tensors.map((t) => t.name.length)));
+  for (const t of r.tensors) L.push(`  ${t.name.padEnd(w)}  ${t.dtype.padEnd(7)} ${shapeStr(t.shape).padEnd(20)} ${String(t.params).padStart(12)}`);
+  return `${L.join('\n')}\n`;
+}
