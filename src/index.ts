@@ -13,6 +13,7 @@ export type { DType, TensorInfo, TensorSource, SourceKind } from './io/types.js'
 // analysis
 // report
 // train
+export { train, type TrainOptions, type TrainResult, type TrainMethod } from './train/train.js';
 // reproduce
 export { reproduce, type ReproduceOptions, type ReproduceResult } from './reproduce/reproduce.js';
 export { QUICK, FULL, type Preset } from './reproduce/plan.js';
