@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { openOrPrint } from './open-report.js';
+import { exportImages, openOrPrint } from './open-report.js';
 
 export const compareCommand: CommandModule = {
   command: 'compare <dirs..>',
@@ -10,13 +10,16 @@ export const compareCommand: CommandModule = {
     .option('out', { type: 'string', describe: 'output HTML file (default compare.html)' })
     .option('title', { type: 'string' })
     .option('plotly-src', { type: 'string', describe: 'load plotly.js from this URL instead of inlining it' })
+    .option('png', { type: 'string', describe: 'also export each figure as PNG into this folder (headless Chromium)' })
+    .option('svg', { type: 'string', describe: 'also export each figure as SVG into this folder (headless Chromium)' })
     .option('open', { type: 'boolean', default: false }),
   handler: async (argv) => {
     const { renderCompare } = await import('../../report/render.js');
-    const a = argv as unknown as { dirs: string[]; labels?: string; out?: string; title?: string; plotlySrc?: string; open: boolean };
+    const a = argv as unknown as { dirs: string[]; labels?: string; out?: string; title?: string; plotlySrc?: string; open: boolean; png?: string; svg?: string };
     const path = await renderCompare({ dirs: a.dirs, ...(a.labels ? { labels: a.labels.split(',') } : {}),
       ...(a.out ? { out: a.out } : {}), ...(a.title ? { title: a.title } : {}), ...(a.plotlySrc ? { plotlySrc: a.plotlySrc } : {}),
       command: ['dorascope', ...process.argv.slice(2)] });
+    await exportImages(path, a);
     await openOrPrint(path, a.open);
   },
 };

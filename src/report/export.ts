@@ -1,0 +1,43 @@
+/**
+ * --png DIR / --svg DIR: open the written report in headless Chromium and save each figure through
+ * Plotly.toImage, so the images are exactly what the page draws.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { writeFileAtomic } from '../io/atomic.js';
+import { DorascopeError } from '../errors.js';
+import { launchChromium, requireChromium } from './chromium.js';
+
+export async function exportFigures(htmlPath: string, outDir: string, format: 'png' | 'svg'): Promise<string[]> {
+  const exe = requireChromium();
+  const ctx = await launchChromium(exe);
+  try {
+    const page = await ctx.newPage();
+    const url = pathToFileURL(resolve(htmlPath)).href;
+    // Offline by construction: refuse anything but the report itself.
+    await page.route('**/*', (r) => (r.request().url() === url ? r.continue() : r.abort()));
+    await page.goto(url, { waitUntil: 'load' });
+    const images = await page.evaluate(async (fmt) => {
+      const P = (window as unknown as { Plotly: { toImage(gd: Element, o: object): Promise<string> } }).Plotly;
+      const out: [string, string][] = [];
+      for (const gd of Array.from(document.querySelectorAll('.js-plotly-plot'))) out.push([gd.id, await P.toImage(gd, { format: fmt, width: 1200, height: 500 })]);
+      return out;
+    }, format);
+    if (images.length === 0) throw new DorascopeError('E_CHROMIUM', `no figures rendered in ${htmlPath}`);
+    await mkdir(outDir, { recursive: true });
+    const written: string[] = [];
+    for (const [id, dataUrl] of images) {
+      const comma = dataUrl.indexOf(',');
+      const head = dataUrl.slice(0, comma);
+      const body = dataUrl.slice(comma + 1);
+      const bytes = head.endsWith(';base64') ? Buffer.from(body, 'base64') : Buffer.from(decodeURIComponent(body), 'utf8');
+      const p = join(outDir, `${id}.${format}`);
+      await writeFileAtomic(p, bytes);
+      written.push(p);
+    }
+    return written;
+  } finally {
+    await ctx.close();
+  }
+}
