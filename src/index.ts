@@ -12,6 +12,9 @@ export { DTYPES } from './io/dtypes.js';
 export type { DType, TensorInfo, TensorSource, SourceKind } from './io/types.js';
 // analysis
 // report
+export { renderReport, renderCompare, type ReportOptions, type CompareOptions } from './report/render.js';
+export { loadAnalysis, type Analysis, type DecompRow, type Stats, type RunSummary } from './report/load.js';
+export { exportFigures } from './report/export.js';
 // train
 export { train, type TrainOptions, type TrainResult, type TrainMethod } from './train/train.js';
 // reproduce

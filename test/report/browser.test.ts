@@ -42,9 +42,10 @@ describe.skipIf(!exe)('report in headless Chromium', () => {
       const data = (gd as unknown as { data: { mode?: string; x: unknown[] }[] }).data;
       return { id: gd.id, traces: data.length, markers: data.filter((t) => t.mode === 'markers').reduce((n, t) => n + t.x.length, 0) };
     }));
+    const firstCell = await page.evaluate(() => document.querySelector('#summary tbody td')?.textContent ?? '');
     await page.screenshot({ path: join('test-output', shot), fullPage: true });
     await page.close();
-    return { errors, foreign, dialogs, counts, ms };
+    return { errors, foreign, dialogs, counts, ms, firstCell };
   }
 
   it('renders a report with the expected points, offline, without errors', async () => {
@@ -63,6 +64,7 @@ describe.skipIf(!exe)('report in headless Chromium', () => {
     const out = await renderCompare({ dirs: [dir], labels: [evil], out: join(dir, 'evil.html') });
     const r = await open(out, 'report-xss.png');
     expect(r.dialogs).toBe(0);
+    expect(r.firstCell).toBe(evil); // shown as typed, not parsed as markup
     expect(r.errors).toEqual([]);
     expect(r.foreign).toEqual([]);
   }, 60_000);
