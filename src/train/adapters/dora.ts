@@ -37,6 +37,12 @@ export function doraVariant(detachNorm: boolean): AdapterVariant {
       const adapted = t.add(base, t.mul(low, p.scaling));
       return t.mul(adapted, t.div(p.magnitude, norm));
     },
+    merged(W, p) {
+      const t = tf();
+      if (p.magnitude === undefined) throw new Error('DoRA layer without a magnitude vector');
+      const Wp = t.add(W, t.mul(t.matMul(p.B, p.A), p.scaling));
+      return t.mul(Wp, t.expandDims(t.div(p.magnitude, adaptedRowNorm(W, p)), 1));
+    },
   };
 }
 

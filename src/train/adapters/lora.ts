@@ -19,6 +19,8 @@ export interface LoraParams {
 export interface AdapterVariant {
   readonly name: 'lora' | 'dora';
   forward(x: T, W: T, p: LoraParams): T;
+  /** The effective weight (out×in) this layer applies, i.e. what a merge must produce. */
+  merged(W: T, p: LoraParams): T;
 }
 
 /** y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ (LoRA paper eq. 3; PEFT's scaling s = alpha/r, or alpha/√r with rsLoRA). */
@@ -29,6 +31,10 @@ export const loraVariant: AdapterVariant = {
     const base = t.matMul(x, W, false, true);
     const low = t.matMul(t.matMul(x, p.A, false, true), p.B, false, true);
     return t.add(base, t.mul(low, p.scaling));
+  },
+  merged(W, p) {
+    const t = tf();
+    return t.add(W, t.mul(t.matMul(p.B, p.A), p.scaling));
   },
 };
 

@@ -1,0 +1,73 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend, tf } from '../../src/train/backend.js';
+import { initWeights, lmLoss, weightShapes, type Adapters, type LlamaConfig } from '../../src/train/model.js';
+import { initLora, loraScaling, loraVariant, type LoraParams } from '../../src/train/adapters/lora.js';
+import { doraVariant, initMagnitude } from '../../src/train/adapters/dora.js';
+import { AdamW } from '../../src/train/adamw.js';
+import { runLoop } from '../../src/train/loop.js';
+import { saveBase, saveCheckpoint } from '../../src/train/checkpoint.js';
+import { seededRandom } from '../../src/train/data.js';
+import { openSource } from '../../src/io/sources/open-source.js';
+import { openMergedAdapter } from '../../src/io/peft/merged-source.js';
+
+const cfg: LlamaConfig = {
+  vocab_size: 12, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1,
+  num_attention_heads: 2, max_position_embeddings: 16, rms_norm_eps: 1e-6, rope_theta: 10000,
+};
+const tmp = mkdtempSync(join(tmpdir(), 'dorascope-ckpt-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('checkpoints read back through the PEFT reader', () => {
+  beforeAll(async () => { await initBackend('wasm'); });
+
+  for (const method of ['lora', 'dora'] as const)
+    it(`${method}: merged adapter weights equal the trainer's effective weights`, async () => {
+      const t = tf();
+      const rand = seededRandom(5);
+      const w = initWeights(cfg, rand);
+      const layers = new Map<string, LoraParams>();
+      for (const m of ['self_attn.q_proj', 'self_attn.v_proj', 'mlp.down_proj']) {
+        const base = `model.layers.0.${m}`;
+        const [out, inp] = weightShapes(cfg).get(`${base}.weight`)!;
+        const p = initLora(out!, inp!, 4, loraScaling(4, 8, true), rand);
+        if (method === 'dora') p.magnitude = initMagnitude(w.get(`${base}.weight`)!, p);
+        layers.set(base, p);
+      }
+      const ad: Adapters = { variant: method === 'lora' ? loraVariant : doraVariant(true), layers };
+      const ids = t.tensor2d(Int32Array.from({ length: 20 }, (_, i) => i % 12), [2, 10], 'int32');
+      const params = [...layers.values()].flatMap((p) => [p.A, p.B, ...(p.magnitude ? [p.magnitude] : [])]);
+      const opt = new AdamW({ lr: 0.05 });
+      await runLoop({ params, optimizer: opt, steps: 5, loss: () => lmLoss(cfg, w, ids, ad) });
+      const baseDir = join(tmp, `${method}-base`), runDir = join(tmp, `${method}-run`);
+      await saveBase(baseDir, cfg, w, { method });
+      const ck = await saveCheckpoint(runDir, {
+        step: 5, config: cfg, weights: w, adapters: ad, metadata: { backend: 'wasm', method },
+        peft: { r: 4, alpha: 8, rslora: true, target: ['q_proj', 'v_proj', 'down_proj'] }, logHistory: [{ step: 5 }],
+      });
+      expect(JSON.parse(readFileSync(join(ck, 'trainer_state.json'), 'utf8')).global_step).toBe(5);
+      const base = await openSource(baseDir);
+      const merged = await openMergedAdapter(ck, base, { closeBase: true });
+      try {
+        for (const [mod, p] of layers) {
+          const mine = t.tidy(() => ad.variant.merged(w.get(`${mod}.weight`)!, p).dataSync());
+          const read = await merged.read(`${mod}.weight`);
+          let max = 0, moved = 0;
+          const W0 = w.get(`${mod}.weight`)!.dataSync();
+          for (let i = 0; i < read.length; i++) {
+            max = Math.max(max, Math.abs(read[i]! - mine[i]!));
+            moved = Math.max(moved, Math.abs(read[i]! - W0[i]!));
+          }
+          expect(max).toBeLessThan(1e-6);
+          expect(moved).toBeGreaterThan(1e-4); // training changed the weight, so the check is not trivial
+        }
+      } finally {
+        await merged.close();
+        opt.dispose();
+        t.disposeVariables();
+        ids.dispose();
+      }
+    });
+});
