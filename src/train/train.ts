@@ -7,6 +7,8 @@ import { AdamW } from './adamw.js';
 import { runLoop, type StepInfo } from './loop.js';
 import { initWeights, lmLoss, weightShapes, type Adapters, type LlamaConfig } from './model.js';
 import { loadSotu, sampleWindows, seededRandom, type TextData } from './data.js';
+import { saveBase, saveCheckpoint } from './checkpoint.js';
+import { join } from 'node:path';
 
 export type TrainMethod = 'full' | 'lora' | 'dora';
 
@@ -29,6 +31,9 @@ export interface TrainOptions {
   contextLength?: number;
   evalEvery?: number;
   data?: TextData;
+  /** Run folder: `base/` (the random init) and `checkpoint-<step>/` every `saveEvery` steps and at the end. */
+  out?: string;
+  saveEvery?: number;
   onProgress?: (e: StepInfo & { evalLoss?: number }) => void;
 }
 
@@ -41,6 +46,8 @@ export interface TrainResult {
   evalLossBefore: number;
   evalLossAfter: number;
   logHistory: Array<StepInfo & { evalLoss?: number }>;
+  /** Checkpoint folders written, oldest first (empty without `out`). */
+  checkpoints: string[];
 }
 
 const DEFAULT_CONFIG: LlamaConfig = {
@@ -51,7 +58,9 @@ const DEFAULT_CONFIG: LlamaConfig = {
 /**
  * Trains a tiny Llama-named model from a random init on byte-level SOTU text.
  * Deterministic given `seed` (inits, batches and the split all derive from it).
- * Not done yet: checkpoint folders, --init BASE and resume (see docs/train.md).
+ * With `out`, writes HF Trainer / PEFT checkpoint folders (adapters also get
+ * `out/base/`, the frozen init, so `dorascope analyze` can merge them).
+ * Not done yet: --init BASE, optimizer state and --resume (see docs/train.md).
  */
 export async function train(o: TrainOptions): Promise<TrainResult> {
   if (!Number.isInteger(o.steps) || o.steps < 1) {
@@ -96,23 +105,37 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const evalLossBefore = evalLoss();
   const opt = new AdamW({ lr: o.lr ?? (o.method === 'full' ? 3e-3 : 1e-2), weightDecay: o.weightDecay ?? 0 });
   const logHistory: TrainResult['logHistory'] = [];
+  const checkpoints: string[] = [];
+  const metadata = { backend, dataset: data.dataset, seed: String(o.seed ?? 0), method: o.method };
+  const save = async (step: number) => {
+    if (o.out === undefined) return;
+    checkpoints.push(await saveCheckpoint(o.out, {
+      step, config, weights, metadata, logHistory: logHistory.map((h) => ({ ...h })),
+      ...(adapters === undefined ? {} : {
+        adapters, peft: { r: o.r ?? 8, alpha: o.alpha ?? 16, rslora: o.rslora ?? false, target: o.target ?? ['q_proj', 'v_proj'] },
+      }),
+    }));
+  };
   try {
+    if (o.out !== undefined && o.method !== 'full') await saveBase(join(o.out, 'base'), config, weights, metadata);
     const last = await runLoop({
       params, optimizer: opt, steps: o.steps,
       loss: () => {
         const ids = t.tensor2d(sampleWindows(data.train, rows, len, dataRand), [rows, len], 'int32');
         return lmLoss(config, weights, ids, adapters);
       },
-      onStep: (info) => {
+      onStep: async (info) => {
         const every = o.evalEvery ?? 0;
         const e = every > 0 && (info.step % every === 0 || info.step === o.steps) ? { ...info, evalLoss: evalLoss() } : info;
         logHistory.push(e);
         o.onProgress?.(e);
+        const k = o.saveEvery ?? 0;
+        if ((k > 0 && info.step % k === 0) || info.step === o.steps) await save(info.step);
       },
     });
     return {
       backend, dataset: data.dataset, config, steps: o.steps,
-      trainLoss: last!.loss, evalLossBefore, evalLossAfter: evalLoss(), logHistory,
+      trainLoss: last!.loss, evalLossBefore, evalLossAfter: evalLoss(), logHistory, checkpoints,
     };
   } finally {
     opt.dispose();

@@ -1,3 +1,6 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { train } from '../../src/train/train.js';
 import { loadSotu } from '../../src/train/data.js';
@@ -23,8 +26,16 @@ describe('train(options) on real SOTU text (wasm)', () => {
     expect(b.logHistory.map((h) => h.loss)).toEqual(a.logHistory.map((h) => h.loss));
   });
 
-  it('dora on q,v runs and reports eval losses in its log history', async () => {
-    const res = await train({ method: 'dora', steps: 10, seed: 1, config: small, batchSize: 2, contextLength: 16, evalEvery: 5 });
+  it('dora on q,v reports eval losses in its log history and writes checkpoints', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'dorascope-train-'));
+    const res = await train({ method: 'dora', steps: 10, seed: 1, config: small, batchSize: 2, contextLength: 16, evalEvery: 5, out, saveEvery: 5 });
+    expect(res.checkpoints.map((c) => basename(c))).toEqual(['checkpoint-5', 'checkpoint-10']);
+    const state = JSON.parse(readFileSync(join(out, 'checkpoint-10', 'trainer_state.json'), 'utf8'));
+    expect(state.global_step).toBe(10);
+    expect(state.log_history.filter((h: { evalLoss?: number }) => h.evalLoss !== undefined)).toHaveLength(2);
+    expect(JSON.parse(readFileSync(join(out, 'checkpoint-10', 'adapter_config.json'), 'utf8')).use_dora).toBe(true);
+    expect(existsSync(join(out, 'base', 'model.safetensors'))).toBe(true);
+    rmSync(out, { recursive: true, force: true });
     expect(res.logHistory.filter((h) => h.evalLoss !== undefined).map((h) => h.step)).toEqual([5, 10]);
     expect(Number.isFinite(res.evalLossAfter)).toBe(true);
   });

@@ -1,7 +1,7 @@
 /**
  * `dorascope train`: full fine-tuning, LoRA or DoRA of a tiny Llama-named model
  * on TensorFlow.js. The library function is imported lazily so `--help` stays fast.
- * Checkpoint folders (--out, --save-every, --resume, --init BASE) are not implemented yet.
+ * Not implemented yet: --resume and --init BASE.
  */
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 
@@ -21,6 +21,8 @@ interface Args {
   heads: number;
   'eval-every': number;
   json: boolean;
+  out?: string;
+  'save-every': number;
 }
 
 export const trainCommand: CommandModule<object, Args> = {
@@ -42,8 +44,10 @@ export const trainCommand: CommandModule<object, Args> = {
       .option('d-model', { type: 'number', default: 64, describe: 'Hidden size' })
       .option('heads', { type: 'number', default: 4, describe: 'Attention heads' })
       .option('eval-every', { type: 'number', default: 50, describe: 'Held-out loss every N steps (0: only at the end)' })
+      .option('out', { type: 'string', describe: 'Run folder for checkpoint-<step>/ (HF Trainer/PEFT layout) and base/' })
+      .option('save-every', { type: 'number', default: 0, describe: 'Also checkpoint every K steps (0: only at the end)' })
       .option('json', { type: 'boolean', default: false, describe: 'Print the result as JSON' })
-      .example('$0 train --method dora --steps 300 --target q_proj,k_proj,v_proj', 'DoRA on attention projections')
+      .example('$0 train --method dora --steps 300 --target q_proj,k_proj,v_proj --out runs/dora --save-every 100', 'DoRA on attention projections; checkpoints in runs/dora')
       .example('$0 train --method lora --r 4 --alpha 8 --rslora --backend cpu', 'rank-4 rsLoRA on the cpu backend')
       .example('$0 train --method full --steps 100 --json', 'full fine-tuning, JSON result') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
@@ -65,6 +69,7 @@ export const trainCommand: CommandModule<object, Args> = {
         intermediate_size: Math.round((argv['d-model'] * 8) / 3), num_attention_heads: argv.heads,
       },
       ...(argv.lr === undefined ? {} : { lr: argv.lr }),
+      ...(argv.out === undefined ? {} : { out: argv.out, saveEvery: argv['save-every'] }),
       onProgress: (e) => {
         if (e.evalLoss !== undefined) process.stderr.write(`step ${e.step}: loss ${e.loss.toFixed(4)} eval ${e.evalLoss.toFixed(4)}\n`);
       },
