@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { AdamW } from '../../src/train/adamw.js';
 import { runLoop } from '../../src/train/loop.js';
 import { saveBase, saveCheckpoint } from '../../src/train/checkpoint.js';
 import { seededRandom } from '../../src/train/data.js';
+import { mergeAdapter } from '../../src/train/merge.js';
 import { openSource } from '../../src/io/sources/open-source.js';
 import { openMergedAdapter } from '../../src/io/peft/merged-source.js';
 
@@ -48,12 +49,21 @@ describe('checkpoints read back through the PEFT reader', () => {
         peft: { r: 4, alpha: 8, rslora: true, target: ['q_proj', 'v_proj', 'down_proj'] }, logHistory: [{ step: 5 }],
       });
       expect(JSON.parse(readFileSync(join(ck, 'trainer_state.json'), 'utf8')).global_step).toBe(5);
+      const mergedDir = join(tmp, `${method}-merged`);
+      const res = await mergeAdapter(baseDir, ck, mergedDir);
+      expect(res.adapted).toBe(3);
+      expect(existsSync(join(mergedDir, 'config.json'))).toBe(true);
+      const mergedFile = await openSource(mergedDir);
       const base = await openSource(baseDir);
       const merged = await openMergedAdapter(ck, base, { closeBase: true });
       try {
+        // untouched tensors are copied exactly
+        expect(await mergedFile.read('lm_head.weight')).toEqual(Float32Array.from(w.get('lm_head.weight')!.dataSync()));
         for (const [mod, p] of layers) {
           const mine = t.tidy(() => ad.variant.merged(w.get(`${mod}.weight`)!, p).dataSync());
           const read = await merged.read(`${mod}.weight`);
+          const fromFile = await mergedFile.read(`${mod}.weight`);
+          for (let i = 0; i < read.length; i++) expect(Math.abs(fromFile[i]! - mine[i]!)).toBeLessThan(1e-6);
           let max = 0, moved = 0;
           const W0 = w.get(`${mod}.weight`)!.dataSync();
           for (let i = 0; i < read.length; i++) {
@@ -65,6 +75,7 @@ describe('checkpoints read back through the PEFT reader', () => {
         }
       } finally {
         await merged.close();
+        await mergedFile.close();
         opt.dispose();
         t.disposeVariables();
         ids.dispose();

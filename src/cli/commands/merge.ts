@@ -1,11 +1,27 @@
-import type { CommandModule } from 'yargs';
-import { DorascopeError } from '../../errors.js';
+/**
+ * `dorascope merge`: base + PEFT LoRA/DoRA adapter → one plain model folder.
+ * The library function is imported lazily so `--help` stays fast.
+ */
+import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 
-// Placeholder until its issue lands: fails loudly, never pretends to work.
-export const mergeCommand: CommandModule = {
+interface Args {
+  base: string;
+  adapter: string;
+  out: string;
+}
+
+export const mergeCommand: CommandModule<object, Args> = {
   command: 'merge',
-  describe: '(not implemented yet)',
-  handler: () => {
-    throw new DorascopeError('E_INTERNAL', '`merge` is not implemented yet');
+  describe: "Merge a PEFT LoRA/DoRA adapter into its base model (PEFT's merge rule), streaming one tensor at a time, written atomically",
+  builder: (y: Argv<object>) =>
+    y
+      .option('base', { type: 'string', demandOption: true, describe: 'Base model: .safetensors file, HF folder (sharded ok) or org/name in the local HF cache' })
+      .option('adapter', { type: 'string', demandOption: true, describe: 'PEFT adapter folder (adapter_config.json + adapter_model.safetensors)' })
+      .option('out', { type: 'string', demandOption: true, describe: 'Output folder for model.safetensors (+ config.json copied from the base)' })
+      .example('$0 merge --base runs/dora/base --adapter runs/dora/checkpoint-300 --out merged/', 'merge a trained DoRA adapter') as unknown as Argv<Args>,
+  handler: async (argv: ArgumentsCamelCase<Args>) => {
+    const { mergeAdapter } = await import('../../train/merge.js');
+    const r = await mergeAdapter(argv.base, argv.adapter, argv.out);
+    process.stdout.write(`wrote ${r.out}: ${r.tensors} tensors, ${r.adapted} adapted\n`);
   },
 };
