@@ -13,6 +13,7 @@ import { renderPage } from './html.js';
 import { scatterFigure, type ScatterPanel } from './figures/scatter.js';
 import { layersFigure, trajectoryFigure } from './figures/layers.js';
 import { fmt, type Figure } from './figures/common.js';
+import { histogramFigure } from './figures/histograms.js';
 
 export interface ReportOptions { dir: string; out?: string; title?: string; plotlySrc?: string; command?: string[] }
 export interface CompareOptions { dirs: string[]; labels?: string[]; out?: string; title?: string; plotlySrc?: string; command?: string[] }
@@ -63,6 +64,7 @@ function provenance(analyses: Analysis[], command: string[] | undefined): Record
 export async function renderReport(o: ReportOptions): Promise<string> {
   const a = await loadAnalysis(o.dir);
   const { figures, table } = buildFigures(a.rows, a.runs);
+  if (a.features && a.features.step.length > 0) figures.push(histogramFigure('hist', a.features));
   const out = o.out ?? join(o.dir, 'report.html');
   const html = renderPage({ title: o.title ?? `dorascope report: ${a.runs.map((r) => r.run).join(', ')}`, figures, table,
     provenance: provenance([a], o.command), plotly: await plotlySource(o.plotlySrc) });

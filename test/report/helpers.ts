@@ -49,3 +49,14 @@ export async function writeAnalysis(rows: Row[], dir?: string): Promise<string> 
   await writeFile(join(d, 'manifest.json'), JSON.stringify({ tool: 'dorascope', command: ['analyze'] }));
   return d;
 }
+
+/** rows.arrow (`--per-row`): features chosen by the test. */
+export async function writeFeatureRows(dir: string, f: { run: string; step: number; layer: number; m0: number; mt: number; cos: number }[]): Promise<void> {
+  const t = tableFromArrays({
+    run: f.map((r) => r.run), checkpoint: f.map((r) => `checkpoint-${r.step}`), step: Int32Array.from(f.map((r) => r.step)),
+    tensor: f.map((r) => `model.layers.${r.layer}.q_proj.weight`), layer: Int32Array.from(f.map((r) => r.layer)),
+    module: f.map(() => 'q_proj'), row: Int32Array.from(f.map((_, i) => i)),
+    m0: Float64Array.from(f.map((r) => r.m0)), mt: Float64Array.from(f.map((r) => r.mt)), cos: Float64Array.from(f.map((r) => r.cos)),
+  });
+  await writeFile(join(dir, 'rows.arrow'), tableToIPC(t, 'file'));
+}
