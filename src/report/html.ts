@@ -22,6 +22,8 @@ export interface PageInput {
 }
 
 export function renderPage(p: PageInput): string {
+  // CSP: with plotly inlined nothing may load; with --plotly-src the user chose an external copy (a relative
+  // path or URL cannot be named as a CSP source expression, so scripts from file:/http(s): are allowed then).
   const plotlyTag = 'inline' in p.plotly
     ? `<script>${p.plotly.inline.replace(/<\/script/gi, '<\\/script')}</script>`
     : `<script src="${escapeHtml(p.plotly.src)}"></script>`;
@@ -31,7 +33,7 @@ export function renderPage(p: PageInput): string {
   const figs = p.figures.map((f) => `<section><h2>${escapeHtml(f.title)}</h2><div class="fig" id="${escapeHtml(f.id)}"></div></section>`).join('\n');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(p.title)}</title>
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'${'src' in p.plotly ? ' ' + escapeHtml(p.plotly.src) : ''}; style-src 'unsafe-inline'; img-src data: blob:; worker-src blob:">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'${'src' in p.plotly ? " 'self' file: https: http:" : ''}; style-src 'unsafe-inline'; img-src data: blob:; worker-src blob:">
 <style>body{font-family:system-ui,sans-serif;margin:1.5em}h2{font-size:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}th{cursor:pointer;background:#eee}dt{font-weight:bold}</style>
 ${plotlyTag}
 </head><body>
