@@ -9,6 +9,9 @@ import { initWeights, lmLoss, weightShapes, type Adapters, type LlamaConfig } fr
 import { loadSotu, sampleWindows, seededRandom, type TextData } from './data.js';
 import { saveBase, saveCheckpoint } from './checkpoint.js';
 import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { openSource } from '../io/sources/open-source.js';
+import type { Weights } from './model.js';
 
 export type TrainMethod = 'full' | 'lora' | 'dora';
 
@@ -16,7 +19,12 @@ export interface TrainOptions {
   method: TrainMethod;
   steps: number;
   seed?: number;
-  backend?: BackendName;
+  /** 'auto' picks wasm (the only fast backend implemented so far). */
+  backend?: BackendName | 'auto';
+  /** 'random' (default) or an HF folder written by `train` / any Llama-named model.safetensors + config.json. */
+  init?: string;
+  /** Only 'sotu' is implemented; anything else is an E_USAGE error, never silently replaced. */
+  dataName?: string;
   config?: Partial<LlamaConfig>;
   /** LoRA rank, alpha, rsLoRA scaling and target module names (PEFT's target_modules). */
   r?: number;
@@ -66,10 +74,16 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (!Number.isInteger(o.steps) || o.steps < 1) {
     throw new DorascopeError('E_USAGE', `--steps must be a positive integer, got ${o.steps}`);
   }
-  const backend = await initBackend(o.backend ?? 'wasm');
+  // Untyped callers (the reproduce engine) may pass a dataset name as `data`.
+  const dataName = typeof (o.data as unknown) === 'string' ? (o.data as unknown as string) : o.dataName;
+  if (dataName !== undefined && dataName !== 'sotu') {
+    throw new DorascopeError('E_USAGE', `data ${JSON.stringify(dataName)} is not implemented; use 'sotu'`);
+  }
+  const backend = await initBackend(o.backend === undefined || o.backend === 'auto' ? 'wasm' : o.backend);
   const t = tf();
-  const config: LlamaConfig = { ...DEFAULT_CONFIG, ...o.config };
-  const data = o.data ?? loadSotu();
+  const init = o.init ?? 'random';
+  const config: LlamaConfig = init === 'random' ? { ...DEFAULT_CONFIG, ...o.config } : await readConfig(init);
+  const data = typeof (o.data as unknown) === 'object' && o.data !== undefined ? o.data : loadSotu();
   if (config.vocab_size < data.vocabSize) {
     throw new DorascopeError('E_USAGE', `vocab_size ${config.vocab_size} < ${data.vocabSize} byte tokens`);
   }
@@ -77,6 +91,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const dataRand = seededRandom((o.seed ?? 0) + 1);
   const rows = o.batchSize ?? 8, len = o.contextLength ?? 32;
   const weights = initWeights(config, rand, o.method === 'full');
+  if (init !== 'random') await loadWeights(init, weights);
   let adapters: Adapters | undefined;
   const params: tfc.Variable[] = [];
   if (o.method === 'full') {
@@ -142,5 +157,44 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     valIds.dispose();
     for (const v of params) v.dispose();
     for (const v of weights.values()) if (!v.isDisposed) v.dispose();
+  }
+}
+
+async function readConfig(dir: string): Promise<LlamaConfig> {
+  const path = join(dir, 'config.json');
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new DorascopeError('E_NOT_FOUND', `--init ${JSON.stringify(dir)}: cannot read ${path}`, { path }, { cause: e });
+  }
+  const c = { ...DEFAULT_CONFIG } as Record<string, number>;
+  for (const k of Object.keys(DEFAULT_CONFIG)) {
+    const v = raw[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      throw new DorascopeError('E_USAGE', `${path}: ${k} must be a number, got ${JSON.stringify(v)}`, { path, key: k });
+    }
+    c[k] = v;
+  }
+  return c as unknown as LlamaConfig;
+}
+
+/** Overwrites the freshly initialised weights with the base's, checking each shape. */
+async function loadWeights(dir: string, weights: Weights): Promise<void> {
+  const t = tf();
+  const src = await openSource(dir);
+  try {
+    for (const [name, v] of weights) {
+      const info = src.info(name);
+      if (info === undefined) throw new DorascopeError('E_MISSING_TENSOR', `--init ${JSON.stringify(dir)}: no tensor ${name}`, { name });
+      if (info.shape.join('x') !== v.shape.join('x')) {
+        throw new DorascopeError('E_SHAPE_MISMATCH', `--init ${JSON.stringify(dir)}: ${name} is [${info.shape.join(', ')}], config.json implies [${v.shape.join(', ')}]`, { name });
+      }
+      const data = await src.read(name);
+      t.tidy(() => v.assign(t.tensor(data, v.shape)));
+    }
+  } finally {
+    await src.close();
   }
 }

@@ -35,6 +35,10 @@ describe('train(options) on real SOTU text (wasm)', () => {
     expect(state.log_history.filter((h: { evalLoss?: number }) => h.evalLoss !== undefined)).toHaveLength(2);
     expect(JSON.parse(readFileSync(join(out, 'checkpoint-10', 'adapter_config.json'), 'utf8')).use_dora).toBe(true);
     expect(existsSync(join(out, 'base', 'model.safetensors'))).toBe(true);
+    // --init from the written base: the adapters start at the same held-out loss as the base run did
+    const again = await train({ method: 'lora', steps: 1, seed: 1, init: join(out, 'base'), batchSize: 2, contextLength: 16 });
+    expect(again.config.hidden_size).toBe(32);
+    expect(Math.abs(again.evalLossBefore - res.evalLossBefore)).toBeLessThan(1e-5);
     rmSync(out, { recursive: true, force: true });
     expect(res.logHistory.filter((h) => h.evalLoss !== undefined).map((h) => h.step)).toEqual([5, 10]);
     expect(Number.isFinite(res.evalLossAfter)).toBe(true);

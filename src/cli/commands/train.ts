@@ -1,7 +1,7 @@
 /**
  * `dorascope train`: full fine-tuning, LoRA or DoRA of a tiny Llama-named model
  * on TensorFlow.js. The library function is imported lazily so `--help` stays fast.
- * Not implemented yet: --resume and --init BASE.
+ * Not implemented yet: --resume.
  */
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 
@@ -23,6 +23,7 @@ interface Args {
   json: boolean;
   out?: string;
   'save-every': number;
+  init: string;
 }
 
 export const trainCommand: CommandModule<object, Args> = {
@@ -44,6 +45,7 @@ export const trainCommand: CommandModule<object, Args> = {
       .option('d-model', { type: 'number', default: 64, describe: 'Hidden size' })
       .option('heads', { type: 'number', default: 4, describe: 'Attention heads' })
       .option('eval-every', { type: 'number', default: 50, describe: 'Held-out loss every N steps (0: only at the end)' })
+      .option('init', { type: 'string', default: 'random', describe: "'random' or an HF folder (model.safetensors + config.json with Llama names), e.g. a run's base/" })
       .option('out', { type: 'string', describe: 'Run folder for checkpoint-<step>/ (HF Trainer/PEFT layout) and base/' })
       .option('save-every', { type: 'number', default: 0, describe: 'Also checkpoint every K steps (0: only at the end)' })
       .option('json', { type: 'boolean', default: false, describe: 'Print the result as JSON' })
@@ -57,6 +59,7 @@ export const trainCommand: CommandModule<object, Args> = {
       method: argv.method,
       steps: argv.steps,
       seed: argv.seed,
+      init: argv.init,
       backend: argv.backend,
       r: argv.r,
       alpha: argv.alpha,
