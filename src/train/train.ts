@@ -5,8 +5,8 @@ import { initLora, loraScaling, loraVariant, type LoraParams } from './adapters/
 import { doraVariant, initMagnitude } from './adapters/dora.js';
 import { AdamW } from './adamw.js';
 import { runLoop, type StepInfo } from './loop.js';
-import { initWeights, lmLoss, weightShapes, type Adapters, type LlamaConfig } from './model.js';
-import { loadSotu, sampleWindows, seededRandom, type TextData } from './data.js';
+import { forward, initWeights, lmLoss, weightShapes, type Adapters, type LlamaConfig } from './model.js';
+import { loadCmudict, loadSotu, sampleWindows, seededRandom, type TextData } from './data.js';
 import { saveBase, saveCheckpoint } from './checkpoint.js';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
@@ -23,7 +23,7 @@ export interface TrainOptions {
   backend?: BackendName | 'auto';
   /** 'random' (default) or an HF folder written by `train` / any Llama-named model.safetensors + config.json. */
   init?: string;
-  /** Only 'sotu' is implemented; anything else is an E_USAGE error, never silently replaced. */
+  /** 'sotu' (pretraining text) or 'cmudict' (the downstream task); anything else is an E_USAGE error. */
   dataName?: string;
   config?: Partial<LlamaConfig>;
   /** LoRA rank, alpha, rsLoRA scaling and target module names (PEFT's target_modules). */
@@ -53,7 +53,7 @@ export interface TrainResult {
   trainLoss: number;
   evalLossBefore: number;
   evalLossAfter: number;
-  logHistory: Array<StepInfo & { evalLoss?: number }>;
+  logHistory: Array<StepInfo & { evalLoss?: number; eval_loss?: number; eval_accuracy?: number }>;
   /** Checkpoint folders written, oldest first (empty without `out`). */
   checkpoints: string[];
 }
@@ -76,14 +76,14 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
   // Untyped callers (the reproduce engine) may pass a dataset name as `data`.
   const dataName = typeof (o.data as unknown) === 'string' ? (o.data as unknown as string) : o.dataName;
-  if (dataName !== undefined && dataName !== 'sotu') {
-    throw new DorascopeError('E_USAGE', `data ${JSON.stringify(dataName)} is not implemented; use 'sotu'`);
+  if (dataName !== undefined && dataName !== 'sotu' && dataName !== 'cmudict') {
+    throw new DorascopeError('E_USAGE', `data ${JSON.stringify(dataName)} is not implemented; use 'sotu' or 'cmudict'`);
   }
   const backend = await initBackend(o.backend === undefined || o.backend === 'auto' ? 'wasm' : o.backend);
   const t = tf();
   const init = o.init ?? 'random';
   const config: LlamaConfig = init === 'random' ? { ...DEFAULT_CONFIG, ...o.config } : await readConfig(init);
-  const data = typeof (o.data as unknown) === 'object' && o.data !== undefined ? o.data : loadSotu();
+  const data = typeof (o.data as unknown) === 'object' && o.data !== undefined ? o.data : dataName === 'cmudict' ? loadCmudict() : loadSotu();
   if (config.vocab_size < data.vocabSize) {
     throw new DorascopeError('E_USAGE', `vocab_size ${config.vocab_size} < ${data.vocabSize} byte tokens`);
   }
@@ -118,6 +118,14 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const valIds = t.tensor2d(sampleWindows(data.validation, 16, len, seededRandom(12345)), [16, len], 'int32');
   const evalLoss = () => t.tidy(() => lmLoss(config, weights, valIds, adapters).dataSync()[0]!);
   const evalLossBefore = evalLoss();
+  // Next-byte top-1 accuracy on the same held-out windows (the task metric; HF logs it as eval_accuracy).
+  const evalAccuracy = () => t.tidy(() => {
+    const [B, T_] = valIds.shape;
+    const inp = t.slice(valIds, [0, 0], [B, T_ - 1]) as tfc.Tensor2D;
+    const tgt = t.reshape(t.slice(valIds, [0, 1], [B, T_ - 1]), [B * (T_ - 1)]);
+    const pred = t.argMax(forward(config, weights, inp, adapters), -1);
+    return t.mean(t.cast(t.equal(t.reshape(pred, [B * (T_ - 1)]), tgt), 'float32')).dataSync()[0]!;
+  });
   const opt = new AdamW({ lr: o.lr ?? (o.method === 'full' ? 3e-3 : 1e-2), weightDecay: o.weightDecay ?? 0 });
   const logHistory: TrainResult['logHistory'] = [];
   const checkpoints: string[] = [];
@@ -141,7 +149,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       },
       onStep: async (info) => {
         const every = o.evalEvery ?? 0;
-        const e = every > 0 && (info.step % every === 0 || info.step === o.steps) ? { ...info, evalLoss: evalLoss() } : info;
+        const k0 = o.saveEvery ?? 0;
+        // Evaluate on eval steps, at every checkpoint and at the end, so each checkpoint's
+        // trainer_state.json carries its metric (HF names: eval_loss, eval_accuracy).
+        const due = (every > 0 && info.step % every === 0) || (k0 > 0 && info.step % k0 === 0) || info.step === o.steps;
+        const e = due ? (() => { const l = evalLoss(); return { ...info, evalLoss: l, eval_loss: l, eval_accuracy: evalAccuracy() }; })() : info;
         logHistory.push(e);
         o.onProgress?.(e);
         const k = o.saveEvery ?? 0;
