@@ -11,6 +11,11 @@ export { writeSafetensors, writeSafetensorsStreaming, encodeFloat32, type WriteT
 export { DTYPES } from './io/dtypes.js';
 export type { DType, TensorInfo, TensorSource, SourceKind } from './io/types.js';
 // analysis
+export { analyze, parseLayers, type AnalyzeOptions, type AnalyzeResult, type AnalysisSummary, type RunSummary as AnalysisRunSummary } from './analysis/analyze.js';
+export { decompose, featureNorms, type Decomposition, type FeatureAxis } from './analysis/decompose.js';
+export { correlate, pearson, spearman, ols, averageRanks, BOOTSTRAP, type Stats as CorrelationStats } from './analysis/stats.js';
+export { readDecomposition, DECOMPOSITION_COLUMNS, type DecompositionRow } from './analysis/table.js';
+export { parseTensorName } from './analysis/names.js';
 // report
 export { renderReport, renderCompare, type ReportOptions, type CompareOptions } from './report/render.js';
 export { loadAnalysis, type Analysis, type DecompRow, type Stats, type RunSummary } from './report/load.js';

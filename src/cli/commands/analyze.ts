@@ -1,11 +1,61 @@
-import type { CommandModule } from 'yargs';
-import { DorascopeError } from '../../errors.js';
+import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
+import { DorascopeError, q } from '../../errors.js';
 
-// Placeholder until its issue lands: fails loudly, never pretends to work.
-export const analyzeCommand: CommandModule = {
-  command: 'analyze',
-  describe: '(not implemented yet)',
-  handler: () => {
-    throw new DorascopeError('E_INTERNAL', '`analyze` is not implemented yet');
+interface Args {
+  base: string;
+  runs: string[];
+  label?: string[];
+  modules?: string;
+  modulesRegex?: string;
+  layers?: string;
+  out: string;
+  perRow: boolean;
+  quiet: boolean;
+  report: boolean;
+}
+
+export const analyzeCommand: CommandModule<object, Args> = {
+  command: 'analyze <runs..>',
+  describe: 'ΔM and ΔD (DoRA paper §3.2) of every checkpoint of each run against the base, plus statistics',
+  builder: (y: Argv<object>) =>
+    y
+      .positional('runs', { type: 'string', array: true, describe: 'Trainer run folders, checkpoints, PEFT adapter folders or full weights' })
+      .option('base', { type: 'string', demandOption: true, describe: 'Pretrained weights (file, folder, sharded folder, or org/name in the local HF cache)' })
+      .option('label', { type: 'string', array: true, describe: 'Name a run: NAME=RUN (default: the folder name)' })
+      .option('modules', { type: 'string', describe: 'Comma-separated module names, e.g. q_proj,v_proj' })
+      .option('modules-regex', { type: 'string', describe: 'Regex on full tensor names (instead of --modules)' })
+      .option('layers', { type: 'string', describe: 'Layer indices and ranges, e.g. 0-5,8' })
+      .option('out', { type: 'string', default: 'dorascope-out', describe: 'Output folder' })
+      .option('per-row', { type: 'boolean', default: false, describe: 'Also write rows.arrow with per-feature m0, mt and cos' })
+      .option('quiet', { type: 'boolean', default: false, describe: 'No progress output' })
+      .option('report', { type: 'boolean', default: false, describe: 'Also write report.html into the output folder' })
+      .conflicts('modules', 'modules-regex')
+      .example('$0 analyze --base base/ runs/lora runs/ft --modules q_proj,v_proj', 'two Trainer runs, query and value matrices')
+      .example('$0 analyze --base meta-llama/Llama-3.1-8B --label dora=out/dora-adapter out/dora-adapter --report', 'a PEFT adapter against a base from the local HF cache')
+      .example('$0 analyze --base model.safetensors ckpt.safetensors --layers 0-5,8 --per-row', 'one checkpoint, six layers, per-feature table') as unknown as Argv<Args>,
+  handler: async (argv: ArgumentsCamelCase<Args>) => {
+    const { analyze, parseLayers } = await import('../../analysis/analyze.js');
+    const labels = new Map<string, string>();
+    for (const l of argv.label ?? []) {
+      const i = l.indexOf('=');
+      if (i <= 0) throw new DorascopeError('E_USAGE', `--label ${q(l)}: expected NAME=RUN`);
+      labels.set(l.slice(i + 1), l.slice(0, i));
+    }
+    for (const run of labels.keys()) {
+      if (!argv.runs.includes(run)) throw new DorascopeError('E_USAGE', `--label names ${q(run)}, which is not one of the runs`);
+    }
+    await analyze({
+      base: argv.base,
+      runs: argv.runs.map((path) => ({ path, label: labels.get(path) })),
+      modules: argv.modules?.split(',').map((s) => s.trim()).filter(Boolean),
+      modulesRegex: argv.modulesRegex,
+      layers: argv.layers === undefined ? undefined : parseLayers(argv.layers),
+      out: argv.out,
+      perRow: argv.perRow,
+      quiet: argv.quiet,
+      report: argv.report,
+      command: ['dorascope', ...process.argv.slice(2)],
+    });
+    process.stdout.write(`${argv.out}\n`);
   },
 };

@@ -1,0 +1,253 @@
+/**
+ * The streaming analysis: every selected base tensor is read once, its per-feature norms are
+ * cached for the duration of that tensor, and every checkpoint of every run is compared with it
+ * before the next tensor is read. Peak memory is therefore a few tensors (W0, one W_t, and the
+ * merged adapter's working copy), whatever the size of the model or the number of checkpoints.
+ *
+ * Bad input policy (documented in the README): a tensor missing from a checkpoint and a shape
+ * that differs from the base are errors (E_MISSING_TENSOR, E_SHAPE_MISMATCH, naming file and
+ * tensor) because no number can be right; NaN/±Inf in a checkpoint's weight yields a row with
+ * `flag = non_finite` and NaN deltas, kept in the tables and left out of the statistics.
+ */
+import { basename, resolve } from 'node:path';
+import { join } from 'node:path';
+import { statSync } from 'node:fs';
+import { DorascopeError, q } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { classifyPath, openSource } from '../io/sources/open-source.js';
+import { listRun, readGlobalStep } from '../io/sources/trainer-run.js';
+import { isAdapterDir } from '../io/peft/adapter.js';
+import { openMergedAdapter, type MergedAdapterSource } from '../io/peft/merged-source.js';
+import type { TensorSource } from '../io/types.js';
+import { VERSION } from '../version.js';
+import { decompose, featureNorms } from './decompose.js';
+import { featureAxisFor, isDefaultTarget, parseTensorName } from './names.js';
+import { BOOTSTRAP, correlate, type Stats } from './stats.js';
+import { writeDecomposition, writePerRow, type DecompositionRow, type PerRowRecord } from './table.js';
+
+export interface AnalyzeRunInput {
+  readonly path: string;
+  readonly label?: string | undefined;
+}
+
+export interface AnalyzeOptions {
+  /** Pretrained weights: any checkpoint source (file, folder, sharded, hub id). */
+  readonly base: string;
+  readonly runs: readonly AnalyzeRunInput[];
+  /** Module names to keep (e.g. q_proj, v_proj); default: every 2-D weight under a layer. */
+  readonly modules?: readonly string[] | undefined;
+  /** Regex on the full tensor name (instead of `modules`). */
+  readonly modulesRegex?: string | undefined;
+  /** Layer indices to keep. */
+  readonly layers?: readonly number[] | undefined;
+  /** Output folder (default ./dorascope-out); undefined with `write: false`. */
+  readonly out?: string | undefined;
+  readonly write?: boolean | undefined;
+  readonly perRow?: boolean | undefined;
+  readonly quiet?: boolean | undefined;
+  /** Also render report.html into the output folder. */
+  readonly report?: boolean | undefined;
+  /** The command line, for the manifest. */
+  readonly command?: readonly string[] | undefined;
+  /** Where progress lines go (default stderr). */
+  readonly log?: ((line: string) => void) | undefined;
+}
+
+export interface RunSummary {
+  readonly run: string;
+  readonly method: string;
+  readonly adapter: Record<string, unknown> | null;
+  readonly checkpoints: { name: string; step: number }[];
+  readonly overall: Stats;
+  readonly modules: Record<string, Stats>;
+}
+
+export interface AnalysisSummary {
+  readonly tool: 'dorascope';
+  readonly version: string;
+  readonly bootstrap: typeof BOOTSTRAP;
+  readonly runs: RunSummary[];
+}
+
+export interface AnalyzeResult {
+  readonly rows: DecompositionRow[];
+  readonly summary: AnalysisSummary;
+  readonly out: string | undefined;
+}
+
+interface Checkpoint {
+  readonly name: string;
+  readonly step: number;
+  readonly path: string;
+  readonly source: TensorSource;
+}
+
+interface Run {
+  readonly label: string;
+  readonly path: string;
+  method: 'ft' | 'lora' | 'dora';
+  adapter: Record<string, unknown> | null;
+  readonly checkpoints: Checkpoint[];
+}
+
+/** Parses `0-5,8` into layer indices. */
+export function parseLayers(spec: string): number[] {
+  const out: number[] = [];
+  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^(\d+)(?:-(\d+))?$/u.exec(part);
+    if (!m) throw new DorascopeError('E_USAGE', `--layers: ${q(part)} is not a layer index or range (e.g. 0-5,8)`);
+    const a = Number(m[1]), b = m[2] === undefined ? a : Number(m[2]);
+    if (b < a) throw new DorascopeError('E_USAGE', `--layers: range ${q(part)} ends before it starts`);
+    for (let i = a; i <= b; i++) out.push(i);
+  }
+  return out;
+}
+
+async function openCheckpoint(path: string, name: string, step: number, base: TensorSource, run: Run): Promise<Checkpoint> {
+  if (isAdapterDir(path)) {
+    const src: MergedAdapterSource = await openMergedAdapter(path, base);
+    const c = src.adapter.config;
+    run.method = src.adapter.method;
+    run.adapter = { r: c.r, lora_alpha: c.loraAlpha, use_rslora: c.useRslora, use_dora: c.useDora, scaling: src.adapter.modules[0]?.scaling ?? null, target_modules: c.targetModules, config: c.raw };
+    return { name, step, path, source: src };
+  }
+  return { name, step, path, source: await openSource(path) };
+}
+
+async function openRun(input: AnalyzeRunInput, base: TensorSource): Promise<Run> {
+  const { kind, path } = classifyPath(input.path);
+  const run: Run = { label: input.label ?? basename(resolve(input.path)).replace(/\.safetensors$/u, ''), path: input.path, method: 'ft', adapter: null, checkpoints: [] };
+  if (kind === 'run') {
+    for (const c of await listRun(path)) run.checkpoints.push(await openCheckpoint(c.path, c.name, c.step, base, run));
+  } else {
+    const dir = kind === 'file' ? resolve(path, '..') : path;
+    const step = (await readGlobalStep(join(dir, 'trainer_state.json'))) ?? 0;
+    run.checkpoints.push(await openCheckpoint(path, basename(resolve(path)), step, base, run));
+  }
+  return run;
+}
+
+function fmtBytes(n: number): string {
+  return n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} kB`;
+}
+
+export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
+  const started = Date.now();
+  const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const say = o.quiet ? () => undefined : log;
+  if (o.runs.length === 0) throw new DorascopeError('E_USAGE', 'name at least one run to analyse against the base');
+  const regex = o.modulesRegex === undefined ? undefined : new RegExp(o.modulesRegex, 'u');
+  const moduleSet = o.modules && o.modules.length > 0 ? new Set(o.modules) : undefined;
+  const layerSet = o.layers && o.layers.length > 0 ? new Set(o.layers) : undefined;
+
+  const base = await openSource(o.base);
+  const runs: Run[] = [];
+  try {
+    for (const r of o.runs) runs.push(await openRun(r, base));
+    const labels = new Set<string>();
+    for (const r of runs) {
+      if (labels.has(r.label)) throw new DorascopeError('E_USAGE', `two runs are labelled ${q(r.label)}: name them with --label NAME=RUN`);
+      labels.add(r.label);
+    }
+    const targets = base.list().filter((t) => {
+      if (regex) { if (!regex.test(t.name)) return false; if (t.shape.length < 2) return false; }
+      else if (!isDefaultTarget(t.name, t.shape)) return false;
+      const p = parseTensorName(t.name);
+      if (moduleSet && !moduleSet.has(p.module)) return false;
+      if (layerSet && !layerSet.has(p.layer)) return false;
+      return true;
+    });
+    if (targets.length === 0) {
+      throw new DorascopeError('E_NO_TENSORS', `no tensor of ${q(o.base)} matches the selection (modules ${o.modules?.join(',') ?? 'default'}${o.modulesRegex ? `, regex ${o.modulesRegex}` : ''}${o.layers ? `, layers ${o.layers.join(',')}` : ''})`);
+    }
+    const nCk = runs.reduce((a, r) => a + r.checkpoints.length, 0);
+    say(`dorascope analyze: ${targets.length} tensors × ${nCk} checkpoints in ${runs.length} run(s)`);
+
+    const rows: DecompositionRow[] = [];
+    const perRow: PerRowRecord[] = [];
+    const tty = !o.quiet && o.log === undefined && process.stderr.isTTY;
+    let bytes = 0;
+    for (let ti = 0; ti < targets.length; ti++) {
+      const t = targets[ti]!;
+      const rowsN = t.shape[0]!;
+      const colsN = t.shape.slice(1).reduce((a, b) => a * b, 1);
+      const axis = featureAxisFor(t.name);
+      const w0 = await base.read(t.name);
+      const norms0 = featureNorms(w0, rowsN, colsN, axis);
+      const { layer, module } = parseTensorName(t.name);
+      for (const run of runs) {
+        for (const ck of run.checkpoints) {
+          const info = ck.source.info(t.name);
+          if (!info) throw new DorascopeError('E_MISSING_TENSOR', `checkpoint ${q(ck.path)} has no tensor ${q(t.name)} (the base ${q(o.base)} has it)`);
+          if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
+            throw new DorascopeError('E_SHAPE_MISMATCH', `tensor ${q(t.name)} is ${JSON.stringify(info.shape)} in ${q(ck.path)} but ${JSON.stringify(t.shape)} in the base ${q(o.base)}`);
+          }
+          const wt = await ck.source.read(t.name);
+          bytes += info.byteLength || wt.byteLength;
+          const d = decompose(w0, wt, rowsN, colsN, axis, o.perRow ?? false, norms0);
+          rows.push({
+            run: run.label, method: run.method, checkpoint: ck.name, step: ck.step, module, layer, tensor: t.name,
+            rows: rowsN, cols: colsN, delta_m: d.deltaM, delta_d: d.deltaD, zero_rows: d.zeroRows,
+            rel_delta_fro: d.relDeltaFro, mean_m0: d.meanM0, mean_mt: d.meanMt, flag: d.nonFinite ? 'non_finite' : '',
+          });
+          if (d.m0 && d.mt && d.cos) {
+            for (let n = 0; n < d.k; n++) {
+              perRow.push({ run: run.label, checkpoint: ck.name, step: ck.step, tensor: t.name, layer, module, row: n, m0: d.m0[n]!, mt: d.mt[n]!, cos: d.cos[n]! });
+            }
+          }
+        }
+      }
+      const secs = (Date.now() - started) / 1000;
+      const eta = secs / (ti + 1) * (targets.length - ti - 1);
+      const line = `[${ti + 1}/${targets.length}] ${t.name}  ${fmtBytes(bytes / Math.max(secs, 1e-3))}/s  ETA ${eta.toFixed(0)} s`;
+      if (tty) process.stderr.write(`\r${line.padEnd(100).slice(0, 100)}${ti + 1 === targets.length ? '\n' : ''}`);
+      else if (!o.quiet && (ti + 1 === targets.length || (ti + 1) % Math.max(1, Math.floor(targets.length / 10)) === 0)) say(line);
+    }
+
+    const summary: AnalysisSummary = {
+      tool: 'dorascope', version: VERSION, bootstrap: BOOTSTRAP,
+      runs: runs.map((run) => {
+        const mine = rows.filter((r) => r.run === run.label && r.flag === '');
+        const stats = (rs: DecompositionRow[]) => correlate(rs.map((r) => r.delta_d), rs.map((r) => r.delta_m));
+        const modules: Record<string, Stats> = {};
+        for (const m of [...new Set(mine.map((r) => r.module))].sort()) modules[m] = stats(mine.filter((r) => r.module === m));
+        return {
+          run: run.label, method: run.method, adapter: run.adapter,
+          checkpoints: run.checkpoints.map((c) => ({ name: c.name, step: c.step })),
+          overall: stats(mine), modules,
+        };
+      }),
+    };
+
+    const out = o.write === false ? undefined : (o.out ?? 'dorascope-out');
+    if (out !== undefined) {
+      await writeDecomposition(out, rows);
+      if (o.perRow) await writePerRow(out, perRow);
+      await writeFileAtomic(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+      const size = (p: string) => { try { return statSync(p).size; } catch { return null; } };
+      const manifest = {
+        tool: 'dorascope', version: VERSION, created: new Date().toISOString(),
+        command: o.command ?? null,
+        options: { modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false },
+        base: { path: o.base, kind: base.kind },
+        runs: runs.map((r) => ({
+          run: r.label, path: r.path, method: r.method, adapter_config: r.adapter?.['config'] ?? null,
+          checkpoints: r.checkpoints.map((c) => ({ name: c.name, step: c.step, path: c.path, kind: c.source.kind, bytes: size(c.path) })),
+        })),
+        tensors: targets.length,
+        timings: { seconds: (Date.now() - started) / 1000, bytes_read: bytes },
+      };
+      await writeFileAtomic(join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+      say(`wrote ${rows.length} rows to ${join(out, 'decomposition.arrow')} (+ .csv, summary.json, manifest.json${o.perRow ? ', rows.arrow' : ''})`);
+      if (o.report) {
+        const { renderReport } = await import('../report/render.js');
+        const html = await renderReport({ dir: out });
+        say(`report: ${html}`);
+      }
+    }
+    return { rows, summary, out };
+  } finally {
+    for (const r of runs) for (const c of r.checkpoints) await c.source.close().catch(() => undefined);
+    await base.close().catch(() => undefined);
+  }
+}

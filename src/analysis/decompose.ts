@@ -1,0 +1,115 @@
+/**
+ * The weight decomposition of DoRA paper §3.2 (arXiv 2402.09353, eq. 2–4), as a pure kernel.
+ * W = m ⊙ V/‖V‖: the magnitude m^n is the norm of output feature n (a row of a torch (out, in)
+ * weight; the paper's "column" is a torch row, confirmed by the first author in nbasyl/DoRA
+ * issue #1), the direction is the feature divided by its norm. Against the pretrained W0:
+ *   ΔM = (1/k) Σ_n |m_t^n − m_0^n|        ΔD = (1/k) Σ_n (1 − cos(W_t[n], W0[n]))
+ * Features that are all zero have no direction: cos = 1 when both are zero, 0 when one is
+ * (counted in `zeroRows`). Every sum is accumulated in float64.
+ */
+
+/** Which axis holds the output features: 'rows' for torch (out, in) and conv (out, …); 'cols' for GPT-2 Conv1D (in, out). */
+export type FeatureAxis = 'rows' | 'cols';
+
+export interface Decomposition {
+  /** Output features k. */
+  readonly k: number;
+  readonly deltaM: number;
+  readonly deltaD: number;
+  /** Features where W0 or W_t is all zero. */
+  readonly zeroRows: number;
+  /** ‖W_t − W0‖_F / ‖W0‖_F (NaN when W0 is zero). */
+  readonly relDeltaFro: number;
+  readonly meanM0: number;
+  readonly meanMt: number;
+  /** With perRow: per-feature m0, mt and cos. */
+  readonly m0?: Float64Array;
+  readonly mt?: Float64Array;
+  readonly cos?: Float64Array;
+  /** True when W_t holds NaN or ±Inf (the deltas are then NaN). */
+  readonly nonFinite: boolean;
+}
+
+/**
+ * Decomposes W_t against W0, both row-major (rows, cols), features along `axis`.
+ * `norms0` (per-feature ‖W0[n]‖, from `featureNorms`) may be passed to avoid recomputing it
+ * for every checkpoint: the analysis reads each base tensor once and caches its norms.
+ */
+export function decompose(w0: Float32Array, wt: Float32Array, rows: number, cols: number, axis: FeatureAxis,
+  perRow = false, norms0?: Float64Array): Decomposition {
+  if (w0.length !== rows * cols || wt.length !== rows * cols) {
+    throw new RangeError(`decompose: expected ${rows}×${cols} = ${rows * cols} values, got ${w0.length} and ${wt.length}`);
+  }
+  const k = axis === 'rows' ? rows : cols;
+  const n0 = norms0 ?? featureNorms(w0, rows, cols, axis);
+  const dot = new Float64Array(k);
+  const sst = new Float64Array(k);
+  let diff2 = 0;
+  let base2 = 0;
+  let nonFinite = false;
+  for (let i = 0; i < rows; i++) {
+    const off = i * cols;
+    if (axis === 'rows') {
+      let d = 0, s = 0;
+      for (let j = 0; j < cols; j++) {
+        const a = w0[off + j]!, b = wt[off + j]!;
+        d += a * b; s += b * b;
+        const e = b - a; diff2 += e * e; base2 += a * a;
+      }
+      dot[i] = d; sst[i] = s;
+    } else {
+      for (let j = 0; j < cols; j++) {
+        const a = w0[off + j]!, b = wt[off + j]!;
+        dot[j]! += a * b; sst[j]! += b * b;
+        const e = b - a; diff2 += e * e; base2 += a * a;
+      }
+    }
+  }
+  let sumDM = 0, sumDD = 0, sumM0 = 0, sumMt = 0, zeroRows = 0;
+  const m0 = perRow ? new Float64Array(k) : undefined;
+  const mt = perRow ? new Float64Array(k) : undefined;
+  const cs = perRow ? new Float64Array(k) : undefined;
+  for (let n = 0; n < k; n++) {
+    const a = n0[n]!;
+    const b = Math.sqrt(sst[n]!);
+    if (!Number.isFinite(b)) nonFinite = true;
+    let c: number;
+    if (a === 0 && b === 0) { c = 1; zeroRows++; }
+    else if (a === 0 || b === 0) { c = 0; zeroRows++; }
+    else c = Math.min(1, Math.max(-1, dot[n]! / (a * b))); // clamp rounding just past ±1
+    sumDM += Math.abs(b - a);
+    sumDD += 1 - c;
+    sumM0 += a; sumMt += b;
+    if (m0 && mt && cs) { m0[n] = a; mt[n] = b; cs[n] = c; }
+  }
+  const res: Decomposition = {
+    k,
+    deltaM: nonFinite ? NaN : sumDM / k,
+    deltaD: nonFinite ? NaN : sumDD / k,
+    zeroRows,
+    relDeltaFro: Math.sqrt(diff2) / Math.sqrt(base2),
+    meanM0: sumM0 / k,
+    meanMt: nonFinite ? NaN : sumMt / k,
+    nonFinite,
+    ...(m0 && mt && cs ? { m0, mt, cos: cs } : {}),
+  };
+  return res;
+}
+
+/** Per-feature Euclidean norms, accumulated in float64. */
+export function featureNorms(w: Float32Array, rows: number, cols: number, axis: FeatureAxis): Float64Array {
+  const k = axis === 'rows' ? rows : cols;
+  const s = new Float64Array(k);
+  for (let i = 0; i < rows; i++) {
+    const off = i * cols;
+    if (axis === 'rows') {
+      let acc = 0;
+      for (let j = 0; j < cols; j++) { const v = w[off + j]!; acc += v * v; }
+      s[i] = acc;
+    } else {
+      for (let j = 0; j < cols; j++) { const v = w[off + j]!; s[j]! += v * v; }
+    }
+  }
+  for (let n = 0; n < k; n++) s[n] = Math.sqrt(s[n]!);
+  return s;
+}
