@@ -61,7 +61,7 @@ describe('decompose (paper §3.2)', () => {
     expect(d.deltaM).toBeCloseTo(0.75 * meanM0, 6);
   });
   it('a rotation within each row keeps ΔM = 0 and gives ΔD = 1 − cos θ', () => {
-    const w = new Float32Array([3, 4, 0, 0, 1, 0]); // rows (3,4) (0,0)? no: 3 rows of 2
+    const w = new Float32Array([3, 4, 0, 0, 1, 0]); // three rows of two: (3,4), (0,0), (1,0)
     const th = 0.3;
     const rot = new Float32Array(6);
     for (let i = 0; i < 3; i++) {
