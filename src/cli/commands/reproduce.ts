@@ -27,7 +27,15 @@ export const reproduceCommand: CommandModule<object, Args> = {
       .option('png', { type: 'boolean', default: false, describe: "Also export the report's figures as PNG into OUT/png (needs Chromium)" }) as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const { reproduce } = await import('../../reproduce/reproduce.js');
+    // The command to record, rebuilt from the parsed options (process.argv is not ours when run in-process).
+    const command = [
+      'reproduce', ...(argv.quick ? ['--quick'] : []), '--out', argv.out,
+      ...(argv.base === undefined ? [] : ['--base', argv.base]), ...(argv.work === undefined ? [] : ['--work', argv.work]),
+      ...(argv['drop-checkpoints'] ? ['--drop-checkpoints'] : []), '--backend', argv.backend, ...(argv.png ? ['--png'] : []),
+      ...(argv.notes === undefined ? [] : ['--notes', argv.notes]),
+    ];
     const res = await reproduce({
+      command,
       out: argv.out,
       quick: argv.quick,
       backend: argv.backend,
