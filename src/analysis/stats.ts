@@ -6,6 +6,7 @@
  * the same data always give the same intervals). Undefined statistics are null (n < 3, or a
  * variable that does not vary).
  */
+import { mulberry32 } from '../random.js';
 
 export interface Stats {
   readonly n: number;
@@ -18,16 +19,6 @@ export interface Stats {
 }
 
 export const BOOTSTRAP = { resamples: 2000, seed: 12345, method: 'percentile, resampling (ΔD, ΔM) pairs; mulberry32' } as const;
-
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function moments(x: ArrayLike<number>, y: ArrayLike<number>, idx?: Uint32Array): { sxx: number; syy: number; sxy: number; mx: number; my: number } {
   const n = idx ? idx.length : x.length;

@@ -10,15 +10,8 @@ import type { MainRole, ReproMethod } from './plan.js';
 import type { RunMetric } from './metrics.js';
 
 /** Stats object of the analysis summary.json (docs/contracts.md). */
-export interface Stats {
-  readonly n: number;
-  readonly pearson_r: number | null;
-  readonly spearman_rho: number | null;
-  readonly slope: number | null;
-  readonly intercept: number | null;
-  readonly r_ci95: readonly [number, number] | null;
-  readonly slope_ci95: readonly [number, number] | null;
-}
+export type { Stats } from '../analysis/stats.js';
+import type { Stats } from '../analysis/stats.js';
 
 export interface SummaryRun {
   readonly run: string;

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { DorascopeError } from '../errors.js';
+import { mulberry32 } from '../random.js';
 
 const require = createRequire(import.meta.url);
 
@@ -38,15 +39,7 @@ export function loadSotu(fromYear = 1990, toYear = 2000): TextData {
 }
 
 /** Seeded uniform [0,1) source (mulberry32) so batches and inits repeat exactly. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seededRandom = mulberry32;
 
 /** `rows` windows of `len` tokens at random offsets: Int32 ids [rows·len]. */
 export function sampleWindows(tokens: Uint8Array, rows: number, len: number, rand: () => number): Int32Array {
