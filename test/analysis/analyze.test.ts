@@ -238,4 +238,21 @@ describe('analyze', () => {
     expect(code).toBe(1);
     expect(err.join('')).toMatch(/E_SHAPE_MISMATCH/);
   });
+
+  it('analyze --report writes report.html with the run labels, through the CLI', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'ds-an-rep-'));
+    const orig = process.stdout.write.bind(process.stdout);
+    process.stdout.write = (() => true) as typeof process.stdout.write;
+    let code: number;
+    try {
+      code = await main(['analyze', '--base', join(DIFFAI, 'checkpoint_epoch_0.safetensors'), join(DIFFAI, 'checkpoint_epoch_50.safetensors'),
+        '--label', `late=${join(DIFFAI, 'checkpoint_epoch_50.safetensors')}`, '--modules-regex', '^fc', '--out', out, '--quiet', '--report']);
+    } finally {
+      process.stdout.write = orig;
+    }
+    expect(code).toBe(0);
+    const html = await readFile(join(out, 'report.html'), 'utf8');
+    expect(html).toContain('late');
+    expect((await readDecomposition(out)).map((r) => r.run)).toEqual(['late', 'late', 'late']);
+  });
 });
