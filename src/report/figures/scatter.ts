@@ -21,7 +21,7 @@ export function scatterFigure(id: string, panels: ScatterPanel[], sharedAxes = t
   const data: Record<string, unknown>[] = [];
   const layout: Record<string, unknown> = {
     grid: { rows: 1, columns: Math.max(1, panels.length), pattern: 'independent' },
-    annotations: [] as unknown[], hovermode: 'closest', showlegend: true, height: 480,
+    annotations: [] as unknown[], hovermode: 'closest', showlegend: true, height: 520, margin: { t: 110 },
     legend: { title: { text: 'layer' } },
   };
   const seenLayers = new Set<number>();
@@ -53,8 +53,10 @@ export function scatterFigure(id: string, panels: ScatterPanel[], sharedAxes = t
     }
     layout[`xaxis${ax}`] = { title: { text: 'ΔD (1 − cos)' }, ...(sharedAxes && i > 0 ? { matches: 'x' } : {}) };
     layout[`yaxis${ax}`] = { title: { text: 'ΔM (|m_t − m_0|)' }, ...(sharedAxes && i > 0 ? { matches: 'y' } : {}) };
-    (layout.annotations as unknown[]).push({ text: plotlyText(statsTitle(p.run, p.module, s)), showarrow: false,
-      xref: `x${ax} domain`, yref: `y${ax} domain`, x: 0.5, y: 1.08, font: { size: 11 } });
+    // Three short lines (run and n; r and ρ; slope): side-by-side titles must not overlap.
+    const title = statsTitle(p.run, p.module, s).split(/(?<=\)): |, (?=slope=)/u).map(plotlyText).join('<br>');
+    (layout.annotations as unknown[]).push({ text: title, showarrow: false,
+      xref: `x${ax} domain`, yref: `y${ax} domain`, x: 0.5, y: 1.02, yanchor: 'bottom', font: { size: 11 } });
   });
   return { id, title: `Figure 2: ΔM vs ΔD — ${panels.map((p) => `${p.run}/${p.module}`).join(', ')}. ${AXIS_NOTE}`, data, layout };
 }
