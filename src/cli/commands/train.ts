@@ -24,6 +24,7 @@ interface Args {
   out?: string;
   'save-every': number;
   init: string;
+  data: string;
 }
 
 export const trainCommand: CommandModule<object, Args> = {
@@ -45,6 +46,7 @@ export const trainCommand: CommandModule<object, Args> = {
       .option('d-model', { type: 'number', default: 64, describe: 'Hidden size' })
       .option('heads', { type: 'number', default: 4, describe: 'Attention heads' })
       .option('eval-every', { type: 'number', default: 50, describe: 'Held-out loss every N steps (0: only at the end)' })
+      .option('data', { type: 'string', choices: ['sotu', 'cmudict'], default: 'sotu', describe: 'sotu: State of the Union text (pretraining); cmudict: word → phonemes lines (the downstream task)' })
       .option('init', { type: 'string', default: 'random', describe: "'random' or an HF folder (model.safetensors + config.json with Llama names), e.g. a run's base/" })
       .option('out', { type: 'string', describe: 'Run folder for checkpoint-<step>/ (HF Trainer/PEFT layout) and base/' })
       .option('save-every', { type: 'number', default: 0, describe: 'Also checkpoint every K steps (0: only at the end)' })
@@ -60,6 +62,7 @@ export const trainCommand: CommandModule<object, Args> = {
       steps: argv.steps,
       seed: argv.seed,
       init: argv.init,
+      dataName: argv.data,
       backend: argv.backend,
       r: argv.r,
       alpha: argv.alpha,
