@@ -17,10 +17,10 @@ else
   echo "run-notebooks: jupyter-nbconvert not found (apt-get install jupyter-nbconvert)" >&2
   exit 3
 fi
-deno="$root/node_modules/deno/bin.cjs"
-[ -x "$root/node_modules/.bin/deno" ] && deno="$root/node_modules/.bin/deno"
-if [ ! -e "$deno" ]; then
-  echo "run-notebooks: the deno npm package is not installed (npm install)" >&2
+# Deno's Linux x64 build, an optional npm dependency (the binary ships inside the registry package).
+deno="$root/node_modules/@deno/linux-x64-glibc/deno"
+if [ ! -x "$deno" ]; then
+  echo "run-notebooks: Deno is not installed (npm install on Linux x64 installs @deno/linux-x64-glibc)" >&2
   exit 3
 fi
 [ -f dist/index.js ] || npm run build --silent

@@ -36,7 +36,7 @@ describe('notebooks', () => {
       ? ` (skipped: ${missing.join(', ')} not there yet)`
       : '';
   it.skipIf(why !== '')(`execute headlessly without a cell error${why}`, () => {
-    expect(existsSync(`${root}node_modules/deno`)).toBe(true);
+    expect(existsSync(`${root}node_modules/@deno/linux-x64-glibc/deno`)).toBe(true);
     const res = spawnSync('bash', [`${root}scripts/run-notebooks.sh`], { cwd: root, encoding: 'utf8', timeout: 600_000 });
     // On a cell error nbconvert exits non-zero and prints the traceback: show its tail.
     expect(res.status, `${res.stdout}\n${res.stderr}`.slice(-4000)).toBe(0);
