@@ -20,6 +20,7 @@ import { isAdapterDir } from '../io/peft/adapter.js';
 import { openMergedAdapter, type MergedAdapterSource } from '../io/peft/merged-source.js';
 import type { TensorSource } from '../io/types.js';
 import { VERSION } from '../version.js';
+import { Progress, stderrProgress } from '../progress.js';
 import { decompose, featureNorms } from './decompose.js';
 import { featureAxisFor, isDefaultTarget, parseTensorName } from './names.js';
 import { BOOTSTRAP, correlate, type Stats } from './stats.js';
@@ -127,10 +128,6 @@ async function openRun(input: AnalyzeRunInput, base: TensorSource): Promise<Run>
   return run;
 }
 
-function fmtBytes(n: number): string {
-  return n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} kB`;
-}
-
 export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
   const started = Date.now();
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
@@ -142,6 +139,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
 
   const base = await openSource(o.base);
   const runs: Run[] = [];
+  let progress: Progress | undefined;
   try {
     for (const r of o.runs) runs.push(await openRun(r, base));
     const labels = new Set<string>();
@@ -165,7 +163,10 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
 
     const rows: DecompositionRow[] = [];
     const perRow: PerRowRecord[] = [];
-    const tty = !o.quiet && o.log === undefined && process.stderr.isTTY;
+    // A bar on a terminal, plain lines to a log (tensors done, bytes/s, ETA); nothing with quiet.
+    progress = o.log === undefined
+      ? stderrProgress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet: o.quiet })
+      : new Progress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet: o.quiet, tty: false, write: (text) => log(text.replace(/\n$/u, '')) });
     let bytes = 0;
     for (let ti = 0; ti < targets.length; ti++) {
       const t = targets[ti]!;
@@ -175,6 +176,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
       const w0 = await base.read(t.name);
       const norms0 = featureNorms(w0, rowsN, colsN, axis);
       const { layer, module } = parseTensorName(t.name);
+      const bytesBefore = bytes;
       for (const run of runs) {
         for (const ck of run.checkpoints) {
           const info = ck.source.info(t.name);
@@ -197,11 +199,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
           }
         }
       }
-      const secs = (Date.now() - started) / 1000;
-      const eta = secs / (ti + 1) * (targets.length - ti - 1);
-      const line = `[${ti + 1}/${targets.length}] ${t.name}  ${fmtBytes(bytes / Math.max(secs, 1e-3))}/s  ETA ${eta.toFixed(0)} s`;
-      if (tty) process.stderr.write(`\r${line.padEnd(100).slice(0, 100)}${ti + 1 === targets.length ? '\n' : ''}`);
-      else if (!o.quiet && (ti + 1 === targets.length || (ti + 1) % Math.max(1, Math.floor(targets.length / 10)) === 0)) say(line);
+      progress.tick(1, { bytes: bytes - bytesBefore, note: t.name });
     }
 
     const summary: AnalysisSummary = {
@@ -247,6 +245,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
     }
     return { rows, summary, out };
   } finally {
+    progress?.interrupt();
     for (const r of runs) for (const c of r.checkpoints) await c.source.close().catch(() => undefined);
     await base.close().catch(() => undefined);
   }

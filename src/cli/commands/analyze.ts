@@ -44,6 +44,18 @@ export const analyzeCommand: CommandModule<object, Args> = {
     for (const run of labels.keys()) {
       if (!argv.runs.includes(run)) throw new DorascopeError('E_USAGE', `--label names ${q(run)}, which is not one of the runs`);
     }
+    // The command to record, rebuilt from the parsed options: process.argv is not this command's
+    // when the CLI runs in-process (tests, notebooks calling buildCli/main).
+    const command = [
+      'dorascope', 'analyze', '--base', argv.base,
+      ...(argv.label ?? []).flatMap((l) => ['--label', l]),
+      ...(argv.modules === undefined ? [] : ['--modules', argv.modules]),
+      ...(argv.modulesRegex === undefined ? [] : ['--modules-regex', argv.modulesRegex]),
+      ...(argv.layers === undefined ? [] : ['--layers', argv.layers]),
+      '--out', argv.out,
+      ...(argv.perRow ? ['--per-row'] : []), ...(argv.quiet ? ['--quiet'] : []), ...(argv.report ? ['--report'] : []),
+      ...argv.runs,
+    ];
     await analyze({
       base: argv.base,
       runs: argv.runs.map((path) => ({ path, label: labels.get(path) })),
@@ -54,7 +66,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       perRow: argv.perRow,
       quiet: argv.quiet,
       report: argv.report,
-      command: ['dorascope', ...process.argv.slice(2)],
+      command,
     });
     process.stdout.write(`${argv.out}\n`);
   },
