@@ -55,6 +55,26 @@ export class AdamW {
     return this.o.lr;
   }
 
+  /** Hyperparameters, for the checkpoint's optimizer metadata. */
+  get options(): Readonly<Required<AdamWOptions>> {
+    return this.o;
+  }
+
+  /** First and second moments of `p` (PyTorch's exp_avg / exp_avg_sq); undefined before its first update. */
+  moments(p: tfc.Variable): { m: tfc.Variable; v: tfc.Variable } | undefined {
+    const m = this.m.get(p.name), v = this.v.get(p.name);
+    return m === undefined || v === undefined ? undefined : { m, v };
+  }
+
+  /** Restores the moments of `p` from a checkpoint (values copied; shapes must match `p`). */
+  setMoments(p: tfc.Variable, m: Float32Array, v: Float32Array): void {
+    const t = tf();
+    for (const [map, values] of [[this.m, m], [this.v, v]] as const) {
+      map.get(p.name)?.dispose();
+      map.set(p.name, t.tidy(() => t.variable(t.tensor(values, p.shape), false)));
+    }
+  }
+
   dispose(): void {
     for (const x of [...this.m.values(), ...this.v.values()]) x.dispose();
     this.m.clear();

@@ -1,4 +1,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
+import { join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { DorascopeError } from '../errors.js';
 import { initBackend, tf, type BackendName } from './backend.js';
 import { initLora, loraScaling, loraVariant, type LoraParams } from './adapters/lora.js';
@@ -7,9 +10,9 @@ import { AdamW } from './adamw.js';
 import { runLoop, type StepInfo } from './loop.js';
 import { forward, initWeights, lmLoss, weightShapes, type Adapters, type LlamaConfig } from './model.js';
 import { loadCmudict, loadSotu, sampleWindows, seededRandom, type TextData } from './data.js';
-import { saveBase, saveCheckpoint } from './checkpoint.js';
-import { join } from 'node:path';
-import { readFile } from 'node:fs/promises';
+import { cleanStaleTemps, FILES, saveBase, saveCheckpoint, type ResumeState, type Trainable } from './checkpoint.js';
+import { newestCheckpoint, restore } from './resume.js';
+import { lrAt, makeSchedule, resolveWarmup } from './schedule.js';
 import { openSource } from '../io/sources/open-source.js';
 import type { Weights } from './model.js';
 
@@ -17,6 +20,7 @@ export type TrainMethod = 'full' | 'lora' | 'dora';
 
 export interface TrainOptions {
   method: TrainMethod;
+  /** Total optimizer steps (HF max_steps); when resuming, the step to end at. */
   steps: number;
   seed?: number;
   /** 'auto' picks wasm (the only fast backend implemented so far). */
@@ -31,9 +35,19 @@ export interface TrainOptions {
   alpha?: number;
   rslora?: boolean;
   target?: string[];
+  /**
+   * DoRA only: modules that train only the magnitude m (paper Table 6: magnitude on all
+   * modules, direction on some). Saved as PEFT DoRA modules with lora_B = 0 and lora_A frozen.
+   */
+  magnitudeOnly?: string[];
   /** DoRA: treat ‖W + sBA‖ as constant in backward (paper §4.3); default true. */
   doraDetach?: boolean;
   lr?: number;
+  /** Hugging Face scheduler name: constant (default here), constant_with_warmup, linear, cosine. */
+  lrScheduler?: string;
+  /** HF warmup_steps (wins when > 0) and warmup_ratio (⌈steps·ratio⌉). */
+  warmupSteps?: number;
+  warmupRatio?: number;
   weightDecay?: number;
   batchSize?: number;
   contextLength?: number;
@@ -42,18 +56,36 @@ export interface TrainOptions {
   /** Run folder: `base/` (the random init) and `checkpoint-<step>/` every `saveEvery` steps and at the end. */
   out?: string;
   saveEvery?: number;
-  onProgress?: (e: StepInfo & { evalLoss?: number }) => void;
+  /** Continue from the newest complete checkpoint in `out` (same options → bitwise the same end weights). */
+  resume?: boolean;
+  onProgress?: (e: TrainProgress) => void;
 }
+
+/** One step, as reported to `onProgress`. */
+export interface TrainProgress extends StepInfo {
+  evalLoss?: number;
+  /** Step this invocation started after (0, or the resumed checkpoint's step) and the last step. */
+  startStep: number;
+  totalSteps: number;
+  /** Tokens consumed by this step (batch × context). */
+  tokens: number;
+}
+
+type LogEntry = StepInfo & { learning_rate?: number; evalLoss?: number; eval_loss?: number; eval_accuracy?: number };
 
 export interface TrainResult {
   backend: BackendName;
   dataset: string;
   config: LlamaConfig;
   steps: number;
+  /** Step this invocation started after: 0, or the checkpoint it resumed from. */
+  startStep: number;
+  resumedFrom?: string;
   trainLoss: number;
+  /** Held-out loss when this invocation started (the init, or the resumed checkpoint). */
   evalLossBefore: number;
   evalLossAfter: number;
-  logHistory: Array<StepInfo & { evalLoss?: number; eval_loss?: number; eval_accuracy?: number }>;
+  logHistory: LogEntry[];
   /** Checkpoint folders written, oldest first (empty without `out`). */
   checkpoints: string[];
 }
@@ -63,12 +95,15 @@ const DEFAULT_CONFIG: LlamaConfig = {
   num_attention_heads: 4, max_position_embeddings: 64, rms_norm_eps: 1e-6, rope_theta: 10000,
 };
 
+/** The module name a weight belongs to (`model.layers.0.self_attn.q_proj` → `q_proj`). */
+const leaf = (base: string) => base.slice(base.lastIndexOf('.') + 1);
+
 /**
- * Trains a tiny Llama-named model from a random init on byte-level SOTU text.
+ * Trains a tiny Llama-named model on byte-level text (SOTU or CMUdict).
  * Deterministic given `seed` (inits, batches and the split all derive from it).
  * With `out`, writes HF Trainer / PEFT checkpoint folders (adapters also get
- * `out/base/`, the frozen init, so `dorascope analyze` can merge them).
- * Not done yet: --init BASE, optimizer state and --resume (see docs/train.md).
+ * `out/base/`, the frozen init, so `dorascope analyze` can merge them), each with the
+ * optimizer, scheduler and data-order state that `resume` continues from.
  */
 export async function train(o: TrainOptions): Promise<TrainResult> {
   if (!Number.isInteger(o.steps) || o.steps < 1) {
@@ -79,6 +114,20 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (dataName !== undefined && dataName !== 'sotu' && dataName !== 'cmudict') {
     throw new DorascopeError('E_USAGE', `data ${JSON.stringify(dataName)} is not implemented; use 'sotu' or 'cmudict'`);
   }
+  const magOnly = o.magnitudeOnly ?? [];
+  const target = o.target ?? ['q_proj', 'v_proj'];
+  if (magOnly.length > 0 && o.method !== 'dora') {
+    throw new DorascopeError('E_USAGE', `--magnitude-only trains DoRA's magnitude; it needs --method dora, not ${o.method}`);
+  }
+  const both = magOnly.filter((m) => target.includes(m));
+  if (both.length > 0) {
+    throw new DorascopeError('E_USAGE', `${both.join(',')} is in both --target and --magnitude-only; a module trains either its direction too or only its magnitude`);
+  }
+  if (o.resume === true && o.out === undefined) throw new DorascopeError('E_USAGE', '--resume needs --out (the run folder to resume)');
+  const baseLr = o.lr ?? (o.method === 'full' ? 3e-3 : 1e-2);
+  const warmup = resolveWarmup(o.steps, o.warmupSteps, o.warmupRatio);
+  const schedule = makeSchedule(o.lrScheduler ?? 'constant', baseLr, o.steps, warmup);
+
   const backend = await initBackend(o.backend === undefined || o.backend === 'auto' ? 'wasm' : o.backend);
   const t = tf();
   const init = o.init ?? 'random';
@@ -87,89 +136,145 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (config.vocab_size < data.vocabSize) {
     throw new DorascopeError('E_USAGE', `vocab_size ${config.vocab_size} < ${data.vocabSize} byte tokens`);
   }
-  const rand = seededRandom(o.seed ?? 0);
-  const dataRand = seededRandom((o.seed ?? 0) + 1);
+  const seed = o.seed ?? 0;
+  const rand = seededRandom(seed);
+  // The data order's whole state is the number of draws from mulberry32(seed + 1): a
+  // checkpoint records it and a resumed run replays that many draws (rng_state.json).
+  const dataSeed = seed + 1;
+  const dataSource = seededRandom(dataSeed);
+  let draws = 0;
+  const dataRand = () => { draws++; return dataSource(); };
   const rows = o.batchSize ?? 8, len = o.contextLength ?? 32;
   const weights = initWeights(config, rand, o.method === 'full');
-  if (init !== 'random') await loadWeights(init, weights);
+  /** Every variable the weights file holds, and the subset the optimizer updates. */
+  const saved: Trainable[] = [];
+  const trainables: Trainable[] = [];
   let adapters: Adapters | undefined;
-  const params: tfc.Variable[] = [];
-  if (o.method === 'full') {
-    params.push(...weights.values());
-  } else {
-    const r = o.r ?? 8;
-    const s = loraScaling(r, o.alpha ?? 16, o.rslora ?? false);
-    const target = o.target ?? ['q_proj', 'v_proj'];
-    const layers = new Map<string, LoraParams>();
-    for (const [name, shape] of weightShapes(config)) {
-      const base = name.slice(0, -'.weight'.length);
-      if (!target.includes(base.slice(base.lastIndexOf('.') + 1))) continue;
-      const p = initLora(shape[0]!, shape[1]!, r, s, rand);
-      if (o.method === 'dora') p.magnitude = initMagnitude(weights.get(name)!, p);
-      layers.set(base, p);
-      params.push(p.A, p.B, ...(p.magnitude ? [p.magnitude] : []));
-    }
-    if (layers.size === 0) {
-      throw new DorascopeError('E_USAGE', `--target ${target.join(',')} matches no linear module`);
-    }
-    adapters = { variant: o.method === 'lora' ? loraVariant : doraVariant(o.doraDetach ?? true), layers };
-  }
-  // A fixed validation batch, drawn once from the held-out year.
+  const extra: tfc.Variable[] = [];
   const valIds = t.tensor2d(sampleWindows(data.validation, 16, len, seededRandom(12345)), [16, len], 'int32');
-  const evalLoss = () => t.tidy(() => lmLoss(config, weights, valIds, adapters).dataSync()[0]!);
-  const evalLossBefore = evalLoss();
-  // Next-byte top-1 accuracy on the same held-out windows (the task metric; HF logs it as eval_accuracy).
-  const evalAccuracy = () => t.tidy(() => {
-    const [B, T_] = valIds.shape;
-    const inp = t.slice(valIds, [0, 0], [B, T_ - 1]) as tfc.Tensor2D;
-    const tgt = t.reshape(t.slice(valIds, [0, 1], [B, T_ - 1]), [B * (T_ - 1)]);
-    const pred = t.argMax(forward(config, weights, inp, adapters), -1);
-    return t.mean(t.cast(t.equal(t.reshape(pred, [B * (T_ - 1)]), tgt), 'float32')).dataSync()[0]!;
-  });
-  const opt = new AdamW({ lr: o.lr ?? (o.method === 'full' ? 3e-3 : 1e-2), weightDecay: o.weightDecay ?? 0 });
-  const logHistory: TrainResult['logHistory'] = [];
-  const checkpoints: string[] = [];
-  const metadata = { backend, dataset: data.dataset, seed: String(o.seed ?? 0), method: o.method };
-  const save = async (step: number) => {
-    if (o.out === undefined) return;
-    checkpoints.push(await saveCheckpoint(o.out, {
-      step, config, weights, metadata, logHistory: logHistory.map((h) => ({ ...h })),
-      ...(adapters === undefined ? {} : {
-        adapters, peft: { r: o.r ?? 8, alpha: o.alpha ?? 16, rslora: o.rslora ?? false, target: o.target ?? ['q_proj', 'v_proj'] },
-      }),
-    }));
-  };
+  const opt = new AdamW({ lr: baseLr, weightDecay: o.weightDecay ?? 0 });
   try {
-    if (o.out !== undefined && o.method !== 'full') await saveBase(join(o.out, 'base'), config, weights, metadata);
+    if (init !== 'random') await loadWeights(init, weights);
+    if (o.method === 'full') {
+      for (const [key, v] of weights) saved.push({ key, v }), trainables.push({ key, v });
+    } else {
+      const r = o.r ?? 8;
+      const s = loraScaling(r, o.alpha ?? 16, o.rslora ?? false);
+      const layers = new Map<string, LoraParams>();
+      let directions = 0, magnitudes = 0;
+      for (const [name, shape] of weightShapes(config)) {
+        const base = name.slice(0, -'.weight'.length);
+        const full = target.includes(leaf(base));
+        if (!full && !magOnly.includes(leaf(base))) continue;
+        const p = initLora(shape[0]!, shape[1]!, r, s, rand);
+        if (o.method === 'dora') p.magnitude = initMagnitude(weights.get(name)!, p);
+        layers.set(base, p);
+        const k = `base_model.model.${base}`;
+        const A = { key: `${k}.lora_A.weight`, v: p.A }, B = { key: `${k}.lora_B.weight`, v: p.B };
+        const m = p.magnitude ? [{ key: `${k}.lora_magnitude_vector`, v: p.magnitude }] : [];
+        saved.push(A, B, ...m);
+        extra.push(p.A, p.B, ...m.map((x) => x.v));
+        // Magnitude-only (paper Table 6): B stays 0 and A frozen, so W' = W0 and the
+        // layer is m ⊙ W0/‖W0‖_row; PEFT reads it as an ordinary DoRA module.
+        if (full) trainables.push(A, B, ...m), directions++;
+        else trainables.push(...m), magnitudes++;
+      }
+      if (directions === 0) throw new DorascopeError('E_USAGE', `--target ${target.join(',')} matches no linear module`);
+      if (magOnly.length > 0 && magnitudes === 0) throw new DorascopeError('E_USAGE', `--magnitude-only ${magOnly.join(',')} matches no linear module`);
+      adapters = { variant: o.method === 'lora' ? loraVariant : doraVariant(o.doraDetach ?? true), layers };
+    }
+    const params = trainables.map((x) => x.v);
+    // A fixed validation batch, drawn once from the held-out split.
+    const evalLoss = () => t.tidy(() => lmLoss(config, weights, valIds, adapters).dataSync()[0]!);
+    // Next-byte top-1 accuracy on the same held-out windows (the task metric; HF logs it as eval_accuracy).
+    const evalAccuracy = () => t.tidy(() => {
+      const [B, T_] = valIds.shape;
+      const inp = t.slice(valIds, [0, 0], [B, T_ - 1]) as tfc.Tensor2D;
+      const tgt = t.reshape(t.slice(valIds, [0, 1], [B, T_ - 1]), [B * (T_ - 1)]);
+      const pred = t.argMax(forward(config, weights, inp, adapters), -1);
+      return t.mean(t.cast(t.equal(t.reshape(pred, [B * (T_ - 1)]), tgt), 'float32')).dataSync()[0]!;
+    });
+    // Everything that decides the numbers; a resume must match it key by key.
+    const args: Record<string, unknown> = {
+      method: o.method, seed, init: init === 'random' ? 'random' : resolve(init), dataset: data.dataset, backend, config,
+      learning_rate: baseLr, lr_scheduler_type: schedule.name, warmup_steps: warmup, weight_decay: o.weightDecay ?? 0,
+      per_device_train_batch_size: rows, context_length: len,
+      ...(o.method === 'full' ? {} : {
+        r: o.r ?? 8, lora_alpha: o.alpha ?? 16, use_rslora: o.rslora ?? false, target_modules: target,
+        ...(o.method === 'dora' ? { magnitude_only: magOnly, dora_detach: o.doraDetach ?? true } : {}),
+      }),
+    };
+    let logHistory: LogEntry[] = [];
+    let startStep = 0, tokensSeen = 0, resumedFrom: string | undefined;
+    const weightsFile = o.method === 'full' ? FILES.model : FILES.adapter;
+    if (o.out !== undefined) await cleanStaleTemps(o.out);
+    if (o.resume === true) {
+      const ck = await newestCheckpoint(o.out!, weightsFile);
+      const r = await restore(ck.dir, ck.step, weightsFile, saved, trainables, opt, args);
+      for (let i = 0; i < r.dataDraws; i++) dataRand();
+      logHistory = r.logHistory as unknown as LogEntry[];
+      startStep = r.step;
+      tokensSeen = r.tokensSeen;
+      resumedFrom = r.dir;
+    }
+    const evalLossBefore = evalLoss();
+    const checkpoints: string[] = [];
+    const metadata = { backend, dataset: data.dataset, seed: String(seed), method: o.method };
+    const state = (): ResumeState => ({
+      optimizer: opt, trainables, schedule, dataRng: { algorithm: 'mulberry32', seed: dataSeed, draws }, args,
+      evalSteps: o.evalEvery ?? 0, saveSteps: o.saveEvery ?? 0, batchSize: rows, tokensSeen,
+    });
+    const save = async (step: number) => {
+      if (o.out === undefined) return;
+      checkpoints.push(await saveCheckpoint(o.out, {
+        step, config, weights, metadata, logHistory: logHistory.map((h) => ({ ...h })), state: state(),
+        ...(adapters === undefined ? {} : {
+          adapters, peft: { r: o.r ?? 8, alpha: o.alpha ?? 16, rslora: o.rslora ?? false, target: [...target, ...magOnly] },
+        }),
+      }));
+    };
+    if (o.out !== undefined && o.method !== 'full' && !(o.resume === true && hasBase(o.out))) {
+      await saveBase(join(o.out, 'base'), config, weights, metadata);
+    }
     const last = await runLoop({
-      params, optimizer: opt, steps: o.steps,
+      params, optimizer: opt, steps: o.steps, fromStep: startStep + 1,
+      lr: (step) => lrAt(schedule, step),
       loss: () => {
         const ids = t.tensor2d(sampleWindows(data.train, rows, len, dataRand), [rows, len], 'int32');
         return lmLoss(config, weights, ids, adapters);
       },
       onStep: async (info) => {
+        tokensSeen += rows * len;
         const every = o.evalEvery ?? 0;
-        const k0 = o.saveEvery ?? 0;
+        const k = o.saveEvery ?? 0;
         // Evaluate on eval steps, at every checkpoint and at the end, so each checkpoint's
         // trainer_state.json carries its metric (HF names: eval_loss, eval_accuracy).
-        const due = (every > 0 && info.step % every === 0) || (k0 > 0 && info.step % k0 === 0) || info.step === o.steps;
-        const e = due ? (() => { const l = evalLoss(); return { ...info, evalLoss: l, eval_loss: l, eval_accuracy: evalAccuracy() }; })() : info;
-        logHistory.push(e);
-        o.onProgress?.(e);
-        const k = o.saveEvery ?? 0;
+        const due = (every > 0 && info.step % every === 0) || (k > 0 && info.step % k === 0) || info.step === o.steps;
+        // learning_rate is the rate this step applied (HF logs the next step's: see docs/train.md).
+        const entry: LogEntry = { ...info, learning_rate: info.learningRate };
+        if (due) {
+          const l = evalLoss();
+          Object.assign(entry, { evalLoss: l, eval_loss: l, eval_accuracy: evalAccuracy() });
+        }
+        logHistory.push(entry);
+        o.onProgress?.({ ...entry, startStep, totalSteps: o.steps, tokens: rows * len });
         if ((k > 0 && info.step % k === 0) || info.step === o.steps) await save(info.step);
       },
     });
+    const lastLoss = last?.loss ?? [...logHistory].reverse().find((h) => typeof h.loss === 'number')?.loss ?? NaN;
     return {
-      backend, dataset: data.dataset, config, steps: o.steps,
-      trainLoss: last!.loss, evalLossBefore, evalLossAfter: evalLoss(), logHistory, checkpoints,
+      backend, dataset: data.dataset, config, steps: o.steps, startStep, ...(resumedFrom === undefined ? {} : { resumedFrom }),
+      trainLoss: lastLoss, evalLossBefore, evalLossAfter: evalLoss(), logHistory, checkpoints,
     };
   } finally {
     opt.dispose();
     valIds.dispose();
-    for (const v of params) v.dispose();
-    for (const v of weights.values()) if (!v.isDisposed) v.dispose();
+    for (const v of [...extra, ...weights.values()]) if (!v.isDisposed) v.dispose();
   }
+}
+
+function hasBase(runDir: string): boolean {
+  return existsSync(join(runDir, 'base', FILES.model));
 }
 
 async function readConfig(dir: string): Promise<LlamaConfig> {

@@ -1,7 +1,8 @@
 /**
  * `dorascope train`: full fine-tuning, LoRA or DoRA of a tiny Llama-named model
  * on TensorFlow.js. The library function is imported lazily so `--help` stays fast.
- * Not implemented yet: --resume.
+ * Progress goes to stderr through the shared reporter (src/progress.ts): a redrawn bar on a
+ * terminal, plain lines otherwise.
  */
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 
@@ -25,7 +26,18 @@ interface Args {
   'save-every': number;
   init: string;
   data: string;
+  resume: boolean;
+  'lr-scheduler': string;
+  'warmup-steps': number;
+  'warmup-ratio': number;
+  'weight-decay': number;
+  'magnitude-only'?: string;
+  'batch-size': number;
+  'context-length': number;
+  quiet: boolean;
 }
+
+const list = (s: string) => s.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
 
 export const trainCommand: CommandModule<object, Args> = {
   command: 'train',
@@ -41,6 +53,11 @@ export const trainCommand: CommandModule<object, Args> = {
       .option('rslora', { type: 'boolean', default: false, describe: 'rsLoRA scaling alpha/√r' })
       .option('target', { type: 'string', default: 'q_proj,v_proj', describe: 'Comma-separated module names to adapt' })
       .option('lr', { type: 'number', describe: 'AdamW learning rate (default 3e-3 full, 1e-2 adapters)' })
+      .option('lr-scheduler', { type: 'string', choices: ['constant', 'constant_with_warmup', 'linear', 'cosine'], default: 'constant', describe: "Learning-rate schedule (Hugging Face's names and formulas)" })
+      .option('warmup-steps', { type: 'number', default: 0, describe: 'Linear warmup steps from 0 (wins over --warmup-ratio when > 0)' })
+      .option('warmup-ratio', { type: 'number', default: 0, describe: 'Warmup as a fraction of --steps (⌈steps·ratio⌉)' })
+      .option('weight-decay', { type: 'number', default: 0, describe: 'AdamW decoupled weight decay' })
+      .option('magnitude-only', { type: 'string', describe: "DoRA: comma-separated modules that train only the magnitude (paper Table 6), e.g. 'o_proj,gate_proj,up_proj,down_proj'" })
       .option('dora-detach', { type: 'boolean', default: true, describe: 'DoRA: treat the weight norm as a constant in backward (paper §4.3)' })
       .option('layers', { type: 'number', default: 2, describe: 'Decoder layers' })
       .option('d-model', { type: 'number', default: 64, describe: 'Hidden size' })
@@ -50,13 +67,25 @@ export const trainCommand: CommandModule<object, Args> = {
       .option('init', { type: 'string', default: 'random', describe: "'random' or an HF folder (model.safetensors + config.json with Llama names), e.g. a run's base/" })
       .option('out', { type: 'string', describe: 'Run folder for checkpoint-<step>/ (HF Trainer/PEFT layout) and base/' })
       .option('save-every', { type: 'number', default: 0, describe: 'Also checkpoint every K steps (0: only at the end)' })
+      .option('resume', { type: 'boolean', default: false, describe: 'Continue from the newest complete checkpoint in --out (pass the original options)' })
+      .option('batch-size', { type: 'number', default: 8, describe: 'Sequences per step' })
+      .option('context-length', { type: 'number', default: 32, describe: 'Tokens per sequence' })
+      .option('quiet', { type: 'boolean', default: false, describe: 'No progress output' })
       .option('json', { type: 'boolean', default: false, describe: 'Print the result as JSON' })
       .example('$0 train --method dora --steps 300 --target q_proj,k_proj,v_proj --out runs/dora --save-every 100', 'DoRA on attention projections; checkpoints in runs/dora')
       .example('$0 train --method lora --r 4 --alpha 8 --rslora --backend cpu', 'rank-4 rsLoRA on the cpu backend')
-      .example('$0 train --method full --steps 100 --json', 'full fine-tuning, JSON result') as unknown as Argv<Args>,
+      .example('$0 train --method full --steps 100 --json', 'full fine-tuning, JSON result')
+      .example('$0 train --method dora --target q_proj,k_proj,v_proj --magnitude-only o_proj,up_proj,down_proj --out runs/t6', 'magnitude on all modules, direction on QKV')
+      .example('$0 train --method dora --steps 300 --out runs/dora --save-every 100 --resume', 'continue runs/dora from its newest checkpoint') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const { train } = await import('../../train/train.js');
+    const { stderrProgress } = await import('../../progress.js');
     process.stderr.write(`backend: ${argv.backend}\n`);
+    let progress: ReturnType<typeof stderrProgress> | undefined;
+    // tokens/s over this invocation's steps, timed from the end of the first one (so backend
+    // and data set-up are not counted); the first step is timed from the start.
+    const started = performance.now();
+    let firstAt: number | undefined, tokensAfterFirst = 0;
     const res = await train({
       method: argv.method,
       steps: argv.steps,
@@ -67,9 +96,17 @@ export const trainCommand: CommandModule<object, Args> = {
       r: argv.r,
       alpha: argv.alpha,
       rslora: argv.rslora,
-      target: argv.target.split(',').map((s) => s.trim()).filter((s) => s.length > 0),
+      target: list(argv.target),
+      ...(argv['magnitude-only'] === undefined ? {} : { magnitudeOnly: list(argv['magnitude-only']) }),
       doraDetach: argv['dora-detach'],
       evalEvery: argv['eval-every'],
+      lrScheduler: argv['lr-scheduler'],
+      warmupSteps: argv['warmup-steps'],
+      warmupRatio: argv['warmup-ratio'],
+      weightDecay: argv['weight-decay'],
+      batchSize: argv['batch-size'],
+      contextLength: argv['context-length'],
+      resume: argv.resume,
       config: {
         num_hidden_layers: argv.layers, hidden_size: argv['d-model'],
         intermediate_size: Math.round((argv['d-model'] * 8) / 3), num_attention_heads: argv.heads,
@@ -77,13 +114,34 @@ export const trainCommand: CommandModule<object, Args> = {
       ...(argv.lr === undefined ? {} : { lr: argv.lr }),
       ...(argv.out === undefined ? {} : { out: argv.out, saveEvery: argv['save-every'] }),
       onProgress: (e) => {
-        if (e.evalLoss !== undefined) process.stderr.write(`step ${e.step}: loss ${e.loss.toFixed(4)} eval ${e.evalLoss.toFixed(4)}\n`);
+        // One reporter per invocation; a resumed run counts the steps it still has to do.
+        progress ??= stderrProgress({
+          total: e.totalSteps - e.startStep, unit: 'step', quiet: argv.quiet,
+          label: e.startStep > 0 ? `train (from step ${e.startStep})` : 'train',
+        });
+        const now = performance.now();
+        let tokPerS: number;
+        if (firstAt === undefined) {
+          firstAt = now;
+          tokPerS = e.tokens / Math.max(1e-6, (now - started) / 1000);
+        } else {
+          tokensAfterFirst += e.tokens;
+          tokPerS = tokensAfterFirst / Math.max(1e-6, (now - firstAt) / 1000);
+        }
+        const fields: Record<string, number> = { step: e.step, loss: e.loss, 'tok/s': Math.round(tokPerS), lr: e.learningRate };
+        if (e.evalLoss !== undefined) fields['eval_loss'] = e.evalLoss;
+        progress.update(e.step - e.startStep, { fields });
       },
+    }).catch((err: unknown) => {
+      progress?.interrupt();
+      throw err;
     });
+    progress?.finish();
     if (argv.json) process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
+    else if (res.startStep >= res.steps) process.stdout.write(`${res.resumedFrom ?? ''} is already at step ${res.startStep} ≥ --steps ${res.steps}: nothing to do\n`);
     else
       process.stdout.write(
-        `${res.dataset} on ${res.backend}: eval loss ${res.evalLossBefore.toFixed(4)} → ${res.evalLossAfter.toFixed(4)} after ${res.steps} steps\n`,
+        `${res.dataset} on ${res.backend}: eval loss ${res.evalLossBefore.toFixed(4)} → ${res.evalLossAfter.toFixed(4)} after ${res.steps} steps${res.resumedFrom === undefined ? '' : ` (resumed from ${res.resumedFrom})`}\n`,
       );
   },
 };
