@@ -21,7 +21,8 @@ import { openMergedAdapter, type MergedAdapterSource } from '../io/peft/merged-s
 import type { TensorSource } from '../io/types.js';
 import { VERSION } from '../version.js';
 import { Progress, stderrProgress } from '../progress.js';
-import { decompose, featureNorms } from './decompose.js';
+import { decompose, featureNorms, type Decomposition } from './decompose.js';
+import { fastAdapterDecompose, fastPathApplies, type FastResult, type ProductChoice } from './adapter-fast.js';
 import { featureAxisFor, isDefaultTarget, parseTensorName } from './names.js';
 import { BOOTSTRAP, correlate, type Stats } from './stats.js';
 import { writeDecomposition, writePerRow, type DecompositionRow, type PerRowRecord } from './table.js';
@@ -50,6 +51,13 @@ export interface AnalyzeOptions {
   readonly report?: boolean | undefined;
   /** The command line, for the manifest. */
   readonly command?: readonly string[] | undefined;
+  /**
+   * How adapter checkpoints are analysed: `fast` (default) by exact algebra from W0·Aᵀ and A·Aᵀ
+   * (adapter-series.ts), `merge` through the merged weights W′ like any checkpoint.
+   */
+  readonly adapterPath?: 'fast' | 'merge' | undefined;
+  /** The engine of the fast path's product W0·Aᵀ: `auto` (default), `tfjs` (wasm matmul) or `js` (float64 loop). */
+  readonly product?: ProductChoice | undefined;
   /** Where progress lines go (default stderr). */
   readonly log?: ((line: string) => void) | undefined;
 }
@@ -81,6 +89,8 @@ interface Checkpoint {
   readonly step: number;
   readonly path: string;
   readonly source: TensorSource;
+  /** Set for a PEFT adapter checkpoint (the fast path reads its factors). */
+  readonly adapter?: MergedAdapterSource | undefined;
 }
 
 interface Run {
@@ -110,7 +120,7 @@ async function openCheckpoint(path: string, name: string, step: number, base: Te
     const c = src.adapter.config;
     run.method = src.adapter.method;
     run.adapter = { r: c.r, lora_alpha: c.loraAlpha, use_rslora: c.useRslora, use_dora: c.useDora, scaling: src.adapter.modules[0]?.scaling ?? null, target_modules: c.targetModules, config: c.raw };
-    return { name, step, path, source: src };
+    return { name, step, path, source: src, adapter: src };
   }
   return { name, step, path, source: await openSource(path) };
 }
@@ -177,6 +187,13 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
       const norms0 = featureNorms(w0, rowsN, colsN, axis);
       const { layer, module } = parseTensorName(t.name);
       const bytesBefore = bytes;
+      // Adapter checkpoints of this tensor: one stacked product W0·Aᵀ for all of them (adapter-fast.ts).
+      const fast = new Map<Checkpoint, FastResult>();
+      if (o.adapterPath !== 'merge') {
+        const cks = runs.flatMap((r) => r.checkpoints).filter((c) => c.adapter !== undefined && fastPathApplies(c.adapter, t.name, axis));
+        const res = await fastAdapterDecompose(t.name, w0, rowsN, colsN, axis, norms0, cks.map((c) => c.adapter!), o.product ?? 'auto', o.perRow ?? false);
+        cks.forEach((c, i) => fast.set(c, res[i]!));
+      }
       for (const run of runs) {
         for (const ck of run.checkpoints) {
           const info = ck.source.info(t.name);
@@ -184,9 +201,16 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
           if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
             throw new DorascopeError('E_SHAPE_MISMATCH', `tensor ${q(t.name)} is ${JSON.stringify(info.shape)} in ${q(ck.path)} but ${JSON.stringify(t.shape)} in the base ${q(o.base)}`);
           }
-          const wt = await ck.source.read(t.name);
-          bytes += info.byteLength || wt.byteLength;
-          const d = decompose(w0, wt, rowsN, colsN, axis, o.perRow ?? false, norms0);
+          let d: Decomposition;
+          const f = fast.get(ck);
+          if (f) {
+            d = f.d;
+            bytes += f.bytes;
+          } else {
+            const wt = await ck.source.read(t.name);
+            bytes += info.byteLength || wt.byteLength;
+            d = decompose(w0, wt, rowsN, colsN, axis, o.perRow ?? false, norms0);
+          }
           rows.push({
             run: run.label, method: run.method, checkpoint: ck.name, step: ck.step, module, layer, tensor: t.name,
             rows: rowsN, cols: colsN, delta_m: d.deltaM, delta_d: d.deltaD, zero_rows: d.zeroRows,
@@ -226,7 +250,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
       const manifest = {
         tool: 'dorascope', version: VERSION, created: new Date().toISOString(),
         command: o.command ?? null,
-        options: { modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false },
+        options: { modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto' },
         base: { path: o.base, kind: base.kind },
         runs: runs.map((r) => ({
           run: r.label, path: r.path, method: r.method, adapter_config: r.adapter?.['config'] ?? null,

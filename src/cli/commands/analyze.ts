@@ -12,6 +12,7 @@ interface Args {
   perRow: boolean;
   quiet: boolean;
   report: boolean;
+  adapterPath: 'fast' | 'merge';
 }
 
 export const analyzeCommand: CommandModule<object, Args> = {
@@ -29,6 +30,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .option('per-row', { type: 'boolean', default: false, describe: 'Also write rows.arrow with per-feature m0, mt and cos' })
       .option('quiet', { type: 'boolean', default: false, describe: 'No progress output' })
       .option('report', { type: 'boolean', default: false, describe: 'Also write report.html into the output folder' })
+      .option('adapter-path', { choices: ['fast', 'merge'] as const, default: 'fast' as const, describe: 'Adapter checkpoints: exact algebra from W0·Aᵀ and A·Aᵀ (fast) or through the merged weights (merge)' })
       .conflicts('modules', 'modules-regex')
       .example('$0 analyze --base base/ runs/lora runs/ft --modules q_proj,v_proj', 'two Trainer runs, query and value matrices')
       .example('$0 analyze --base meta-llama/Llama-3.1-8B --label dora=out/dora-adapter out/dora-adapter --report', 'a PEFT adapter against a base from the local HF cache')
@@ -53,6 +55,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       ...(argv.modulesRegex === undefined ? [] : ['--modules-regex', argv.modulesRegex]),
       ...(argv.layers === undefined ? [] : ['--layers', argv.layers]),
       '--out', argv.out,
+      ...(argv.adapterPath === 'merge' ? ['--adapter-path', 'merge'] : []),
       ...(argv.perRow ? ['--per-row'] : []), ...(argv.quiet ? ['--quiet'] : []), ...(argv.report ? ['--report'] : []),
       ...argv.runs,
     ];
@@ -66,6 +69,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       perRow: argv.perRow,
       quiet: argv.quiet,
       report: argv.report,
+      adapterPath: argv.adapterPath,
       command,
     });
     process.stdout.write(`${argv.out}\n`);

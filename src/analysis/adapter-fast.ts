@@ -1,0 +1,84 @@
+/**
+ * The adapter fast path of the streaming analysis: for one base tensor, every checkpoint that is
+ * a LoRA/DoRA adapter adapting it is analysed by exact algebra (adapter-series.ts) from one
+ * stacked product W0·Aᵀ (base-product.ts), instead of merging W′ = W0 + s·B·A per checkpoint.
+ *
+ * Covered: every layout the merge covers whose output features lie along the axis the analysis
+ * uses for that tensor name (linear and conv: rows; GPT-2 Conv1D with fan_in_fan_out and
+ * embeddings: columns). A checkpoint outside that (a layout that disagrees with the name's axis)
+ * stays on the merge path, which is also kept for everything else (full weights, modules_to_save).
+ */
+import type { MergedAdapterSource } from '../io/peft/merged-source.js';
+import { checkFactors, rowsAreOutputs, type LoraFactors } from './merge.js';
+import { adapterDecompose } from './adapter-series.js';
+import { productFor, type BaseProduct, type ProductEngine } from './base-product.js';
+import type { Decomposition, FeatureAxis } from './decompose.js';
+import { q } from '../errors.js';
+
+/** `auto`: tfjs for products of at least this many multiply-adds, the float64 loop below it. */
+export const AUTO_TFJS_MIN_MACS = 1 << 22;
+/** Stacked rows per product: bounds c (out×R) to a few base tensors' worth of memory. */
+export const MAX_STACK = 1024;
+
+export type ProductChoice = ProductEngine | 'auto';
+
+export interface FastResult {
+  readonly d: Decomposition;
+  /** Adapter bytes read for this checkpoint (A, B, magnitude). */
+  readonly bytes: number;
+}
+
+/** Whether this adapter checkpoint can take the fast path for tensor `name` with features along `axis`. */
+export function fastPathApplies(src: MergedAdapterSource, name: string, axis: FeatureAxis): boolean {
+  const m = src.adapted.get(name);
+  const info = src.base.info(name);
+  if (!m || !info) return false;
+  return rowsAreOutputs(src.adapter.layoutFor(m, info)) === (axis === 'rows');
+}
+
+function factorBytes(src: MergedAdapterSource, name: string): number {
+  const m = src.adapted.get(name)!;
+  const size = (t: string | undefined) => (t === undefined ? 0 : src.adapter.file.info(t)?.byteLength ?? 0);
+  return size(m.a) + size(m.b) + size(m.magnitude);
+}
+
+/**
+ * Decomposes tensor `name` for each adapter source (all passing `fastPathApplies`), in order.
+ * `w0` is the base tensor in storage layout (rows×cols); `norms0` its feature norms.
+ */
+export async function fastAdapterDecompose(name: string, w0: Float32Array, rows: number, cols: number, axis: FeatureAxis, norms0: Float64Array,
+  sources: readonly MergedAdapterSource[], choice: ProductChoice, perRow: boolean): Promise<FastResult[]> {
+  const featuresAreRows = axis === 'rows';
+  const out = featuresAreRows ? rows : cols;
+  const inDim = featuresAreRows ? cols : rows;
+  const ww = new Float64Array(out);
+  for (let n = 0; n < out; n++) ww[n] = norms0[n]! * norms0[n]!;
+  const results: FastResult[] = [];
+  let pending: LoraFactors | undefined;
+  for (let start = 0; start < sources.length;) {
+    // A group of checkpoints whose stacked A has at most MAX_STACK rows (at least one checkpoint).
+    const group: { f: LoraFactors; bytes: number }[] = [];
+    let R = 0;
+    while (start < sources.length) {
+      const src = sources[start]!;
+      const f = pending ?? await src.factors(name);
+      pending = undefined;
+      checkFactors(f, w0.length, `${q(name)} (adapter ${q(src.adapter.dir)})`);
+      if (group.length > 0 && R + f.r > MAX_STACK) { pending = f; break; }
+      group.push({ f, bytes: factorBytes(src, name) });
+      R += f.r;
+      start++;
+    }
+    const stack = new Float32Array(R * inDim);
+    let off = 0;
+    for (const { f } of group) { stack.set(f.A, off * inDim); off += f.r; }
+    const engine: BaseProduct = productFor(choice === 'auto' ? (out * inDim * R >= AUTO_TFJS_MIN_MACS ? 'tfjs' : 'js') : choice);
+    const c = await engine(w0, stack, out, inDim, R, featuresAreRows);
+    off = 0;
+    for (const { f, bytes } of group) {
+      results.push({ d: adapterDecompose(f, inDim, ww, c, R, off, perRow), bytes });
+      off += f.r;
+    }
+  }
+  return results;
+}

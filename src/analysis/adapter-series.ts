@@ -1,0 +1,137 @@
+/**
+ * ΔM/ΔD of LoRA/DoRA adapter checkpoints by exact algebra, without materialising W′ (issue 3,
+ * "LoRA/DoRA adapter checkpoints"). For one output feature n with base vector w (‖w‖ cached)
+ * and adapter update δ = s·B_n·A (A: r×in, B_n: row n of B, s the scaling):
+ *
+ *   c = W0·Aᵀ (one row per feature, r wide)          G = A·Aᵀ (r×r, float64)
+ *   w·δ = s·B_n·c_n        ‖δ‖² = s²·B_n G B_nᵀ       ‖w+δ‖² = ‖w‖² + 2 w·δ + ‖δ‖²
+ *
+ * so a checkpoint costs one r×in×out product (shared by all checkpoints of the module when their
+ * A matrices are stacked, which also reads W0 once) plus O(out·r²) work.
+ *
+ * 1 − cos(w, v) for v = w + δ is computed without subtracting near-equal numbers: Lagrange's
+ * identity gives ‖w‖²‖v‖² − (w·v)² = ‖w‖²‖δ‖² − (w·δ)² (the cross term cancels exactly in the
+ * algebra, not in floating point), and 1 − cos = (1 − cos²)/(1 + cos) when cos > 0. Likewise
+ * |‖v‖ − ‖w‖| = |2 w·δ + ‖δ‖²| / (‖v‖ + ‖w‖). Both stay accurate when δ is tiny, where the merge
+ * path (W′ rounded to float32) loses δ altogether.
+ *
+ * DoRA (paper eq. 5; PEFT's merge, see merge-dora.ts) merges feature n to m_n·v/‖v‖, so its
+ * magnitude is |m_n| and its cosine with w is sign(m_n)·cos(w, v); when ‖v‖ = 0 the merged row is
+ * zero (our documented zero-norm rule), and when m_n = 0 it is zero too.
+ *
+ * Zero features follow decompose.ts: cos = 1 when both rows are zero, 0 when one is (counted).
+ * Pure kernel: typed arrays in, numbers out; every sum in float64. The product c comes from the
+ * caller (`base-product.ts`): a float64 loop or a float32 matmul on a tfjs backend.
+ */
+import type { Decomposition } from './decompose.js';
+
+/** One checkpoint's factors for a module whose features are the rows of W0 (after any layout mapping). */
+export interface SeriesFactors {
+  readonly r: number;
+  /** A, row-major (r, in): each row spans a feature's input vector. */
+  readonly A: Float32Array;
+  /** B, row-major (out, r). */
+  readonly B: Float32Array;
+  readonly scaling: number;
+  /** DoRA magnitude (length out); absent for LoRA. */
+  readonly magnitude?: Float32Array | undefined;
+}
+
+/** G = A·Aᵀ in float64 (r×r, symmetric). */
+export function gram(A: Float32Array, r: number, inDim: number): Float64Array {
+  const g = new Float64Array(r * r);
+  for (let a = 0; a < r; a++) {
+    const oa = a * inDim;
+    for (let b = a; b < r; b++) {
+      const ob = b * inDim;
+      let acc = 0;
+      for (let j = 0; j < inDim; j++) acc += A[oa + j]! * A[ob + j]!;
+      g[a * r + b] = acc;
+      g[b * r + a] = acc;
+    }
+  }
+  return g;
+}
+
+/**
+ * The decomposition of one checkpoint. `c` holds W0·Aᵀ for this checkpoint as `out` rows of
+ * `stride` values starting at column `offset` (the checkpoints of a module share one product).
+ * `ww[n]` = ‖w_n‖² in float64.
+ */
+export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Array, c: ArrayLike<number>, stride: number, offset: number,
+  perRow = false): Decomposition {
+  const out = ww.length;
+  const { r, B, scaling: s, magnitude } = f;
+  const G = gram(f.A, r, inDim);
+  let sumDM = 0, sumDD = 0, sumM0 = 0, sumMt = 0, zeroRows = 0, diff2 = 0, base2 = 0;
+  let nonFinite = !Number.isFinite(s);
+  const m0s = perRow ? new Float64Array(out) : undefined;
+  const mts = perRow ? new Float64Array(out) : undefined;
+  const coss = perRow ? new Float64Array(out) : undefined;
+  for (let n = 0; n < out; n++) {
+    const bo = n * r, co = n * stride + offset;
+    let bc = 0, bgb = 0;
+    for (let k = 0; k < r; k++) {
+      const bk = B[bo + k]!;
+      bc += bk * c[co + k]!;
+      let gb = 0;
+      for (let l = 0; l < r; l++) gb += G[k * r + l]! * B[bo + l]!;
+      bgb += bk * gb;
+    }
+    const w2 = ww[n]!;
+    const wd = s * bc;                        // w·δ
+    const dd = Math.max(0, s * s * bgb);      // ‖δ‖² (G is PSD; clamp rounding)
+    const v2 = Math.max(0, w2 + 2 * wd + dd); // ‖v‖²
+    const m0 = Math.sqrt(w2), vn = Math.sqrt(v2);
+    if (!Number.isFinite(v2) || !Number.isFinite(wd)) nonFinite = true;
+    // cos(w, v) and 1 − cos(w, v), stably (see the header).
+    let cosWV = 0, omcWV = 1;
+    if (m0 > 0 && vn > 0) {
+      cosWV = Math.min(1, Math.max(-1, (w2 + wd) / (m0 * vn)));
+      const sin2 = Math.max(0, w2 * dd - wd * wd) / (w2 * v2);
+      omcWV = cosWV > 0 ? Math.min(1, sin2 / (1 + cosWV)) : 1 - cosWV;
+    }
+    let mt: number, cos: number, omc: number, d2: number;
+    if (magnitude === undefined) {
+      mt = vn;
+      d2 = dd;
+      cos = cosWV; omc = omcWV;
+      sumDM += m0 + vn > 0 ? Math.abs(2 * wd + dd) / (m0 + vn) : 0;
+    } else {
+      const m = magnitude[n]!;
+      if (!Number.isFinite(m)) nonFinite = true;
+      if (vn > 0) {
+        mt = Math.abs(m);
+        cos = Math.sign(m) * cosWV;
+        omc = m > 0 ? omcWV : m < 0 ? 2 - omcWV : 1;
+        // ‖a·v − w‖² with a = m/‖v‖: (a−1)²‖w‖² + 2a(a−1)·w·δ + a²‖δ‖², a − 1 = (m − ‖v‖)/‖v‖.
+        const a = m / vn, a1 = (m - vn) / vn;
+        d2 = Math.max(0, a1 * a1 * w2 + 2 * a * a1 * wd + a * a * dd);
+      } else {
+        mt = 0; cos = 0; omc = 1; d2 = w2;
+      }
+      sumDM += Math.abs(mt - m0);
+    }
+    // Zero features (decompose.ts rule): both zero → cos 1; one zero → cos 0.
+    if (m0 === 0 || mt === 0) {
+      zeroRows++;
+      if (m0 === 0 && mt === 0) { cos = 1; omc = 0; } else { cos = 0; omc = 1; }
+    }
+    if (!Number.isFinite(mt)) nonFinite = true;
+    sumDD += omc;
+    sumM0 += m0; sumMt += mt;
+    diff2 += d2; base2 += w2;
+    if (m0s && mts && coss) { m0s[n] = m0; mts[n] = mt; coss[n] = cos; }
+  }
+  return {
+    k: out,
+    deltaM: nonFinite ? NaN : sumDM / out,
+    deltaD: nonFinite ? NaN : sumDD / out,
+    zeroRows,
+    relDeltaFro: nonFinite ? NaN : Math.sqrt(diff2) / Math.sqrt(base2),
+    meanM0: sumM0 / out,
+    meanMt: nonFinite ? NaN : sumMt / out,
+    nonFinite,
+    ...(m0s && mts && coss ? { m0: m0s, mt: mts, cos: coss } : {}),
+  };
+}
