@@ -1,5 +1,6 @@
 import { createRequire, register } from 'node:module';
 import { DorascopeError } from '../errors.js';
+import { registerWasmKernels } from './kernels/register.js';
 
 // tfjs-core is loaded through its CJS bundle (`tf-core.node.js`, package
 // "main") with createRequire, because the backend bundles require that same
@@ -36,9 +37,23 @@ export function registerGradients(): Promise<void> {
 }
 
 export type Tf = typeof import('@tensorflow/tfjs-core');
-export type BackendName = 'cpu' | 'wasm';
+export type BackendName = 'cpu' | 'wasm' | 'webgpu' | 'tensorflow';
+export type BackendChoice = BackendName | 'auto';
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'];
+
+/** What was chosen, on what device, and why the others were passed over (printed, and kept in checkpoints). */
+export interface BackendInfo {
+  name: BackendName;
+  /** Human-readable device: the WebGPU adapter's description, or the CPU engine. */
+  device: string;
+  /** True for a software WebGPU adapter (Mesa llvmpipe, SwiftShader): correct but slow. */
+  software: boolean;
+  /** For `auto`: one line per backend that was tried and skipped, with the reason. */
+  skipped: string[];
+}
 
 let tfInstance: Tf | undefined;
+let current: BackendInfo | undefined;
 
 /** The single tfjs-core instance shared by the trainer (with gradients registered). */
 export function tf(): Tf {
@@ -48,27 +63,162 @@ export function tf(): Tf {
   return tfInstance;
 }
 
+/** The backend chosen by the last successful `initBackend`, if any. */
+export function backendInfo(): BackendInfo | undefined {
+  return current;
+}
+
 /**
  * Selects a backend once; checks the boolean `setBackend` returns (it resolves
  * false instead of throwing when initialisation fails) and names the backend.
+ * Backend priorities are never relied on: webgpu's registered priority beats
+ * wasm even on a software adapter (issue 5), so `auto` decides explicitly:
+ * webgpu on a hardware adapter, else tensorflow when a binding is installed,
+ * else wasm.
  */
-export async function initBackend(name: BackendName): Promise<BackendName> {
+export async function initBackend(choice: BackendChoice): Promise<BackendName> {
+  return (await selectBackend(choice)).name;
+}
+
+/** `initBackend` with the details: device, software adapter, what `auto` skipped and why. */
+export async function selectBackend(choice: BackendChoice): Promise<BackendInfo> {
   const t = tf();
   await registerGradients();
+  if (choice !== 'auto') {
+    current = await activate(t, choice, false);
+    return current;
+  }
+  const skipped: string[] = [];
+  for (const name of ['webgpu', 'tensorflow'] as const) {
+    try {
+      current = { ...(await activate(t, name, true)), skipped };
+      return current;
+    } catch (e) {
+      if (!(e instanceof DorascopeError) || e.code !== 'E_BACKEND') throw e;
+      skipped.push(`${name}: ${e.message}`);
+    }
+  }
+  current = { ...(await activate(t, 'wasm', false)), skipped };
+  return current;
+}
+
+async function activate(t: Tf, name: BackendName, hardwareOnly: boolean): Promise<BackendInfo> {
+  let device = 'CPU';
+  let software = false;
   if (name === 'cpu') {
     require('@tensorflow/tfjs-backend-cpu');
-  } else {
+    device = 'CPU (tfjs-backend-cpu, plain JavaScript)';
+  } else if (name === 'wasm') {
     const wasm = require('@tensorflow/tfjs-backend-wasm') as {
       setWasmPaths: (p: string) => void;
     };
     // Absolute folder holding the .wasm binaries; nothing is fetched over the network.
     const dir = require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm');
     wasm.setWasmPaths(dir.slice(0, dir.lastIndexOf('/') + 1));
+    registerWasmKernels(t); // XNNPACK for every matmul shape (src/train/kernels/wasm_batch_matmul.ts)
+    device = 'CPU (tfjs-backend-wasm, SIMD, one thread)';
+  } else if (name === 'webgpu') {
+    const gpu = await openWebgpu(hardwareOnly);
+    device = gpu.device;
+    software = gpu.software;
+    // tfjs-backend-webgpu registers itself only if `navigator.gpu` exists when
+    // it is loaded, and its backend factory calls navigator.gpu.requestAdapter
+    // during setBackend. Node has no navigator (20) or one without `gpu` (21+),
+    // so lend one for exactly that long, then put the original back: leaving a
+    // fake navigator around misleads other libraries' browser detection.
+    const saved = Object.getOwnPropertyDescriptor(globalThis, 'navigator');
+    Object.defineProperty(globalThis, 'navigator', { value: { gpu: gpu.gpu }, configurable: true, writable: true });
+    try {
+      require('@tensorflow/tfjs-backend-webgpu');
+      const ok = await t.setBackend('webgpu');
+      if (!ok || t.getBackend() !== 'webgpu') {
+        throw new DorascopeError('E_BACKEND', `tfjs backend 'webgpu' failed to initialise on ${device}`, { backend: name });
+      }
+      await t.ready();
+    } finally {
+      if (saved) Object.defineProperty(globalThis, 'navigator', saved);
+      else delete (globalThis as { navigator?: unknown }).navigator;
+    }
+    return { name, device, software, skipped: [] };
+  } else {
+    device = loadTensorflowBinding();
   }
   const ok = await t.setBackend(name);
   if (!ok || t.getBackend() !== name) {
     throw new DorascopeError('E_BACKEND', `tfjs backend '${name}' failed to initialise`, { backend: name });
   }
   await t.ready();
-  return name;
+  return { name, device, software, skipped: [] };
+}
+
+interface WebgpuModule { create(options: string[]): unknown; globals: Record<string, unknown> }
+interface GpuLike { requestAdapter(o?: { powerPreference?: string }): Promise<AdapterLike | null> }
+interface AdapterLike { info?: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean }; isFallbackAdapter?: boolean }
+
+let webgpuCache: { gpu: GpuLike; device: string; software: boolean } | undefined;
+
+/**
+ * Opens Dawn (the `webgpu` npm package, prebuilt for linux-x64) and its
+ * high-performance adapter. On a machine without a GPU, Dawn runs on Mesa's
+ * software Vulkan (llvmpipe) when mesa-vulkan-drivers ≥ 25 is installed
+ * (bookworm-backports); that adapter reports itself as a fallback/software
+ * one, which `auto` rejects and an explicit `--backend webgpu` accepts.
+ */
+async function openWebgpu(hardwareOnly: boolean): Promise<{ gpu: GpuLike; device: string; software: boolean }> {
+  if (webgpuCache === undefined) {
+    let mod: WebgpuModule;
+    try {
+      mod = (await import('webgpu')) as unknown as WebgpuModule;
+    } catch (e) {
+      throw new DorascopeError('E_BACKEND', `the 'webgpu' package (Dawn) could not be loaded: ${(e as Error).message}`, { backend: 'webgpu' });
+    }
+    // GPUBufferUsage, GPUMapMode, ...: tfjs reads these as browser globals.
+    for (const [k, v] of Object.entries(mod.globals)) {
+      if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+    }
+    const gpu = mod.create([]) as GpuLike;
+    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (adapter === null) {
+      throw new DorascopeError('E_BACKEND', 'no WebGPU adapter: Dawn found no Vulkan driver (install the GPU vendor\'s Vulkan driver, or mesa-vulkan-drivers ≥ 25 for the software one)', { backend: 'webgpu' });
+    }
+    const info = adapter.info ?? {};
+    const software = adapter.isFallbackAdapter === true || info.isFallbackAdapter === true ||
+      info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(`${info.device ?? ''} ${info.description ?? ''}`);
+    const device = [info.vendor, info.description || info.device].filter((x) => x).join(' ') || 'unknown WebGPU adapter';
+    webgpuCache = { gpu, device: software ? `${device} (software)` : device, software };
+  }
+  if (hardwareOnly && webgpuCache.software) {
+    throw new DorascopeError('E_BACKEND', `only a software WebGPU adapter (${webgpuCache.device}); pass --backend webgpu to use it anyway`, { backend: 'webgpu' });
+  }
+  return webgpuCache;
+}
+
+/**
+ * The `tensorflow` backend comes from @tensorflow/tfjs-node-gpu (CUDA) or
+ * @tensorflow/tfjs-node, which the user installs: they are not dependencies,
+ * because their install script downloads libtensorflow 2.9.1 from Google
+ * storage, which has answered 403 since August 2026 (tfjs issue #8742).
+ */
+function loadTensorflowBinding(): string {
+  const missing: string[] = [];
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      require.resolve(pkg);
+    } catch {
+      missing.push(pkg);
+      continue;
+    }
+    try {
+      require(pkg);
+    } catch (e) {
+      throw new DorascopeError('E_BACKEND',
+        `${pkg} is installed but failed to load (${(e as Error).message.split('\n')[0]}). ` +
+        'Its native libtensorflow is usually missing because the install-time download failed: reinstall with ' +
+        'TFJS_NODE_CDN_STORAGE=<your mirror> or place libtensorflow 2.9.1 in its deps/ folder (README, "Backends")', { backend: 'tensorflow' });
+    }
+    return pkg.endsWith('-gpu') ? 'CUDA (libtensorflow via @tensorflow/tfjs-node-gpu)' : 'CPU (libtensorflow via @tensorflow/tfjs-node)';
+  }
+  throw new DorascopeError('E_BACKEND',
+    `no TensorFlow binding installed (${missing.join(', ')}): install @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node ` +
+    'with a reachable libtensorflow mirror (README, "Backends"), or use --backend webgpu|wasm', { backend: 'tensorflow' });
 }
