@@ -58,6 +58,8 @@ export interface TrainOptions {
   saveEvery?: number;
   /** Continue from the newest complete checkpoint in `out` (same options → bitwise the same end weights). */
   resume?: boolean;
+  /** Called once before the first step of this invocation (after set-up and any resume). */
+  onStart?: (e: { startStep: number; totalSteps: number }) => void;
   onProgress?: (e: TrainProgress) => void;
 }
 
@@ -236,6 +238,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     if (o.out !== undefined && o.method !== 'full' && !(o.resume === true && hasBase(o.out))) {
       await saveBase(join(o.out, 'base'), config, weights, metadata);
     }
+    o.onStart?.({ startStep, totalSteps: o.steps });
     const last = await runLoop({
       params, optimizer: opt, steps: o.steps, fromStep: startStep + 1,
       lr: (step) => lrAt(schedule, step),

@@ -82,10 +82,8 @@ export const trainCommand: CommandModule<object, Args> = {
     const { stderrProgress } = await import('../../progress.js');
     process.stderr.write(`backend: ${argv.backend}\n`);
     let progress: ReturnType<typeof stderrProgress> | undefined;
-    // tokens/s over this invocation's steps, timed from the end of the first one (so backend
-    // and data set-up are not counted); the first step is timed from the start.
-    const started = performance.now();
-    let firstAt: number | undefined, tokensAfterFirst = 0;
+    // tokens/s over this invocation's steps, timed from the first step's start (set-up not counted).
+    let started = performance.now(), tokens = 0;
     const res = await train({
       method: argv.method,
       steps: argv.steps,
@@ -113,24 +111,20 @@ export const trainCommand: CommandModule<object, Args> = {
       },
       ...(argv.lr === undefined ? {} : { lr: argv.lr }),
       ...(argv.out === undefined ? {} : { out: argv.out, saveEvery: argv['save-every'] }),
-      onProgress: (e) => {
-        // One reporter per invocation; a resumed run counts the steps it still has to do.
-        progress ??= stderrProgress({
+      onStart: (e) => {
+        // A resumed run counts the steps it still has to do, so the ETA is right.
+        progress = stderrProgress({
           total: e.totalSteps - e.startStep, unit: 'step', quiet: argv.quiet,
           label: e.startStep > 0 ? `train (from step ${e.startStep})` : 'train',
         });
-        const now = performance.now();
-        let tokPerS: number;
-        if (firstAt === undefined) {
-          firstAt = now;
-          tokPerS = e.tokens / Math.max(1e-6, (now - started) / 1000);
-        } else {
-          tokensAfterFirst += e.tokens;
-          tokPerS = tokensAfterFirst / Math.max(1e-6, (now - firstAt) / 1000);
-        }
+        started = performance.now();
+      },
+      onProgress: (e) => {
+        tokens += e.tokens;
+        const tokPerS = tokens / Math.max(1e-6, (performance.now() - started) / 1000);
         const fields: Record<string, number> = { step: e.step, loss: e.loss, 'tok/s': Math.round(tokPerS), lr: e.learningRate };
         if (e.evalLoss !== undefined) fields['eval_loss'] = e.evalLoss;
-        progress.update(e.step - e.startStep, { fields });
+        progress?.update(e.step - e.startStep, { fields });
       },
     }).catch((err: unknown) => {
       progress?.interrupt();
