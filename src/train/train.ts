@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { DorascopeError } from '../errors.js';
-import { initBackend, tf, type BackendName } from './backend.js';
+import { selectBackend, tf, type BackendChoice, type BackendInfo, type BackendName } from './backend.js';
 import { initLora, loraScaling, loraVariant, type LoraParams } from './adapters/lora.js';
 import { doraVariant, initMagnitude } from './adapters/dora.js';
 import { AdamW } from './adamw.js';
@@ -23,8 +23,10 @@ export interface TrainOptions {
   /** Total optimizer steps (HF max_steps); when resuming, the step to end at. */
   steps: number;
   seed?: number;
-  /** 'auto' picks wasm (the only fast backend implemented so far). */
-  backend?: BackendName | 'auto';
+  /** 'auto' (default): webgpu on a hardware GPU adapter, else tensorflow if installed, else wasm (backend.ts). */
+  backend?: BackendChoice;
+  /** Called once the backend is chosen (the CLI prints it, with what `auto` passed over and why). */
+  onBackend?: (info: BackendInfo) => void;
   /** 'random' (default) or an HF folder written by `train` / any Llama-named model.safetensors + config.json. */
   init?: string;
   /** 'sotu' (pretraining text) or 'cmudict' (the downstream task); anything else is an E_USAGE error. */
@@ -130,7 +132,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const warmup = resolveWarmup(o.steps, o.warmupSteps, o.warmupRatio);
   const schedule = makeSchedule(o.lrScheduler ?? 'constant', baseLr, o.steps, warmup);
 
-  const backend = await initBackend(o.backend === undefined || o.backend === 'auto' ? 'wasm' : o.backend);
+  const chosen = await selectBackend(o.backend ?? 'auto');
+  const backend: BackendName = chosen.name;
+  o.onBackend?.(chosen);
   const t = tf();
   const init = o.init ?? 'random';
   const config: LlamaConfig = init === 'random' ? { ...DEFAULT_CONFIG, ...o.config } : await readConfig(init);
@@ -187,15 +191,17 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     }
     const params = trainables.map((x) => x.v);
     // A fixed validation batch, drawn once from the held-out split.
-    const evalLoss = () => t.tidy(() => lmLoss(config, weights, valIds, adapters).dataSync()[0]!);
+    // Scalars are read with `await data()`: dataSync throws on webgpu in Node.
+    const read = async (x: tfc.Tensor): Promise<number> => { try { return (await x.data())[0]!; } finally { x.dispose(); } };
+    const evalLoss = () => read(t.tidy(() => lmLoss(config, weights, valIds, adapters)));
     // Next-byte top-1 accuracy on the same held-out windows (the task metric; HF logs it as eval_accuracy).
-    const evalAccuracy = () => t.tidy(() => {
+    const evalAccuracy = () => read(t.tidy(() => {
       const [B, T_] = valIds.shape;
       const inp = t.slice(valIds, [0, 0], [B, T_ - 1]) as tfc.Tensor2D;
       const tgt = t.reshape(t.slice(valIds, [0, 1], [B, T_ - 1]), [B * (T_ - 1)]);
       const pred = t.argMax(forward(config, weights, inp, adapters), -1);
-      return t.mean(t.cast(t.equal(t.reshape(pred, [B * (T_ - 1)]), tgt), 'float32')).dataSync()[0]!;
-    });
+      return t.mean(t.cast(t.equal(t.reshape(pred, [B * (T_ - 1)]), tgt), 'float32'));
+    }));
     // Everything that decides the numbers; a resume must match it key by key.
     const args: Record<string, unknown> = {
       method: o.method, seed, init: init === 'random' ? 'random' : resolve(init), dataset: data.dataset, backend, config,
@@ -219,9 +225,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       tokensSeen = r.tokensSeen;
       resumedFrom = r.dir;
     }
-    const evalLossBefore = evalLoss();
+    const evalLossBefore = await evalLoss();
     const checkpoints: string[] = [];
-    const metadata = { backend, dataset: data.dataset, seed: String(seed), method: o.method };
+    const metadata = { backend, device: chosen.device, dataset: data.dataset, seed: String(seed), method: o.method };
     const state = (): ResumeState => ({
       optimizer: opt, trainables, schedule, dataRng: { algorithm: 'mulberry32', seed: dataSeed, draws }, args,
       evalSteps: o.evalEvery ?? 0, saveSteps: o.saveEvery ?? 0, batchSize: rows, tokensSeen,
@@ -256,8 +262,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         // learning_rate is the rate this step applied (HF logs the next step's: see docs/train.md).
         const entry: LogEntry = { ...info, learning_rate: info.learningRate };
         if (due) {
-          const l = evalLoss();
-          Object.assign(entry, { evalLoss: l, eval_loss: l, eval_accuracy: evalAccuracy() });
+          const l = await evalLoss();
+          Object.assign(entry, { evalLoss: l, eval_loss: l, eval_accuracy: await evalAccuracy() });
         }
         logHistory.push(entry);
         o.onProgress?.({ ...entry, startStep, totalSteps: o.steps, tokens: rows * len });
@@ -267,7 +273,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const lastLoss = last?.loss ?? [...logHistory].reverse().find((h) => typeof h.loss === 'number')?.loss ?? NaN;
     return {
       backend, dataset: data.dataset, config, steps: o.steps, startStep, ...(resumedFrom === undefined ? {} : { resumedFrom }),
-      trainLoss: lastLoss, evalLossBefore, evalLossAfter: evalLoss(), logHistory, checkpoints,
+      trainLoss: lastLoss, evalLossBefore, evalLossAfter: await evalLoss(), logHistory, checkpoints,
     };
   } finally {
     opt.dispose();

@@ -5,12 +5,13 @@
  * terminal, plain lines otherwise.
  */
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
+import { BACKEND_CHOICES, type BackendChoice } from '../../train/backend.js';
 
 interface Args {
   method: 'full' | 'lora' | 'dora';
   steps: number;
   seed: number;
-  backend: 'wasm' | 'cpu';
+  backend: BackendChoice;
   r: number;
   alpha: number;
   rslora: boolean;
@@ -41,13 +42,13 @@ const list = (s: string) => s.split(',').map((x) => x.trim()).filter((x) => x.le
 
 export const trainCommand: CommandModule<object, Args> = {
   command: 'train',
-  describe: 'Train a tiny Llama-named model on byte-level State of the Union text with full fine-tuning, LoRA or DoRA (tfjs, wasm or cpu backend)',
+  describe: 'Train a tiny Llama-named model on byte-level State of the Union text with full fine-tuning, LoRA or DoRA (TensorFlow.js: webgpu, tensorflow, wasm or cpu backend)',
   builder: (y: Argv<object>) =>
     y
       .option('method', { type: 'string', choices: ['full', 'lora', 'dora'], demandOption: true, describe: 'What to train' })
       .option('steps', { type: 'number', default: 200, describe: 'Optimizer steps' })
       .option('seed', { type: 'number', default: 0, describe: 'Seed for init, batches and LoRA A; same seed → same run' })
-      .option('backend', { type: 'string', choices: ['wasm', 'cpu'], default: 'wasm', describe: 'tfjs backend (webgpu/tensorflow: not yet)' })
+      .option('backend', { type: 'string', choices: [...BACKEND_CHOICES], default: 'auto', describe: 'tfjs backend; auto: webgpu on a hardware GPU, else tensorflow if installed, else wasm' })
       .option('r', { type: 'number', default: 8, describe: 'LoRA rank' })
       .option('alpha', { type: 'number', default: 16, describe: 'LoRA alpha (scaling alpha/r)' })
       .option('rslora', { type: 'boolean', default: false, describe: 'rsLoRA scaling alpha/√r' })
@@ -80,7 +81,6 @@ export const trainCommand: CommandModule<object, Args> = {
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const { train } = await import('../../train/train.js');
     const { stderrProgress } = await import('../../progress.js');
-    process.stderr.write(`backend: ${argv.backend}\n`);
     let progress: ReturnType<typeof stderrProgress> | undefined;
     // tokens/s over this invocation's steps, timed from the first step's start (set-up not counted).
     let started = performance.now(), tokens = 0;
@@ -91,6 +91,10 @@ export const trainCommand: CommandModule<object, Args> = {
       init: argv.init,
       dataName: argv.data,
       backend: argv.backend,
+      onBackend: (b) => {
+        process.stderr.write(`backend: ${b.name} on ${b.device}\n`);
+        for (const s of b.skipped) process.stderr.write(`  (auto skipped ${s})\n`);
+      },
       r: argv.r,
       alpha: argv.alpha,
       rslora: argv.rslora,
