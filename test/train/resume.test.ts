@@ -18,7 +18,7 @@ const history = (ck: string) => JSON.parse(readFileSync(join(ck, 'trainer_state.
  * checkpoint-3 leaves), plus a temporary folder a killed writer would leave; `--resume` must
  * ignore and remove it and end with the same bytes as the run that was never interrupted.
  */
-async function resumeMatches(method: 'full' | 'dora', opts: Partial<TrainOptions>): Promise<void> {
+async function resumeMatches(method: 'full' | 'lora' | 'dora', opts: Partial<TrainOptions>): Promise<void> {
   const base: TrainOptions = {
     method, steps: 6, saveEvery: 3, seed: 11, config: small, batchSize: 2, contextLength: 12,
     lrScheduler: 'cosine', warmupSteps: 2, weightDecay: 0.01, ...opts,
@@ -52,6 +52,10 @@ describe('--resume continues bitwise like an uninterrupted run (wasm)', () => {
 
   it('full fine-tuning (model.safetensors + moments of every weight)', async () => {
     await resumeMatches('full', {});
+  });
+
+  it('lora on the cpu backend, linear schedule', async () => {
+    await resumeMatches('lora', { backend: 'cpu', lrScheduler: 'linear', target: ['q_proj', 'up_proj'] });
   });
 
   it('the optimizer file holds K.exp_avg / K.exp_avg_sq per trainable tensor and the step', async () => {
