@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +8,9 @@ import { initLora, loraScaling, loraVariant, type LoraParams } from '../../src/t
 import { doraVariant, initMagnitude } from '../../src/train/adapters/dora.js';
 import { AdamW } from '../../src/train/adamw.js';
 import { runLoop } from '../../src/train/loop.js';
-import { saveBase, saveCheckpoint } from '../../src/train/checkpoint.js';
+import { cleanStaleTemps, saveBase, saveCheckpoint, writeFolderAtomic } from '../../src/train/checkpoint.js';
+import { listRun } from '../../src/io/sources/trainer-run.js';
+import { isDorascopeError } from '../../src/errors.js';
 import { seededRandom } from '../../src/train/data.js';
 import { mergeAdapter } from '../../src/train/merge.js';
 import { openSource } from '../../src/io/sources/open-source.js';
@@ -81,4 +83,34 @@ describe('checkpoints read back through the PEFT reader', () => {
         ids.dispose();
       }
     });
+});
+
+describe('checkpoint folders are published atomically as a whole', () => {
+  it('replaces an existing folder; a failing write leaves the old one and no temporary', async () => {
+    const run = join(tmp, 'atomic');
+    const ck = join(run, 'checkpoint-2');
+    await writeFolderAtomic(ck, async (d) => { writeFileSync(join(d, 'a.txt'), 'one'); });
+    await writeFolderAtomic(ck, async (d) => { writeFileSync(join(d, 'a.txt'), 'two'); });
+    expect(readFileSync(join(ck, 'a.txt'), 'utf8')).toBe('two');
+    const err = await writeFolderAtomic(ck, async (d) => {
+      writeFileSync(join(d, 'a.txt'), 'three');
+      throw new Error('disk full');
+    }).catch((e: unknown) => e);
+    expect(isDorascopeError(err, 'E_WRITE')).toBe(true);
+    expect((err as Error).message).toContain('checkpoint-2');
+    expect(readFileSync(join(ck, 'a.txt'), 'utf8')).toBe('two');
+    expect(readdirSync(run)).toEqual(['checkpoint-2']);
+  });
+
+  it('readers never see a leftover temporary folder, and cleanStaleTemps removes only those', async () => {
+    const run = join(tmp, 'stale');
+    mkdirSync(join(run, 'checkpoint-3'), { recursive: true });
+    writeFileSync(join(run, 'checkpoint-3', 'trainer_state.json'), '{"global_step": 3}');
+    for (const d of ['.checkpoint-6.tmp-123-abcd1234', '.checkpoint-6.old-9-00ff00ff', '.base.tmp-1-0a0b0c0d', '.keep-me', 'checkpoint-x']) {
+      mkdirSync(join(run, d));
+    }
+    expect((await listRun(run)).map((c) => c.name)).toEqual(['checkpoint-3']);
+    expect((await cleanStaleTemps(run)).sort()).toEqual(['.base.tmp-1-0a0b0c0d', '.checkpoint-6.old-9-00ff00ff', '.checkpoint-6.tmp-123-abcd1234']);
+    expect(readdirSync(run).sort()).toEqual(['.keep-me', 'checkpoint-3', 'checkpoint-x']);
+  });
 });
