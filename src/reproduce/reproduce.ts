@@ -95,7 +95,10 @@ export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult
     );
     backend = pre.backend;
     base = pre.lastCheckpoint;
-    baseNote = `pretrained here for ${preset.pretrainSteps} steps (lr ${preset.pretrainLr}), ${relative(out, base) || base}`;
+    // A path inside OUT is shown relative to it; the work folder usually lies elsewhere (absolute then).
+    const rel = relative(out, base);
+    const where = rel !== '' && !rel.startsWith('..') ? rel : resolve(base);
+    baseNote = `pretrained here for ${preset.pretrainSteps} steps (lr ${preset.pretrainLr}), ${where}${opts.dropCheckpoints ? ' (removed at the end: --drop-checkpoints)' : ''}`;
   }
 
   const trainRun = async (spec: RunSpec, dir: string): Promise<{ outcome: TrainOutcome; metric: RunMetric }> => {

@@ -5,7 +5,7 @@ interface Args {
   backend: string;
 }
 
-/** `dorascope demo`: `reproduce --quick` into ./dorascope-demo, offline, a few minutes on a laptop CPU. */
+/** `dorascope demo`: `reproduce --quick` into ./dorascope-demo, offline, well under a minute on a laptop CPU. */
 export const demoCommand: CommandModule<object, Args> = {
   command: 'demo',
   describe: 'Run the whole pipeline on a tiny model (reproduce --quick) and print where the report is',
