@@ -47,7 +47,7 @@ describe('a train process killed mid-checkpoint resumes to the same weights', ()
     const ref = run(args(whole));
     expect(ref.status, ref.stderr).toBe(0);
     // not a terminal: the progress reporter writes plain lines with step, loss, tokens/s and ETA
-    expect(ref.stderr).toMatch(/^train .*6\/6 .*step=6 .*loss=\d.*tok\/s=\d+/m);
+    expect(ref.stderr).toMatch(/^train .*6\/6 .*loss=\d.*tok\/s=\d+/m);
     expect(ref.stderr).toMatch(/ETA/);
 
     const killed = join(tmp, 'killed');
@@ -75,6 +75,8 @@ describe('a train process killed mid-checkpoint resumes to the same weights', ()
     const resumed = run([...args(killed), '--resume']);
     expect(resumed.status, resumed.stderr).toBe(0);
     expect(resumed.stdout).toMatch(/resumed from .*checkpoint-3/);
+    // the resumed run's progress counts its remaining 3 steps and shows the global step
+    expect(resumed.stderr).toMatch(/^train \(from step 3\) .*3\/3 .*step=6 .*loss=/m);
     expect(readdirSync(killed).filter((n) => n.startsWith('.'))).toEqual([]);
     for (const f of ['adapter_model.safetensors', 'optimizer.safetensors', 'adapter_config.json', 'scheduler.json', 'rng_state.json']) {
       expect(readFileSync(join(killed, 'checkpoint-6', f)).equals(readFileSync(join(whole, 'checkpoint-6', f))), f).toBe(true);

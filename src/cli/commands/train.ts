@@ -126,7 +126,10 @@ export const trainCommand: CommandModule<object, Args> = {
       onProgress: (e) => {
         tokens += e.tokens;
         const tokPerS = tokens / Math.max(1e-6, (performance.now() - started) / 1000);
-        const fields: Record<string, number> = { step: e.step, loss: e.loss, 'tok/s': Math.round(tokPerS), lr: e.learningRate };
+        // done/total is the step; a resumed run also shows the global step.
+        const fields: Record<string, number> = {
+          ...(e.startStep > 0 ? { step: e.step } : {}), loss: e.loss, 'tok/s': Math.round(tokPerS), lr: e.learningRate,
+        };
         if (e.evalLoss !== undefined) fields['eval_loss'] = e.evalLoss;
         progress?.update(e.step - e.startStep, { fields });
       },
