@@ -1,11 +1,20 @@
 /**
- * `npm run bench:train`: step time and tokens/s of full, LoRA and DoRA on the
- * same model, the DoRA/LoRA step-time ratio (goal ≤ 1.10), model-FLOPs
- * utilisation against the backend's own plain matmul GFLOP/s measured in the
- * same run, and a tensor-leak check. Backends: BENCH_BACKENDS (default wasm).
- * Model size: BENCH_LAYERS, BENCH_DMODEL (default 2, 128), BENCH_STEPS (default 8).
+ * `npm run bench:train [-- --backends wasm,cpu,webgpu --layers 6 --d-model 256 --steps 4 --profile]`
+ *
+ * For each backend (default wasm; one that fails to initialise is skipped with its reason), on the
+ * same model and batch: step time and tokens/s of full fine-tuning, LoRA and DoRA (r = 8 on q, v),
+ * the DoRA/LoRA step-time ratio (goal ≤ 1.10), the model-FLOPs utilisation against that backend's
+ * own plain (untransposed) matmul GFLOP/s measured in the same run (goal ≥ 0.4 on wasm), and the
+ * tensors left behind by the timed steps (goal 0). `--profile` adds, per method, the kernels that
+ * dominate one step (tf.profile, each kernel's fastest of three steps, so other processes' noise
+ * mostly drops out). Everything is measured within one run; compare ratios, not milliseconds.
+ *
+ * Model FLOPs per token (PaLM appendix B's accounting): 2N forward for the N weights of the matrix
+ * products (the one-hot embedding is a real product here) plus 4·L·T·d for attention's two
+ * T×T products; a full step is 3× forward. LoRA/DoRA skip the frozen weights' gradients: 4N
+ * plus 12·L·T·d. Adapter products and elementwise work are not counted (they are overhead).
  */
-import { initBackend, tf, type BackendName } from '../src/train/backend.js';
+import { selectBackend, tf, type BackendName } from '../src/train/backend.js';
 import { initWeights, lmLoss, weightShapes, type Adapters, type LlamaConfig } from '../src/train/model.js';
 import { initLora, loraScaling, loraVariant, type LoraParams } from '../src/train/adapters/lora.js';
 import { doraVariant, initMagnitude } from '../src/train/adapters/dora.js';
@@ -13,25 +22,66 @@ import { AdamW } from '../src/train/adamw.js';
 import { runLoop } from '../src/train/loop.js';
 import { seededRandom } from '../src/train/data.js';
 
-const layers = Number(process.env.BENCH_LAYERS ?? 2), d = Number(process.env.BENCH_DMODEL ?? 128);
-const steps = Number(process.env.BENCH_STEPS ?? 8), rows = 4, len = 64;
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : fallback;
+}
+const layers = Number(arg('layers', '6')), d = Number(arg('d-model', '256'));
+const rows = Number(arg('batch', '4')), len = Number(arg('context', '64'));
+const backends = arg('backends', 'wasm').split(',').filter(Boolean) as BackendName[];
+const profile = process.argv.includes('--profile');
+// The cpu backend is 15–40× slower than wasm: fewer timed steps keep the whole run to minutes.
+const stepsFor = (b: BackendName) => Number(arg('steps', b === 'cpu' ? '1' : '4'));
+
 const cfg: LlamaConfig = {
   vocab_size: 256, hidden_size: d, intermediate_size: Math.round((8 * d) / 3), num_hidden_layers: layers,
   num_attention_heads: 4, max_position_embeddings: len, rms_norm_eps: 1e-6, rope_theta: 10000,
 };
+type Method = 'full' | 'lora' | 'dora';
+const METHODS: Method[] = ['full', 'lora', 'dora'];
 
-async function matmulGflops(): Promise<number> {
+const tokens = rows * (len - 1); // lmLoss predicts positions 1..len-1 from 0..len-2
+const nMatmul = [...weightShapes(cfg).values()].filter((s) => s.length === 2).reduce((a, s) => a + s[0]! * s[1]!, 0);
+const attnPerToken = 4 * layers * (len - 1) * d;
+const flopsPerStep = (m: Method) => tokens * ((m === 'full' ? 6 : 4) * nMatmul + 3 * attnPerToken);
+
+/** Best plain (untransposed, batch 1) matmul GFLOP/s over a few square sizes; b is reused, as XNNPACK caches it. */
+async function plainMatmulGflops(b: BackendName): Promise<{ gflops: number; cpuGflops: number; n: number }> {
   const t = tf();
-  const n = 256, a = t.randomUniform([n, n]), b = t.randomUniform([n, n]);
-  t.matMul(a, b).dispose();
-  const reps = 20, t0 = performance.now();
-  for (let i = 0; i < reps; i++) { const c = t.matMul(a, b); await c.data(); c.dispose(); }
-  const s = (performance.now() - t0) / 1000;
-  a.dispose(); b.dispose();
-  return (2 * n ** 3 * reps) / s / 1e9;
+  const sizes = b === 'cpu' ? [128, 256] : b === 'webgpu' ? [256, 1024, 2048] : [256, 512];
+  let best = { gflops: 0, cpuGflops: 0, n: 0 };
+  for (const n of sizes) {
+    const a = t.randomUniform([n, n]), w = t.randomUniform([n, n]);
+    const warm = t.matMul(a, w);
+    await warm.data();
+    warm.dispose();
+    const flops = 2 * n ** 3;
+    // enough repetitions for ~0.3 s, in three rounds; the fastest round counts
+    const t0 = performance.now();
+    const probe = t.matMul(a, w);
+    await probe.data();
+    probe.dispose();
+    const reps = Math.max(1, Math.min(200, Math.round(100 / Math.max(performance.now() - t0, 0.01))));
+    for (let round = 0; round < 3; round++) {
+      const s0 = performance.now(), c0 = process.cpuUsage();
+      const outs = [];
+      for (let i = 0; i < reps; i++) outs.push(t.matMul(a, w));
+      await outs[outs.length - 1]!.data();
+      const s = (performance.now() - s0) / 1000, c = process.cpuUsage(c0);
+      for (const o of outs) o.dispose();
+      const g = (flops * reps) / s / 1e9, gc = (flops * reps) / ((c.user + c.system) / 1e6) / 1e9;
+      if (g > best.gflops) best = { ...best, gflops: g, n };
+      if (gc > best.cpuGflops) best = { ...best, cpuGflops: gc };
+    }
+    a.dispose();
+    w.dispose();
+  }
+  return best;
 }
 
-async function run(method: 'full' | 'lora' | 'dora'): Promise<{ ms: number; leak: number }> {
+interface Result { ms: number; cpuMs: number; leak: number; top?: string[] }
+
+async function run(method: Method, steps: number): Promise<Result> {
   const t = tf();
   const rand = seededRandom(1);
   const w = initWeights(cfg, rand, method === 'full');
@@ -50,32 +100,86 @@ async function run(method: 'full' | 'lora' | 'dora'): Promise<{ ms: number; leak
   }
   const ids = t.tensor2d(Int32Array.from({ length: rows * len }, () => Math.floor(rand() * 256)), [rows, len], 'int32');
   const opt = new AdamW({ lr: 1e-3 });
-  await runLoop({ params, optimizer: opt, steps: 1, loss: () => lmLoss(cfg, w, ids, ad) }); // warm-up
+  const loss = () => lmLoss(cfg, w, ids, ad);
+  await runLoop({ params, optimizer: opt, steps: 1, loss }); // warm-up: first-call setup, optimizer moments
   const before = t.memory().numTensors;
-  const t0 = performance.now();
-  await runLoop({ params, optimizer: opt, fromStep: 2, steps: steps + 1, loss: () => lmLoss(cfg, w, ids, ad) });
-  const ms = (performance.now() - t0) / steps;
+  const wall: number[] = [], cpu: number[] = [];
+  let t0 = performance.now(), c0 = process.cpuUsage();
+  await runLoop({
+    params, optimizer: opt, fromStep: 2, steps: steps + 1, loss,
+    onStep: () => {
+      const c = process.cpuUsage(c0), t1 = performance.now();
+      wall.push(t1 - t0);
+      cpu.push((c.user + c.system) / 1000);
+      t0 = t1; c0 = process.cpuUsage();
+    },
+  });
   const leak = t.memory().numTensors - before;
-  opt.dispose(); ids.dispose(); t.disposeVariables();
-  return { ms, leak };
+  const res: Result = { ms: median(wall), cpuMs: median(cpu), leak };
+  if (profile) res.top = await topKernels(() => runLoop({ params, optimizer: opt, fromStep: 100, steps: 100, loss }));
+  opt.dispose();
+  ids.dispose();
+  t.disposeVariables();
+  return res;
 }
 
-const backends = (process.env.BENCH_BACKENDS ?? 'wasm').split(',') as BackendName[];
-const nParams = [...weightShapes(cfg).values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
-const tokens = rows * len;
-console.log(`model: ${layers} layers, d_model ${d}, ${nParams} params; batch ${rows}×${len} tokens; ${steps} timed steps`);
-for (const b of backends) {
-  await initBackend(b);
-  const gf = await matmulGflops();
-  const res: Record<string, { ms: number; leak: number }> = {};
-  for (const m of ['full', 'lora', 'dora'] as const) res[m] = await run(m);
-  console.log(`\n[${b}] plain 256² matmul: ${gf.toFixed(2)} GFLOP/s`);
-  for (const m of ['full', 'lora', 'dora'] as const) {
-    const { ms, leak } = res[m]!;
-    // 6·N·tokens for a full step (fwd+bwd), the usual estimate; adapters skip weight grads, ≈ 4·N·tokens
-    const flops = (m === 'full' ? 6 : 4) * nParams * tokens;
-    const mfu = flops / (ms / 1000) / 1e9 / gf;
-    console.log(`${m.padEnd(5)} step ${ms.toFixed(1)} ms  ${(tokens / (ms / 1000)).toFixed(0)} tokens/s  MFU ${mfu.toFixed(3)}  leaked tensors ${leak}`);
+/** Kernel time by kernel name (and shapes for matmuls), each kernel's fastest of three profiled steps. */
+async function topKernels(step: () => Promise<unknown>): Promise<string[]> {
+  const t = tf();
+  const runs = [];
+  for (let i = 0; i < 3; i++) runs.push(await t.profile(async () => { await step(); }));
+  const agg = new Map<string, { ms: number; n: number }>();
+  let total = 0;
+  const first = runs[0]!.kernels;
+  for (let i = 0; i < first.length; i++) {
+    const k = first[i]!;
+    const ms = Math.min(...runs.map((r) => r.kernels[i]?.kernelTimeMs as number ?? Infinity));
+    const key = k.name === 'BatchMatMul' ? `BatchMatMul ${k.inputShapes.map((s) => `[${s}]`).join('·')}` : k.name;
+    const e = agg.get(key) ?? { ms: 0, n: 0 };
+    e.ms += ms;
+    e.n++;
+    total += ms;
+    agg.set(key, e);
   }
-  console.log(`DoRA/LoRA step-time ratio: ${(res.dora!.ms / res.lora!.ms).toFixed(3)} (goal ≤ 1.10)`);
+  const lines = [`kernels: ${first.length}, ${total.toFixed(1)} ms in kernels`];
+  for (const [k, e] of [...agg].sort((x, y) => y[1].ms - x[1].ms).slice(0, 12))
+    lines.push(`${e.ms.toFixed(1).padStart(8)} ms ${String(e.n).padStart(4)}×  ${k}`);
+  return lines;
+}
+
+function median(x: number[]): number {
+  const s = [...x].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+console.log(`model: ${layers} layers, d_model ${d}, d_ff ${cfg.intermediate_size}, ${cfg.num_attention_heads} heads, ` +
+  `${(nMatmul / 1e6).toFixed(2)} M matmul weights; batch ${rows}×${len} (${tokens} predicted tokens); LoRA/DoRA r = 8 on q,v`);
+console.log(`model FLOPs per step: full ${(flopsPerStep('full') / 1e9).toFixed(2)} G, adapters ${(flopsPerStep('lora') / 1e9).toFixed(2)} G`);
+for (const b of backends) {
+  let device: string;
+  try {
+    device = (await selectBackend(b)).device;
+  } catch (e) {
+    console.log(`\n[${b}] skipped: ${(e as Error).message}`);
+    continue;
+  }
+  const steps = stepsFor(b);
+  const mm = await plainMatmulGflops(b);
+  // On CPU backends process CPU time is also shown: on a shared machine it is far steadier than
+  // wall time (the utilisation by CPU time divides by the matmul's GFLOP/s per CPU second).
+  const byCpu = b === 'wasm' || b === 'cpu';
+  console.log(`\n[${b}] ${device}; plain ${mm.n}² matmul ${mm.gflops.toFixed(2)} GFLOP/s` +
+    `${byCpu ? ` (${mm.cpuGflops.toFixed(2)} per CPU second)` : ''}; median of ${steps} timed step(s)`);
+  const res = new Map<Method, Result>();
+  for (const m of METHODS) {
+    const r = await run(m, steps);
+    res.set(m, r);
+    const mfu = flopsPerStep(m) / (r.ms / 1000) / 1e9 / mm.gflops;
+    const mfuCpu = flopsPerStep(m) / (r.cpuMs / 1000) / 1e9 / mm.cpuGflops;
+    console.log(`${m.padEnd(5)} step ${r.ms.toFixed(1).padStart(8)} ms  ${(tokens / (r.ms / 1000)).toFixed(0).padStart(6)} tokens/s  ` +
+      `utilisation ${mfu.toFixed(3)}${byCpu ? ` (by CPU time: step ${r.cpuMs.toFixed(0)} ms, ${mfuCpu.toFixed(3)})` : ''}  leaked tensors ${r.leak}`);
+    for (const line of r.top ?? []) console.log(`      ${line}`);
+  }
+  const ratio = (k: 'ms' | 'cpuMs') => (res.get('dora')![k] / res.get('lora')![k]).toFixed(3);
+  console.log(`DoRA/LoRA step-time ratio: ${ratio('ms')}${byCpu ? ` (by CPU time ${ratio('cpuMs')})` : ''} (goal ≤ 1.10)`);
 }

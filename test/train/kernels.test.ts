@@ -163,6 +163,40 @@ describe('wasm BatchMatMul kernel', () => {
   });
 });
 
+describe('wasm zero-copy Identity and same-dtype Cast', () => {
+  it('clone and cast keep the values, survive disposing the source, and allocate no wasm buffer', async () => {
+    const t = tf();
+    await initBackend('wasm');
+    registerWasmKernels(t);
+    const x = t.tensor2d([1.5, -2, 3.25, 4], [2, 2]);
+    const buffers = () => (t.engine().backend as unknown as { numDataIds(): number }).numDataIds();
+    const before = buffers();
+    const c = t.clone(x), k = t.cast(x, 'float32');
+    expect(buffers()).toBe(before); // shared, not copied
+    x.dispose();
+    expect([...(await c.data())]).toEqual([1.5, -2, 3.25, 4]);
+    expect([...(await k.data())]).toEqual([1.5, -2, 3.25, 4]);
+    c.dispose();
+    expect([...(await k.data())]).toEqual([1.5, -2, 3.25, 4]);
+    k.dispose();
+    expect(buffers()).toBe(before - 1); // the last owner freed x's buffer
+  });
+
+  it('a real cast still converts (int32 → float32, float32 → int32 truncates)', async () => {
+    const t = tf();
+    await initBackend('wasm');
+    registerWasmKernels(t);
+    const i = t.tensor1d([3, -7, 11], 'int32');
+    const f = t.cast(i, 'float32');
+    expect(f.dtype).toBe('float32');
+    expect([...(await f.data())]).toEqual([3, -7, 11]);
+    const g = t.cast(t.tensor1d([2.75, -1.5]), 'int32');
+    expect(g.dtype).toBe('int32');
+    expect([...(await g.data())]).toEqual([2, -1]);
+    t.dispose([i, f, g]);
+  });
+});
+
 const cfg: LlamaConfig = {
   vocab_size: 16, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2,
   num_attention_heads: 2, max_position_embeddings: 8, rms_norm_eps: 1e-6, rope_theta: 10000,

@@ -1,25 +1,38 @@
-import type { KernelFunc } from '@tensorflow/tfjs-core';
+import type { KernelConfig, KernelFunc } from '@tensorflow/tfjs-core';
 import { DorascopeError } from '../../errors.js';
 import type { Tf } from '../backend.js';
 import { wasmBatchMatMul } from './wasm_batch_matmul.js';
+import { wasmCast, wasmIdentity } from './wasm_identity.js';
 
 const ours = new WeakSet<KernelFunc>();
 
 /**
- * Replaces tfjs-backend-wasm's `BatchMatMul` with `wasmBatchMatMul` (see
- * there for why). Call after `@tensorflow/tfjs-backend-wasm` is loaded (its
- * import registers the kernels), before or after the backend initialises:
- * the original kernel's setup function (which binds its C++ entry point) is
- * kept, so tfjs runs it at initialisation either way. Idempotent.
+ * Replaces three tfjs-backend-wasm kernels with ours: `BatchMatMul` (every
+ * shape reaches XNNPACK; wasm_batch_matmul.ts) and zero-copy `Identity` and
+ * same-dtype `Cast` (wasm_identity.ts). Call after
+ * `@tensorflow/tfjs-backend-wasm` is loaded (its import registers the
+ * kernels), before or after the backend initialises: each original kernel's
+ * setup function (which binds its C++ entry point) is kept, so tfjs runs it
+ * at initialisation either way, and ours call the original for the cases
+ * they do not handle. Idempotent.
  */
 export function registerWasmKernels(t: Tf): void {
-  const orig = t.getKernel('BatchMatMul', 'wasm');
-  const tr = t.getKernel('Transpose', 'wasm');
-  if (orig === undefined || tr === undefined)
-    throw new DorascopeError('E_BACKEND', 'wasm kernels are not registered: load @tensorflow/tfjs-backend-wasm before registerWasmKernels', { backend: 'wasm' });
-  if (ours.has(orig.kernelFunc)) return;
-  const fn = wasmBatchMatMul(orig.kernelFunc, tr.kernelFunc);
-  ours.add(fn);
-  t.unregisterKernel('BatchMatMul', 'wasm');
-  t.registerKernel({ kernelName: 'BatchMatMul', backendName: 'wasm', kernelFunc: fn, ...(orig.setupFunc ? { setupFunc: orig.setupFunc } : {}) });
+  const get = (name: string): KernelConfig => {
+    const k = t.getKernel(name, 'wasm');
+    if (k === undefined)
+      throw new DorascopeError('E_BACKEND', `wasm kernel ${name} is not registered: load @tensorflow/tfjs-backend-wasm before registerWasmKernels`, { backend: 'wasm' });
+    return k;
+  };
+  const transpose = get('Transpose').kernelFunc;
+  const replace = (name: string, make: (orig: KernelFunc) => KernelFunc) => {
+    const orig = get(name);
+    if (ours.has(orig.kernelFunc)) return;
+    const fn = make(orig.kernelFunc);
+    ours.add(fn);
+    t.unregisterKernel(name, 'wasm');
+    t.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: fn, ...(orig.setupFunc ? { setupFunc: orig.setupFunc } : {}) });
+  };
+  replace('BatchMatMul', (orig) => wasmBatchMatMul(orig, transpose));
+  replace('Identity', wasmIdentity);
+  replace('Cast', wasmCast);
 }
