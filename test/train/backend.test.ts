@@ -2,6 +2,11 @@ import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { selectBackend, tf } from '../../src/train/backend.js';
 import { DorascopeError } from '../../src/errors.js';
+import { train } from '../../src/train/train.js';
+import { openSafetensors } from '../../src/io/safetensors/reader.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 // Backend selection (issue 5). CI installs Mesa's software Vulkan (llvmpipe)
 // from bookworm-backports, so the webgpu path runs there for correctness;
@@ -83,4 +88,25 @@ describe('backend selection', () => {
     for (let i = 0; i < m * k; i++) expect(Math.abs(dA[i]! - dA64[i]!)).toBeLessThan(1e-4 * (1 + Math.abs(dA64[i]!)));
     for (const x of [A, B, G, At, Bt]) x.dispose();
   });
+
+  it.runIf(gpu)('webgpu: a short DoRA run of the real model lowers the held-out loss and records its backend', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'dorascope-webgpu-'));
+    try {
+      const res = await train({
+        method: 'dora', backend: 'webgpu', steps: 8, seed: 1, lr: 3e-2, batchSize: 4, contextLength: 16, out,
+        config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2 },
+      });
+      expect(res.backend).toBe('webgpu');
+      expect(res.evalLossAfter).toBeLessThan(res.evalLossBefore);
+      const f = await openSafetensors(join(out, 'checkpoint-8', 'adapter_model.safetensors'));
+      try {
+        expect(f.metadata?.['backend']).toBe('webgpu');
+      } finally {
+        await f.close();
+      }
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
 });
+
