@@ -1,25 +1,36 @@
 /**
- * `npm run bench:analyze`: full-checkpoint analysis throughput against a plain read-and-decode
- * pass over the same files (the limit on this machine), and peak memory at one and two model
- * sizes (it must not grow with the model). Generates a synthetic Llama-shaped BF16 series under
- * the OS temp folder and deletes it afterwards.
- *   BENCH_HIDDEN (default 1024), BENCH_MLP (2752), BENCH_LAYERS (4), BENCH_CHECKPOINTS (4)
- * Each size runs in a child process so its peak RSS is its own.
+ * `npm run bench:analyze [-- --small]`: the issue 3 benchmark. Generates, under the OS temp folder
+ * (deleted afterwards), synthetic Llama-shaped series and prints, each measured within one run:
+ *   1. full checkpoints (BF16 base of 8 layers, hidden 2048, MLP 5504, four full checkpoints, ~4 GB):
+ *      analysis GB/s of checkpoint bytes and its ratio to a plain read-and-decode pass over the same
+ *      files (goal ≥ 0.7);
+ *   2. a DoRA adapter series (r = 16 on q/v of 32 layers of hidden 4096, ten checkpoints): time per
+ *      checkpoint and its ratio to the bare matrix products W0·Aᵀ of the same shapes on the same
+ *      tfjs backend (goal ≤ 2×), and the fast path's deviation from the float64 product on one module;
+ *   3. peak RSS of each series, and of the full series with the model doubled (goal < 1 GB, flat).
+ * `--small` shrinks every series (hidden 1024/2752, 4 layers; adapters on 8 layers of 2048) for a
+ * quick run; `--generate full|adapters DIR` only writes a series into DIR and keeps it. Each measurement runs in a child process so its peak RSS is its own.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, readdirSync } from 'node:fs';
-import { tmpdir, cpus, totalmem } from 'node:os';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeSafetensorsStreaming } from '../src/io/safetensors/writer.js';
 import { openSafetensors } from '../src/io/safetensors/reader.js';
+import { encodeFloat32 } from '../src/io/safetensors/writer.js';
 import { analyze } from '../src/analysis/analyze.js';
+import { matmulNoTranspose, useWasm } from '../src/analysis/base-product.js';
+import { tf } from '../src/train/backend.js';
 import { mulberry32 } from '../src/random.js';
 
-const env = (k: string, d: number) => Number(process.env[k] ?? d);
-const H = env('BENCH_HIDDEN', 1024), F = env('BENCH_MLP', 2752), CK = env('BENCH_CHECKPOINTS', 4);
+const small = process.argv.includes('--small');
+const FULL = small ? { hidden: 1024, mlp: 2752, layers: 4, checkpoints: 4 } : { hidden: 2048, mlp: 5504, layers: 8, checkpoints: 4 };
+const ADAPTER = small ? { hidden: 2048, layers: 8, r: 16, checkpoints: 10 } : { hidden: 4096, layers: 32, r: 16, checkpoints: 10 };
 
-function shapes(layers: number): [string, number[]][] {
+// ---- generation ------------------------------------------------------------------------------
+function fullShapes(layers: number): [string, number[]][] {
+  const { hidden: H, mlp: F } = FULL;
   const out: [string, number[]][] = [];
   for (let l = 0; l < layers; l++) {
     for (const m of ['q_proj', 'k_proj', 'v_proj', 'o_proj']) out.push([`model.layers.${l}.self_attn.${m}.weight`, [H, H]]);
@@ -28,59 +39,157 @@ function shapes(layers: number): [string, number[]][] {
   return out;
 }
 
-async function writeModel(path: string, layers: number, seed: number, base?: number): Promise<void> {
-  const specs = shapes(layers).map(([name, shape]) => ({ name, dtype: 'BF16' as const, shape }));
+/** Random BF16 values of moderate magnitude (exponent 119–122, |x| ≈ 0.004–0.06, like trained weights), two per 32-bit draw. */
+function randomBf16(n: number, seed: number): Uint16Array {
+  const out = new Uint16Array(n);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < n; i += 2) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    out[i] = (x & 0x8000) | ((119 + ((x >>> 7) & 3)) << 7) | (x & 0x7f);
+    if (i + 1 < n) out[i + 1] = ((x >>> 16) & 0x8000) | ((119 + ((x >>> 23) & 3)) << 7) | ((x >>> 16) & 0x7f);
+  }
+  return out;
+}
+
+async function writeBf16Model(path: string, shapes: [string, number[]][], seed: number): Promise<void> {
+  const specs = shapes.map(([name, shape]) => ({ name, dtype: 'BF16' as const, shape }));
+  const index = new Map(specs.map((s, i) => [s.name, i]));
   await writeSafetensorsStreaming(path, specs, (name) => {
-    const shape = specs.find((s) => s.name === name)!.shape;
-    const n = shape[0]! * shape[1]!;
-    const rand = mulberry32(seed * 7919 + name.length * 31 + (base ?? 0));
-    const out = new Uint16Array(n);
-    // Random BF16 bit patterns of moderate magnitude (exponent 120–124): cheap to make, decodes to normal floats.
-    for (let i = 0; i < n; i++) out[i] = ((rand() < 0.5 ? 0x8000 : 0) | ((120 + Math.floor(rand() * 5)) << 7) | Math.floor(rand() * 128));
-    return out;
+    const s = specs[index.get(name)!]!;
+    return randomBf16(s.shape[0]! * s.shape[1]!, seed * 100_003 + index.get(name)!);
   });
 }
 
-async function child(dir: string): Promise<void> {
-  const files = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort();
-  const bytes = files.filter((f) => f !== 'base.safetensors').reduce((a, f) => a + statSync(join(dir, f)).size, 0);
-  // 1. Raw: read and decode every tensor of every checkpoint once.
+async function generateFull(dir: string, layers: number): Promise<void> {
+  const shapes = fullShapes(layers);
+  await writeBf16Model(join(dir, 'base.safetensors'), shapes, 1);
+  for (let c = 1; c <= FULL.checkpoints; c++) await writeBf16Model(join(dir, `ck${c}.safetensors`), shapes, 1 + c);
+}
+
+async function generateAdapters(dir: string): Promise<void> {
+  const { hidden: H, layers, r, checkpoints } = ADAPTER;
+  const shapes: [string, number[]][] = [];
+  for (let l = 0; l < layers; l++) for (const m of ['q_proj', 'v_proj']) shapes.push([`model.layers.${l}.self_attn.${m}.weight`, [H, H]]);
+  await writeBf16Model(join(dir, 'base.safetensors'), shapes, 1);
+  const rand = mulberry32(7);
+  const uni = (n: number, b: number) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * b);
+  for (let c = 1; c <= checkpoints; c++) {
+    const ck = join(dir, 'run', `checkpoint-${c * 100}`);
+    mkdirSync(ck, { recursive: true });
+    const tensors: { name: string; dtype: 'F32'; shape: number[]; data: Uint8Array }[] = [];
+    for (const [name] of shapes) {
+      const mod = `base_model.model.${name.replace(/\.weight$/u, '')}`;
+      tensors.push({ name: `${mod}.lora_A.weight`, dtype: 'F32', shape: [r, H], data: encodeFloat32('F32', uni(r * H, 1 / Math.sqrt(H))) });
+      tensors.push({ name: `${mod}.lora_B.weight`, dtype: 'F32', shape: [H, r], data: encodeFloat32('F32', uni(H * r, 0.002 * c)) });
+      tensors.push({ name: `${mod}.lora_magnitude_vector`, dtype: 'F32', shape: [H], data: encodeFloat32('F32', uni(H, 0.1).map((v) => 1.6 + v)) });
+    }
+    const { writeSafetensors } = await import('../src/io/safetensors/writer.js');
+    await writeSafetensors(join(ck, 'adapter_model.safetensors'), tensors, { format: 'pt' });
+    writeFileSync(join(ck, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r, lora_alpha: 2 * r, use_dora: true, use_rslora: false, target_modules: ['q_proj', 'v_proj'] }));
+    writeFileSync(join(ck, 'trainer_state.json'), JSON.stringify({ global_step: c * 100 }));
+  }
+}
+
+// ---- measurements (child processes) ------------------------------------------------------------
+const rssMB = () => process.resourceUsage().maxRSS / 1024;
+
+async function childFull(dir: string): Promise<void> {
+  const cks = readdirSync(dir).filter((f) => f.startsWith('ck')).sort();
+  const bytes = cks.reduce((a, f) => a + statSync(join(dir, f)).size, 0);
+  // Plain read-and-decode of every checkpoint tensor (the limit of any analysis on this machine).
   let t0 = performance.now();
-  for (const f of files.filter((x) => x !== 'base.safetensors')) {
+  for (const f of cks) {
     const s = await openSafetensors(join(dir, f));
     for (const t of s.tensors) await s.readFloat32(t.name);
     await s.close();
   }
   const raw = (performance.now() - t0) / 1000;
-  // 2. The analysis over the same checkpoints (plus one read of the base).
   t0 = performance.now();
-  await analyze({ base: join(dir, 'base.safetensors'), runs: files.filter((f) => f !== 'base.safetensors').map((f) => ({ path: join(dir, f) })), write: false, quiet: true });
+  await analyze({ base: join(dir, 'base.safetensors'), runs: cks.map((f) => ({ path: join(dir, f) })), write: false, quiet: true });
   const ours = (performance.now() - t0) / 1000;
-  process.stdout.write(JSON.stringify({ bytes, raw, ours, maxRssMB: process.resourceUsage().maxRSS / 1024 }));
+  process.stdout.write(JSON.stringify({ bytes, raw, ours, rss: rssMB() }));
+}
+
+async function childAdapters(dir: string): Promise<void> {
+  const { hidden: H, layers, r, checkpoints } = ADAPTER;
+  const run = { path: join(dir, 'run'), label: 'dora' };
+  const base = join(dir, 'base.safetensors');
+  let t0 = performance.now();
+  await analyze({ base, runs: [run], write: false, quiet: true, product: 'tfjs' });
+  const ours = (performance.now() - t0) / 1000;
+  const rss = rssMB();
+  // The bare products of the same shapes on the same backend: (H×H)·(H×R) per module, R = r·checkpoints.
+  await useWasm();
+  const R = r * checkpoints;
+  const a = new Float32Array(H * H).map((_, i) => ((i * 7919) % 1000) / 1e5);
+  const b = new Float32Array(H * R).map((_, i) => ((i * 104729) % 1000) / 1e5);
+  matmulNoTranspose(tf(), a, b, H, H, R); // warm-up
+  t0 = performance.now();
+  for (let m = 0; m < 2 * layers; m++) matmulNoTranspose(tf(), a, b, H, H, R);
+  const bare = (performance.now() - t0) / 1000;
+  // Precision: the tfjs (float32) product against the float64 loop, on one module.
+  const one = { base, runs: [run], write: false, quiet: true, modules: ['q_proj'], layers: [0] } as const;
+  const f32 = await analyze({ ...one, product: 'tfjs' });
+  const f64 = await analyze({ ...one, product: 'js' });
+  let dev = 0;
+  f32.rows.forEach((x, i) => {
+    const y = f64.rows[i]!;
+    dev = Math.max(dev, Math.abs(x.delta_m - y.delta_m) / Math.abs(y.delta_m), Math.abs(x.delta_d - y.delta_d) / Math.abs(y.delta_d));
+  });
+  process.stdout.write(JSON.stringify({ ours, bare, rss, dev, gflops: (2 * H * H * R * 2 * layers) / bare / 1e9 }));
+}
+
+function inChild<T>(mode: string, dir: string): T {
+  const res = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', mode, dir, ...(small ? ['--small'] : [])], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  if (res.status !== 0) throw new Error(`${mode} child failed:\n${res.stderr}`);
+  return JSON.parse(res.stdout) as T;
+}
+
+function withTempDir<T>(needBytes: number, what: string, fn: (dir: string) => Promise<T>): Promise<T> {
+  const fs = statfsSync(tmpdir());
+  const free = fs.bavail * fs.bsize;
+  if (free < needBytes * 1.1) throw new Error(`${what} needs ${(needBytes / 1e9).toFixed(1)} GB under ${tmpdir()}, only ${(free / 1e9).toFixed(1)} GB free`);
+  const dir = mkdtempSync(join(tmpdir(), 'dorascope-bench-'));
+  process.stderr.write(`${what}: generating ${(needBytes / 1e9).toFixed(2)} GB in ${dir}\n`);
+  return fn(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
 }
 
 async function main(): Promise<void> {
-  if (process.argv[2] === '--child') return child(process.argv[3]!);
-  const results: { layers: number; bytes: number; raw: number; ours: number; maxRssMB: number }[] = [];
-  for (const layers of [env('BENCH_LAYERS', 4), 2 * env('BENCH_LAYERS', 4)]) {
-    const dir = mkdtempSync(join(tmpdir(), 'dorascope-bench-'));
-    try {
-      process.stderr.write(`generating ${layers} layers × (${CK} checkpoints + base), hidden ${H}, mlp ${F}, BF16 in ${dir}\n`);
-      await writeModel(join(dir, 'base.safetensors'), layers, 0);
-      for (let c = 1; c <= CK; c++) await writeModel(join(dir, `ck${c}.safetensors`), layers, c);
-      const res = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', dir], { encoding: 'utf8', maxBuffer: 1 << 20 });
-      if (res.status !== 0) throw new Error(res.stderr);
-      results.push({ layers, ...JSON.parse(res.stdout) });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+  if (process.argv[2] === '--child') {
+    return process.argv[3] === 'full' ? childFull(process.argv[4]!) : childAdapters(process.argv[4]!);
   }
-  console.log(`machine: ${cpus()[0]?.model} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`);
-  for (const r of results) {
-    const gbs = r.bytes / 1e9;
-    console.log(`${r.layers} layers, ${gbs.toFixed(2)} GB of checkpoints: analysis ${(gbs / r.ours).toFixed(3)} GB/s, raw read+decode ${(gbs / r.raw).toFixed(3)} GB/s, ratio ${(r.raw / r.ours).toFixed(2)} (goal ≥ 0.7); peak RSS ${r.maxRssMB.toFixed(0)} MB`);
+  if (process.argv[2] === '--generate') {
+    // `--generate full|adapters DIR`: write one series and keep it (for profiling by hand).
+    mkdirSync(process.argv[4]!, { recursive: true });
+    return process.argv[3] === 'full' ? generateFull(process.argv[4]!, FULL.layers) : generateAdapters(process.argv[4]!);
   }
-  console.log(`peak RSS at twice the model: ×${(results[1]!.maxRssMB / results[0]!.maxRssMB).toFixed(2)} (goal: unchanged)`);
+  const fullBytes = (layers: number) => (FULL.checkpoints + 1) * layers * 2 * (4 * FULL.hidden ** 2 + 3 * FULL.hidden * FULL.mlp);
+  type Full = { bytes: number; raw: number; ours: number; rss: number };
+  const full: Full[] = [];
+  for (const layers of [FULL.layers, 2 * FULL.layers]) {
+    full.push(await withTempDir(fullBytes(layers), `full series, ${layers} layers × ${FULL.checkpoints} checkpoints + base`, async (dir) => {
+      await generateFull(dir, layers);
+      return inChild<Full>('full', dir);
+    }));
+  }
+  const { hidden: H, layers: AL, r, checkpoints: AC } = ADAPTER;
+  const adapterBytes = 2 * AL * H * H * 2 + AC * 2 * AL * (2 * r * H + H) * 4;
+  type Ad = { ours: number; bare: number; rss: number; dev: number; gflops: number };
+  const ad = await withTempDir(adapterBytes, `DoRA adapter series, r ${r} on q/v of ${AL} layers of ${H}, ${AC} checkpoints`, async (dir) => {
+    await generateAdapters(dir);
+    return inChild<Ad>('adapters', dir);
+  });
+
+  console.log(`machine: ${cpus()[0]?.model} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 16)}Z${small ? ' (--small)' : ''}`);
+  for (const [i, f] of full.entries()) {
+    const gb = f.bytes / 1e9;
+    console.log(`1. full series, ${(i + 1) * FULL.layers} layers (hidden ${FULL.hidden}, MLP ${FULL.mlp}), ${gb.toFixed(2)} GB of checkpoints: analysis ${(gb / f.ours).toFixed(3)} GB/s, ` +
+      `read+decode ${(gb / f.raw).toFixed(3)} GB/s, ratio ${(f.raw / f.ours).toFixed(2)} (goal ≥ 0.7); peak RSS ${f.rss.toFixed(0)} MB`);
+  }
+  console.log(`2. DoRA adapter series (r ${r}, q/v of ${AL} layers of ${H}, ${AC} checkpoints): ${(ad.ours / AC).toFixed(2)} s per checkpoint, ` +
+    `bare products ${(ad.bare / AC).toFixed(2)} s per checkpoint (${ad.gflops.toFixed(1)} GFLOP/s), ratio ${(ad.ours / ad.bare).toFixed(2)} (goal ≤ 2); ` +
+    `tfjs vs float64 product on one module: ${ad.dev.toExponential(1)} relative; peak RSS ${ad.rss.toFixed(0)} MB`);
+  console.log(`3. peak RSS: full ${full[0]!.rss.toFixed(0)} MB, full at twice the model ${full[1]!.rss.toFixed(0)} MB (×${(full[1]!.rss / full[0]!.rss).toFixed(2)}), adapters ${ad.rss.toFixed(0)} MB (goal < 1024 MB, flat)`);
 }
 
 await main();

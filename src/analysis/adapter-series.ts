@@ -58,7 +58,7 @@ export function gram(A: Float32Array, r: number, inDim: number): Float64Array {
  * `stride` values starting at column `offset` (the checkpoints of a module share one product).
  * `ww[n]` = ‖w_n‖² in float64.
  */
-export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Array, c: ArrayLike<number>, stride: number, offset: number,
+export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Array, c: Float64Array, stride: number, offset: number,
   perRow = false): Decomposition {
   const out = ww.length;
   const { r, B, scaling: s, magnitude } = f;
@@ -71,12 +71,14 @@ export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Arr
   for (let n = 0; n < out; n++) {
     const bo = n * r, co = n * stride + offset;
     let bc = 0, bgb = 0;
+    // B_n G B_nᵀ over the upper triangle of the symmetric G: Σ_k b_k (G_kk b_k + 2 Σ_{l>k} G_kl b_l).
     for (let k = 0; k < r; k++) {
       const bk = B[bo + k]!;
       bc += bk * c[co + k]!;
+      const gk = k * r;
       let gb = 0;
-      for (let l = 0; l < r; l++) gb += G[k * r + l]! * B[bo + l]!;
-      bgb += bk * gb;
+      for (let l = k + 1; l < r; l++) gb += G[gk + l]! * B[bo + l]!;
+      bgb += bk * (G[gk + k]! * bk + 2 * gb);
     }
     const w2 = ww[n]!;
     const wd = s * bc;                        // w·δ

@@ -1,8 +1,10 @@
 /**
  * The streaming analysis: every selected base tensor is read once, its per-feature norms are
  * cached for the duration of that tensor, and every checkpoint of every run is compared with it
- * before the next tensor is read. Peak memory is therefore a few tensors (W0, one W_t, and the
- * merged adapter's working copy), whatever the size of the model or the number of checkpoints.
+ * before the next tensor is read (tensor-task.ts). Peak memory is therefore a few tensors (W0,
+ * one W_t, and the merged adapter's working copy) per task in flight, whatever the size of the
+ * model or the number of checkpoints. Tasks run on the main thread or, for large analyses, on a
+ * pool of worker threads (pool.ts), two tasks queued per worker at most.
  *
  * Bad input policy (documented in the README): a tensor missing from a checkpoint and a shape
  * that differs from the base are errors (E_MISSING_TENSOR, E_SHAPE_MISMATCH, naming file and
@@ -12,18 +14,18 @@
 import { basename, resolve } from 'node:path';
 import { join } from 'node:path';
 import { statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { DorascopeError, q } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { classifyPath, openSource } from '../io/sources/open-source.js';
 import { listRun, readGlobalStep } from '../io/sources/trainer-run.js';
-import { isAdapterDir } from '../io/peft/adapter.js';
-import { openMergedAdapter, type MergedAdapterSource } from '../io/peft/merged-source.js';
 import type { TensorSource } from '../io/types.js';
 import { VERSION } from '../version.js';
 import { Progress, stderrProgress } from '../progress.js';
-import { decompose, featureNorms, type Decomposition } from './decompose.js';
-import { fastAdapterDecompose, fastPathApplies, type FastResult, type ProductChoice } from './adapter-fast.js';
-import { featureAxisFor, isDefaultTarget, parseTensorName } from './names.js';
+import type { ProductChoice } from './adapter-fast.js';
+import { isDefaultTarget, parseTensorName } from './names.js';
+import { AnalysisPool, workerUrl } from './pool.js';
+import { openTaskCheckpoint, runTensorTask, type TaskCheckpoint, type TaskOptions, type TaskResult } from './tensor-task.js';
 import { BOOTSTRAP, correlate, type Stats } from './stats.js';
 import { writeDecomposition, writePerRow, type DecompositionRow, type PerRowRecord } from './table.js';
 
@@ -58,6 +60,8 @@ export interface AnalyzeOptions {
   readonly adapterPath?: 'fast' | 'merge' | undefined;
   /** The engine of the fast path's product W0·Aᵀ: `auto` (default), `tfjs` (wasm matmul) or `js` (float64 loop). */
   readonly product?: ProductChoice | undefined;
+  /** Worker threads (0: main thread only); default automatic (see `workerCount`). Results are identical either way. */
+  readonly workers?: number | undefined;
   /** Where progress lines go (default stderr). */
   readonly log?: ((line: string) => void) | undefined;
 }
@@ -84,13 +88,10 @@ export interface AnalyzeResult {
   readonly out: string | undefined;
 }
 
-interface Checkpoint {
+interface Checkpoint extends TaskCheckpoint {
   readonly name: string;
   readonly step: number;
   readonly path: string;
-  readonly source: TensorSource;
-  /** Set for a PEFT adapter checkpoint (the fast path reads its factors). */
-  readonly adapter?: MergedAdapterSource | undefined;
 }
 
 interface Run {
@@ -115,15 +116,32 @@ export function parseLayers(spec: string): number[] {
 }
 
 async function openCheckpoint(path: string, name: string, step: number, base: TensorSource, run: Run): Promise<Checkpoint> {
-  if (isAdapterDir(path)) {
-    const src: MergedAdapterSource = await openMergedAdapter(path, base);
-    const c = src.adapter.config;
-    run.method = src.adapter.method;
-    run.adapter = { r: c.r, lora_alpha: c.loraAlpha, use_rslora: c.useRslora, use_dora: c.useDora, scaling: src.adapter.modules[0]?.scaling ?? null, target_modules: c.targetModules, config: c.raw };
-    return { name, step, path, source: src, adapter: src };
+  const ck = await openTaskCheckpoint(path, base);
+  if (ck.adapter) {
+    const a = ck.adapter.adapter, c = a.config;
+    run.method = a.method;
+    run.adapter = { r: c.r, lora_alpha: c.loraAlpha, use_rslora: c.useRslora, use_dora: c.useDora, scaling: a.modules[0]?.scaling ?? null, target_modules: c.targetModules, config: c.raw };
   }
-  return { name, step, path, source: await openSource(path) };
+  return { name, step, path, ...ck };
 }
+
+/**
+ * Worker threads for `workers` (undefined: automatic): none for small analyses, where starting
+ * them (≈0.1 s each) costs more than it saves; else one per core, at most two (the analysis is
+ * bound by reading and decoding, and two tasks in flight already keep a reader busy).
+ */
+export function workerCount(workers: number | undefined, elements: number): number {
+  if (workers !== undefined) {
+    if (!Number.isInteger(workers) || workers < 0) throw new DorascopeError('E_USAGE', `--workers ${workers}: expected a whole number ≥ 0`);
+    return workers;
+  }
+  if (elements < AUTO_WORKERS_MIN_ELEMENTS) return 0;
+  const cores = availableParallelism();
+  return cores >= 2 ? 2 : 0;
+}
+
+/** Automatic workers from this many weight elements to analyse (base elements × checkpoints): 2²⁵ ≈ 134 MB of float32. */
+export const AUTO_WORKERS_MIN_ELEMENTS = 1 << 25;
 
 async function openRun(input: AnalyzeRunInput, base: TensorSource): Promise<Run> {
   const { kind, path } = classifyPath(input.path);
@@ -150,6 +168,8 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
   const base = await openSource(o.base);
   const runs: Run[] = [];
   let progress: Progress | undefined;
+  let pool: AnalysisPool | undefined;
+  let bytesRead = 0;
   try {
     for (const r of o.runs) runs.push(await openRun(r, base));
     const labels = new Set<string>();
@@ -177,40 +197,50 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
     progress = o.log === undefined
       ? stderrProgress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet: o.quiet })
       : new Progress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet: o.quiet, tty: false, write: (text) => log(text.replace(/\n$/u, '')) });
-    let bytes = 0;
+    // Header checks first: a missing tensor or a wrong shape fails before any data is read.
+    const allCks = runs.flatMap((r) => r.checkpoints);
+    for (const t of targets) {
+      for (const ck of allCks) {
+        const info = ck.source.info(t.name);
+        if (!info) throw new DorascopeError('E_MISSING_TENSOR', `checkpoint ${q(ck.path)} has no tensor ${q(t.name)} (the base ${q(o.base)} has it)`);
+        if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
+          throw new DorascopeError('E_SHAPE_MISMATCH', `tensor ${q(t.name)} is ${JSON.stringify(info.shape)} in ${q(ck.path)} but ${JSON.stringify(t.shape)} in the base ${q(o.base)}`);
+        }
+      }
+    }
+    const taskOptions: TaskOptions = { perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto' };
+    const work = targets.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0) * allCks.length;
+    const nWorkers = workerCount(o.workers, work);
+    const url = nWorkers > 0 ? workerUrl() : undefined;
+    if (url) pool = AnalysisPool.start(nWorkers, { base: o.base, checkpoints: allCks.map((c) => c.path), options: taskOptions }, url);
+    // Tasks are queued at most two per worker ahead of the one being consumed (bounded memory),
+    // and consumed in tensor order, so the rows come out as without workers.
+    const ahead = pool ? 2 * pool.size : 0;
+    const queued: Promise<TaskResult[]>[] = [];
+    const submit = (i: number) => {
+      const t = targets[i]!;
+      const p = pool!.run(t.name, t.shape);
+      p.catch(() => undefined); // awaited in order below; this only keeps an early failure from being "unhandled"
+      queued[i] = p;
+    };
     for (let ti = 0; ti < targets.length; ti++) {
       const t = targets[ti]!;
       const rowsN = t.shape[0]!;
       const colsN = t.shape.slice(1).reduce((a, b) => a * b, 1);
-      const axis = featureAxisFor(t.name);
-      const w0 = await base.read(t.name);
-      const norms0 = featureNorms(w0, rowsN, colsN, axis);
       const { layer, module } = parseTensorName(t.name);
-      const bytesBefore = bytes;
-      // Adapter checkpoints of this tensor: one stacked product W0·Aᵀ for all of them (adapter-fast.ts).
-      const fast = new Map<Checkpoint, FastResult>();
-      if (o.adapterPath !== 'merge') {
-        const cks = runs.flatMap((r) => r.checkpoints).filter((c) => c.adapter !== undefined && fastPathApplies(c.adapter, t.name, axis));
-        const res = await fastAdapterDecompose(t.name, w0, rowsN, colsN, axis, norms0, cks.map((c) => c.adapter!), o.product ?? 'auto', o.perRow ?? false);
-        cks.forEach((c, i) => fast.set(c, res[i]!));
+      let results: TaskResult[];
+      if (pool) {
+        for (let j = ti; j <= Math.min(targets.length - 1, ti + ahead); j++) if (queued[j] === undefined) submit(j);
+        results = await queued[ti]!;
+        delete queued[ti];
+      } else {
+        results = await runTensorTask(base, allCks, t.name, t.shape, taskOptions);
       }
+      let bytes = 0, k = 0;
       for (const run of runs) {
         for (const ck of run.checkpoints) {
-          const info = ck.source.info(t.name);
-          if (!info) throw new DorascopeError('E_MISSING_TENSOR', `checkpoint ${q(ck.path)} has no tensor ${q(t.name)} (the base ${q(o.base)} has it)`);
-          if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
-            throw new DorascopeError('E_SHAPE_MISMATCH', `tensor ${q(t.name)} is ${JSON.stringify(info.shape)} in ${q(ck.path)} but ${JSON.stringify(t.shape)} in the base ${q(o.base)}`);
-          }
-          let d: Decomposition;
-          const f = fast.get(ck);
-          if (f) {
-            d = f.d;
-            bytes += f.bytes;
-          } else {
-            const wt = await ck.source.read(t.name);
-            bytes += info.byteLength || wt.byteLength;
-            d = decompose(w0, wt, rowsN, colsN, axis, o.perRow ?? false, norms0);
-          }
+          const { d, bytes: b } = results[k++]!;
+          bytes += b;
           rows.push({
             run: run.label, method: run.method, checkpoint: ck.name, step: ck.step, module, layer, tensor: t.name,
             rows: rowsN, cols: colsN, delta_m: d.deltaM, delta_d: d.deltaD, zero_rows: d.zeroRows,
@@ -223,8 +253,10 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
           }
         }
       }
-      progress.tick(1, { bytes: bytes - bytesBefore, note: t.name });
+      bytesRead += bytes;
+      progress.tick(1, { bytes, note: t.name });
     }
+    await pool?.close();
 
     const summary: AnalysisSummary = {
       tool: 'dorascope', version: VERSION, bootstrap: BOOTSTRAP,
@@ -257,7 +289,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
           checkpoints: r.checkpoints.map((c) => ({ name: c.name, step: c.step, path: c.path, kind: c.source.kind, bytes: size(c.path) })),
         })),
         tensors: targets.length,
-        timings: { seconds: (Date.now() - started) / 1000, bytes_read: bytes },
+        timings: { seconds: (Date.now() - started) / 1000, bytes_read: bytesRead, workers: pool?.size ?? 0 },
       };
       await writeFileAtomic(join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
       say(`wrote ${rows.length} rows to ${join(out, 'decomposition.arrow')} (+ .csv, summary.json, manifest.json${o.perRow ? ', rows.arrow' : ''})`);
@@ -270,6 +302,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
     return { rows, summary, out };
   } finally {
     progress?.interrupt();
+    await pool?.close();
     for (const r of runs) for (const c of r.checkpoints) await c.source.close().catch(() => undefined);
     await base.close().catch(() => undefined);
   }

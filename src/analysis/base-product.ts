@@ -15,7 +15,11 @@
  *   is ~1e-7·√in relative and averages out over the features of ΔM/ΔD (measured in the tests
  *   against a float64 loop: well inside 1e-6).
  */
-import { initBackend, tf } from '../train/backend.js';
+import { createRequire } from 'node:module';
+import { DorascopeError } from '../errors.js';
+import { tf } from '../train/backend.js';
+
+const require = createRequire(import.meta.url);
 
 export type ProductEngine = 'js' | 'tfjs';
 
@@ -23,7 +27,7 @@ export type ProductEngine = 'js' | 'tfjs';
  * c (out×R, row-major) from W0 in storage layout and the stacked A (R×in).
  * `featuresAreRows`: W0 is (out×in); otherwise (in×out).
  */
-export type BaseProduct = (w0: Float32Array, aStack: Float32Array, out: number, inDim: number, R: number, featuresAreRows: boolean) => Promise<ArrayLike<number>>;
+export type BaseProduct = (w0: Float32Array, aStack: Float32Array, out: number, inDim: number, R: number, featuresAreRows: boolean) => Promise<Float64Array>;
 
 export const jsProduct: BaseProduct = (w0, aStack, out, inDim, R, featuresAreRows) => {
   const c = new Float64Array(out * R);
@@ -54,12 +58,43 @@ export const jsProduct: BaseProduct = (w0, aStack, out, inDim, R, featuresAreRow
   return Promise.resolve(c);
 };
 
-let ready: Promise<void> | undefined;
+let registered = false;
+
+/**
+ * Makes the wasm backend current and returns a function that restores the previous one (the
+ * trainer may hold tensors on `cpu` in the same process). Not `initBackend` of train/backend.ts:
+ * that also registers tfjs's gradients through an ESM resolve hook, seconds of imports that a
+ * forward matmul does not need. The .wasm binaries are read from node_modules, never fetched.
+ */
+export async function useWasm(): Promise<() => Promise<void>> {
+  const t = tf();
+  if (!registered) {
+    const wasm = require('@tensorflow/tfjs-backend-wasm') as { setWasmPaths: (p: string) => void };
+    const file = require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm');
+    wasm.setWasmPaths(file.slice(0, file.lastIndexOf('/') + 1));
+    registered = true;
+  }
+  const previous = t.getBackend() as string | undefined;
+  if (previous === 'wasm') return async () => undefined;
+  if (!(await t.setBackend('wasm')) || t.getBackend() !== 'wasm') {
+    throw new DorascopeError('E_BACKEND', "tfjs backend 'wasm' failed to initialise (for the adapter fast path; --adapter-path merge avoids it)");
+  }
+  await t.ready();
+  return async () => { if (previous !== undefined) await t.setBackend(previous); };
+}
 
 /** tfjs-backend-wasm's matmul, with no transposed operand (see the header). */
 export const tfjsProduct: BaseProduct = async (w0, aStack, out, inDim, R, featuresAreRows) => {
-  ready ??= initBackend('wasm').then(() => undefined);
-  await ready;
+  const restore = await useWasm();
+  try {
+    return compute(w0, aStack, out, inDim, R, featuresAreRows);
+  } finally {
+    await restore();
+  }
+};
+
+// The result is widened to float64 once (out·R values) so the kernel sees one array type.
+function compute(w0: Float32Array, aStack: Float32Array, out: number, inDim: number, R: number, featuresAreRows: boolean): Float64Array {
   const t = tf();
   if (featuresAreRows) {
     const at = new Float32Array(inDim * R);
@@ -67,10 +102,10 @@ export const tfjsProduct: BaseProduct = async (w0, aStack, out, inDim, R, featur
       const ao = j * inDim;
       for (let i = 0; i < inDim; i++) at[i * R + j] = aStack[ao + i]!;
     }
-    return matmulNoTranspose(t, w0, at, out, inDim, R);
+    return Float64Array.from(matmulNoTranspose(t, w0, at, out, inDim, R));
   }
   const ct = matmulNoTranspose(t, aStack, w0, R, inDim, out);
-  const c = new Float32Array(out * R);
+  const c = new Float64Array(out * R);
   for (let j = 0; j < R; j++) {
     const co = j * out;
     for (let n = 0; n < out; n++) c[n * R + j] = ct[co + n]!;

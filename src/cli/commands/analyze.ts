@@ -13,6 +13,7 @@ interface Args {
   quiet: boolean;
   report: boolean;
   adapterPath: 'fast' | 'merge';
+  workers?: number;
 }
 
 export const analyzeCommand: CommandModule<object, Args> = {
@@ -31,6 +32,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .option('quiet', { type: 'boolean', default: false, describe: 'No progress output' })
       .option('report', { type: 'boolean', default: false, describe: 'Also write report.html into the output folder' })
       .option('adapter-path', { choices: ['fast', 'merge'] as const, default: 'fast' as const, describe: 'Adapter checkpoints: exact algebra from W0·Aᵀ and A·Aᵀ (fast) or through the merged weights (merge)' })
+      .option('workers', { type: 'number', describe: 'Worker threads (0: none); default: 2 on a multi-core machine for large analyses' })
       .conflicts('modules', 'modules-regex')
       .example('$0 analyze --base base/ runs/lora runs/ft --modules q_proj,v_proj', 'two Trainer runs, query and value matrices')
       .example('$0 analyze --base meta-llama/Llama-3.1-8B --label dora=out/dora-adapter out/dora-adapter --report', 'a PEFT adapter against a base from the local HF cache')
@@ -56,6 +58,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       ...(argv.layers === undefined ? [] : ['--layers', argv.layers]),
       '--out', argv.out,
       ...(argv.adapterPath === 'merge' ? ['--adapter-path', 'merge'] : []),
+      ...(argv.workers === undefined ? [] : ['--workers', String(argv.workers)]),
       ...(argv.perRow ? ['--per-row'] : []), ...(argv.quiet ? ['--quiet'] : []), ...(argv.report ? ['--report'] : []),
       ...argv.runs,
     ];
@@ -70,6 +73,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       quiet: argv.quiet,
       report: argv.report,
       adapterPath: argv.adapterPath,
+      workers: argv.workers,
       command,
     });
     process.stdout.write(`${argv.out}\n`);

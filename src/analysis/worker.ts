@@ -1,0 +1,63 @@
+/**
+ * An analysis worker thread (pool.ts): opens the base and the checkpoints itself (headers only),
+ * then runs tensor tasks (tensor-task.ts) as the main thread sends their names, one at a time,
+ * and posts back the decompositions (per-row arrays transferred, not copied). Errors go back as
+ * data (code and message) so the main thread rethrows the same DorascopeError.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { DorascopeError } from '../errors.js';
+import { openSource } from '../io/sources/open-source.js';
+import type { TensorSource } from '../io/types.js';
+import { openTaskCheckpoint, runTensorTask, type TaskCheckpoint, type TaskOptions } from './tensor-task.js';
+
+export interface WorkerInit {
+  readonly base: string;
+  readonly checkpoints: readonly string[];
+  readonly options: TaskOptions;
+}
+
+export type WorkerRequest = { readonly id: number; readonly name: string; readonly shape: readonly number[] } | { readonly close: true };
+
+export type WorkerReply =
+  | { readonly id: number; readonly results: import('./tensor-task.js').TaskResult[] }
+  | { readonly id: number; readonly error: { readonly code: string | undefined; readonly message: string } };
+
+function errorData(e: unknown): { code: string | undefined; message: string } {
+  if (e instanceof DorascopeError) return { code: e.code, message: e.message };
+  return { code: undefined, message: e instanceof Error ? `${e.message}\n${e.stack ?? ''}` : String(e) };
+}
+
+async function start(): Promise<void> {
+  const port = parentPort;
+  if (!port) return;
+  const init = workerData as WorkerInit;
+  let base: TensorSource | undefined;
+  const cks: TaskCheckpoint[] = [];
+  let opening: Promise<void> | undefined = (async () => {
+    base = await openSource(init.base);
+    for (const p of init.checkpoints) cks.push(await openTaskCheckpoint(p, base));
+  })();
+  // Tasks run strictly one after another: memory stays one task's worth per worker.
+  let chain: Promise<void> = Promise.resolve();
+  port.on('message', (msg: WorkerRequest) => {
+    chain = chain.then(async () => {
+      if ('close' in msg) {
+        for (const c of cks) await c.source.close().catch(() => undefined);
+        await base?.close().catch(() => undefined);
+        port.close();
+        return;
+      }
+      try {
+        if (opening) { await opening; opening = undefined; }
+        const results = await runTensorTask(base!, cks, msg.name, msg.shape, init.options);
+        const transfer: ArrayBuffer[] = [];
+        for (const r of results) for (const a of [r.d.m0, r.d.mt, r.d.cos]) if (a) transfer.push(a.buffer as ArrayBuffer);
+        port.postMessage({ id: msg.id, results } satisfies WorkerReply, transfer);
+      } catch (e) {
+        port.postMessage({ id: msg.id, error: errorData(e) } satisfies WorkerReply);
+      }
+    });
+  });
+}
+
+await start();
