@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { mkdtemp } from 'node:fs/promises';
-import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { analyze, workerCount, AUTO_WORKERS_MIN_ELEMENTS } from '../../src/analysis/analyze.js';
