@@ -66,6 +66,21 @@ describe('analysis workers', () => {
     expect(Buffer.compare(await readFile(join(out0, 'decomposition.arrow')), await readFile(join(out2, 'decomposition.arrow')))).toBe(0);
   });
 
+  it('the CLI (bin/dorascope.js → dist/) finds its workers and writes the same table', async () => {
+    const dir = await fixture();
+    const { spawnSync } = await import('node:child_process');
+    const { readFile } = await import('node:fs/promises');
+    const bin = new URL('../../bin/dorascope.js', import.meta.url).pathname;
+    const args = ['analyze', '--base', join(dir, 'base.safetensors'), join(dir, 'ck1.safetensors'), join(dir, 'dora'), '--quiet'];
+    const res = spawnSync(process.execPath, [bin, ...args, '--workers', '2', '--out', join(dir, 'cli')], { encoding: 'utf8' });
+    expect(res.stderr).toBe('');
+    expect(res.status).toBe(0);
+    const manifest = JSON.parse(await readFile(join(dir, 'cli', 'manifest.json'), 'utf8'));
+    expect(manifest.timings.workers).toBe(2);
+    await analyze({ base: join(dir, 'base.safetensors'), runs: [{ path: join(dir, 'ck1.safetensors') }, { path: join(dir, 'dora') }], out: join(dir, 'lib'), quiet: true, workers: 0 });
+    expect(await readFile(join(dir, 'cli', 'decomposition.csv'), 'utf8')).toBe(await readFile(join(dir, 'lib', 'decomposition.csv'), 'utf8'));
+  });
+
   it('an error inside a worker comes back as the same typed error', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ds-an-werr-'));
     // An integer weight passes the header checks but cannot be decoded to float: E_DTYPE from base.read in the task.
