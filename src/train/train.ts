@@ -4,11 +4,10 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { DorascopeError } from '../errors.js';
 import { selectBackend, tf, type BackendChoice, type BackendInfo, type BackendName } from './backend.js';
-import { initLora, loraScaling, loraVariant, type LoraParams } from './adapters/lora.js';
-import { doraVariant, initMagnitude } from './adapters/dora.js';
+import { buildAdapters } from './adapters/build.js';
 import { AdamW } from './adamw.js';
 import { runLoop, type StepInfo } from './loop.js';
-import { forward, initWeights, lmLoss, weightShapes, type Adapters, type LlamaConfig } from './model.js';
+import { forward, initWeights, lmLoss, type Adapters, type LlamaConfig } from './model.js';
 import { loadCmudict, loadSotu, sampleWindows, seededRandom, type TextData } from './data.js';
 import { cleanStaleTemps, FILES, saveBase, saveCheckpoint, type ResumeState, type Trainable } from './checkpoint.js';
 import { newestCheckpoint, restore } from './resume.js';
@@ -99,9 +98,6 @@ const DEFAULT_CONFIG: LlamaConfig = {
   num_attention_heads: 4, max_position_embeddings: 64, rms_norm_eps: 1e-6, rope_theta: 10000,
 };
 
-/** The module name a weight belongs to (`model.layers.0.self_attn.q_proj` → `q_proj`). */
-const leaf = (base: string) => base.slice(base.lastIndexOf('.') + 1);
-
 /**
  * Trains a tiny Llama-named model on byte-level text (SOTU or CMUdict).
  * Deterministic given `seed` (inits, batches and the split all derive from it).
@@ -121,11 +117,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const magOnly = o.magnitudeOnly ?? [];
   const target = o.target ?? ['q_proj', 'v_proj'];
   if (magOnly.length > 0 && o.method !== 'dora') {
+    // checked again in buildAdapters; here so the mistake is reported before any set-up
     throw new DorascopeError('E_USAGE', `--magnitude-only trains DoRA's magnitude; it needs --method dora, not ${o.method}`);
-  }
-  const both = magOnly.filter((m) => target.includes(m));
-  if (both.length > 0) {
-    throw new DorascopeError('E_USAGE', `${both.join(',')} is in both --target and --magnitude-only; a module trains either its direction too or only its magnitude`);
   }
   if (o.resume === true && o.out === undefined) throw new DorascopeError('E_USAGE', '--resume needs --out (the run folder to resume)');
   const baseLr = o.lr ?? (o.method === 'full' ? 3e-3 : 1e-2);
@@ -164,30 +157,14 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     if (o.method === 'full') {
       for (const [key, v] of weights) saved.push({ key, v }), trainables.push({ key, v });
     } else {
-      const r = o.r ?? 8;
-      const s = loraScaling(r, o.alpha ?? 16, o.rslora ?? false);
-      const layers = new Map<string, LoraParams>();
-      let directions = 0, magnitudes = 0;
-      for (const [name, shape] of weightShapes(config)) {
-        const base = name.slice(0, -'.weight'.length);
-        const full = target.includes(leaf(base));
-        if (!full && !magOnly.includes(leaf(base))) continue;
-        const p = initLora(shape[0]!, shape[1]!, r, s, rand);
-        if (o.method === 'dora') p.magnitude = initMagnitude(weights.get(name)!, p);
-        layers.set(base, p);
-        const k = `base_model.model.${base}`;
-        const A = { key: `${k}.lora_A.weight`, v: p.A }, B = { key: `${k}.lora_B.weight`, v: p.B };
-        const m = p.magnitude ? [{ key: `${k}.lora_magnitude_vector`, v: p.magnitude }] : [];
-        saved.push(A, B, ...m);
-        extra.push(p.A, p.B, ...m.map((x) => x.v));
-        // Magnitude-only (paper Table 6): B stays 0 and A frozen, so W' = W0 and the
-        // layer is m ⊙ W0/‖W0‖_row; PEFT reads it as an ordinary DoRA module.
-        if (full) trainables.push(A, B, ...m), directions++;
-        else trainables.push(...m), magnitudes++;
-      }
-      if (directions === 0) throw new DorascopeError('E_USAGE', `--target ${target.join(',')} matches no linear module`);
-      if (magOnly.length > 0 && magnitudes === 0) throw new DorascopeError('E_USAGE', `--magnitude-only ${magOnly.join(',')} matches no linear module`);
-      adapters = { variant: o.method === 'lora' ? loraVariant : doraVariant(o.doraDetach ?? true), layers };
+      const built = buildAdapters(config, weights, {
+        method: o.method, r: o.r ?? 8, alpha: o.alpha ?? 16, rslora: o.rslora ?? false, target, magnitudeOnly: magOnly,
+        doraDetach: o.doraDetach ?? true,
+      }, rand);
+      adapters = built.adapters;
+      saved.push(...built.saved);
+      trainables.push(...built.trainables);
+      extra.push(...built.saved.map((x) => x.v));
     }
     const params = trainables.map((x) => x.v);
     // A fixed validation batch, drawn once from the held-out split.
