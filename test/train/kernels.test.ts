@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, tf } from '../../src/train/backend.js';
 import { planMatMul } from '../../src/train/kernels/matmul_plan.js';
-import { registerWasmKernels } from '../../src/train/kernels/register.js';
+import { registerWasmKernels, wasmTransposeCache } from '../../src/train/kernels/register.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { initWeights, lmLoss, type LlamaConfig } from '../../src/train/model.js';
 import { AdamW } from '../../src/train/adamw.js';
@@ -160,6 +160,41 @@ describe('wasm BatchMatMul kernel', () => {
     expect(isDorascopeError(err, 'E_SHAPE_MISMATCH')).toBe(true);
     expect((t.memory() as { numDataBuffers: number }).numDataBuffers).toBe(buffers);
     a.dispose(); b.dispose();
+  });
+});
+
+describe('wasm transpose cache (x·Wᵀ with a long-lived W)', () => {
+  it('keeps Wᵀ from the second use, gives the same numbers, and frees it once W is gone', async () => {
+    const t = tf();
+    await initBackend('wasm');
+    registerWasmKernels(t);
+    const be = t.engine().backend as unknown as Parameters<typeof wasmTransposeCache.clear>[0] & { numDataIds(): number };
+    wasmTransposeCache.clear(be);
+    const r = rng(77);
+    const xs = [12, 6], ws = [5, 6];
+    const xv = randArray(size(xs), r), wv = randArray(size(ws), r);
+    const ref = refMatMul(xv, xs, wv, ws, false, true).v;
+    const x = t.tensor(xv, xs), w = t.tensor(wv, ws);
+    const ids0 = be.numDataIds();
+    const outs = [];
+    for (let i = 0; i < 3; i++) {
+      const y = t.matMul(x, w, false, true);
+      outs.push(await y.data());
+      y.dispose();
+      expect(wasmTransposeCache.size).toBe(i === 0 ? 0 : 1); // cached on the second sighting
+    }
+    for (const o of outs) expect(maxDiff(o, ref)).toBeLessThan(1e-5);
+    expect(be.numDataIds()).toBe(ids0 + 1); // the cached Wᵀ
+    // the same buffer seen with another shape is not mistaken for the cached matrix
+    const w2 = t.reshape(w, [6, 5]);
+    const x2 = t.tensor(randArray(12 * 5, r), [12, 5]);
+    const y2 = t.matMul(x2, w2, false, true);
+    expect(maxDiff(await y2.data(), refMatMul(await x2.data() as Float32Array, [12, 5], wv, [6, 5], false, true).v)).toBeLessThan(1e-5);
+    t.dispose([w, w2, y2, x2]);
+    const z = t.matMul(x, x, false, true); // any later matmul sweeps entries whose source is gone
+    expect(wasmTransposeCache.size).toBe(0);
+    t.dispose([x, z]);
+    expect(be.numDataIds()).toBe(ids0 - 2);
   });
 });
 

@@ -1,10 +1,14 @@
 import type { KernelConfig, KernelFunc } from '@tensorflow/tfjs-core';
 import { DorascopeError } from '../../errors.js';
 import type { Tf } from '../backend.js';
+import { TransposeCache } from './transpose_cache.js';
 import { wasmBatchMatMul } from './wasm_batch_matmul.js';
 import { wasmCast, wasmIdentity } from './wasm_identity.js';
 
 const ours = new WeakSet<KernelFunc>();
+
+/** Transposes of frozen weights kept by the wasm matmul (≤ 64 MiB; transpose_cache.ts). */
+export const wasmTransposeCache = new TransposeCache(64 * 2 ** 20);
 
 /**
  * Replaces three tfjs-backend-wasm kernels with ours: `BatchMatMul` (every
@@ -32,7 +36,7 @@ export function registerWasmKernels(t: Tf): void {
     t.unregisterKernel(name, 'wasm');
     t.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: fn, ...(orig.setupFunc ? { setupFunc: orig.setupFunc } : {}) });
   };
-  replace('BatchMatMul', (orig) => wasmBatchMatMul(orig, transpose));
+  replace('BatchMatMul', (orig) => wasmBatchMatMul(orig, transpose, wasmTransposeCache));
   replace('Identity', wasmIdentity);
   replace('Cast', wasmCast);
 }

@@ -14,7 +14,7 @@ import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 export interface WasmBackend {
   makeOutput(shape: number[], dtype: 'float32', memoryOffset?: number): TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
-  dataIdMap: { get(dataId: object): { id: number; memoryOffset: number }; delete(dataId: object): boolean };
+  dataIdMap: { get(dataId: object): { id: number; memoryOffset: number }; has(dataId: object): boolean; delete(dataId: object): boolean };
   wasm: { HEAPU8: Uint8Array; tfjs: { disposeData(id: number): void } };
 }
 

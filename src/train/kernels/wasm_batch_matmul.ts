@@ -1,5 +1,6 @@
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { planMatMul } from './matmul_plan.js';
+import { TransposeCache } from './transpose_cache.js';
 import { copyInto, heapView, relabel, releaseView, swapLastTwo, type WasmBackend } from './wasm_backend.js';
 
 /**
@@ -19,11 +20,13 @@ import { copyInto, heapView, relabel, releaseView, swapLastTwo, type WasmBackend
  *    call the plain product on zero-copy views of each matrix, reusing a B
  *    view when broadcasting repeats it (XNNPACK caches its packed weights on
  *    the B tensor id).
+ * A transposed unbatched B (x·Wᵀ) goes through `cache`, which keeps the
+ * transpose of matrices that are used again (frozen weights; see there).
  * `plain` is the backend's original kernel, called only with untransposed
  * operands of batch 1; `transpose` is the backend's Transpose kernel. Every
- * intermediate is released before returning, also when a call throws.
+ * other intermediate is released before returning, also when a call throws.
  */
-export function wasmBatchMatMul(plain: KernelFunc, transpose: KernelFunc): KernelFunc {
+export function wasmBatchMatMul(plain: KernelFunc, transpose: KernelFunc, cache?: TransposeCache): KernelFunc {
   return ({ inputs, backend, attrs }) => {
     const a = inputs.a as TensorInfo, b = inputs.b as TensorInfo;
     const tA = Boolean(attrs?.transposeA), tB = Boolean(attrs?.transposeB);
@@ -41,9 +44,13 @@ export function wasmBatchMatMul(plain: KernelFunc, transpose: KernelFunc): Kerne
     }
     const flat = { transposeA: false, transposeB: false };
     const a2 = tA ? swapLastTwo(transpose, be, a) : a;
-    let b2: TensorInfo | undefined;
+    let b2: TensorInfo | undefined, ownB = tB;
     try {
-      b2 = tB ? swapLastTwo(transpose, be, b) : b;
+      if (tB && p.batchB === 1 && cache !== undefined) {
+        const c = cache.get(be, relabel(b, [p.n, p.k]), () => swapLastTwo(transpose, be, relabel(b, [p.n, p.k])));
+        b2 = c.t;
+        ownB = c.owned;
+      } else b2 = tB ? swapLastTwo(transpose, be, b) : b;
       if (p.batchB === 1) {
         const out = plain({
           inputs: { a: relabel(a2, [p.batchA * p.m, p.k]), b: relabel(b2, [p.k, p.n]) }, backend, attrs: flat,
@@ -53,7 +60,7 @@ export function wasmBatchMatMul(plain: KernelFunc, transpose: KernelFunc): Kerne
       return batched(plain, be, a2, b2, p.m, p.k, p.n, p.aIndex, p.bIndex, p.outShape);
     } finally {
       if (tA) be.disposeData(a2.dataId);
-      if (tB && b2 !== undefined) be.disposeData(b2.dataId);
+      if (ownB && b2 !== undefined) be.disposeData(b2.dataId);
     }
   };
 }
