@@ -1,6 +1,7 @@
 /**
  * --png DIR / --svg DIR: open the written report in headless Chromium and save each figure through
- * Plotly.toImage, so the images are exactly what the page draws.
+ * Plotly.toImage, so the images are exactly what the page draws. Figure 2 gives one image per module
+ * (`fig2-0`, `fig2-1`, … in its dropdown's order).
  */
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -19,9 +20,22 @@ export async function exportFigures(htmlPath: string, outDir: string, format: 'p
     await page.route('**/*', (r) => (r.request().url() === url ? r.continue() : r.abort()));
     await page.goto(url, { waitUntil: 'load' });
     const images = await page.evaluate(async (fmt) => {
-      const P = (window as unknown as { Plotly: { toImage(gd: Element, o: object): Promise<string> } }).Plotly;
+      type Gd = Element & { layout: { meta?: { exportViews?: boolean }; updatemenus?: { buttons: { args: unknown[] }[] }[] } };
+      const w = window as unknown as { dorascope?: { drawAll(): Promise<unknown> }; Plotly: {
+        toImage(gd: Element, o: object): Promise<string>; update(gd: Element, a: unknown, b: unknown, c: unknown): Promise<unknown> } };
+      await w.dorascope?.drawAll(); // figures below the first screen draw lazily
+      const P = w.Plotly;
+      const opts = { format: fmt, width: 1200, height: 500 };
       const out: [string, string][] = [];
-      for (const gd of Array.from(document.querySelectorAll('.js-plotly-plot'))) out.push([gd.id, await P.toImage(gd, { format: fmt, width: 1200, height: 500 })]);
+      for (const gd of Array.from(document.querySelectorAll('.js-plotly-plot')) as Gd[]) {
+        const views = gd.layout.meta?.exportViews ? gd.layout.updatemenus?.[0]?.buttons ?? [] : [];
+        if (views.length === 0) { out.push([gd.id, await P.toImage(gd, opts)]); continue; }
+        // Figure 2 shows one module at a time: one image per module, `<id>-<k>` in dropdown order.
+        for (const [k, b] of views.entries()) {
+          await P.update(gd, b.args[0], b.args[1], b.args[2]);
+          out.push([`${gd.id}-${k}`, await P.toImage(gd, opts)]);
+        }
+      }
       return out;
     }, format);
     if (images.length === 0) throw new DorascopeError('E_CHROMIUM', `no figures rendered in ${htmlPath}`);

@@ -21,6 +21,12 @@ export interface PageInput {
   plotly: { inline: string } | { src: string };
 }
 
+/** The height a figure will take, reserved before it draws (so undrawn figures below the screen stay below it). */
+function figureHeight(f: Figure): number {
+  const h = f.layout.height;
+  return typeof h === 'number' && Number.isFinite(h) && h > 0 ? Math.round(h) : 450;
+}
+
 export function renderPage(p: PageInput): string {
   // CSP: with plotly inlined nothing may load; with --plotly-src the user chose an external copy (a relative
   // path or URL cannot be named as a CSP source expression, so scripts from file:/http(s): are allowed then).
@@ -30,7 +36,7 @@ export function renderPage(p: PageInput): string {
   const th = p.table.columns.map((c, i) => `<th data-col="${i}">${escapeHtml(c)}</th>`).join('');
   const tr = p.table.rows.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c === null ? 'n/a' : String(c))}</td>`).join('')}</tr>`).join('\n');
   const prov = Object.entries(p.provenance).map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('');
-  const figs = p.figures.map((f) => `<section><h2>${escapeHtml(f.title)}</h2><div class="fig" id="${escapeHtml(f.id)}"></div></section>`).join('\n');
+  const figs = p.figures.map((f) => `<section><h2>${escapeHtml(f.title)}</h2><div class="fig" id="${escapeHtml(f.id)}" style="min-height:${figureHeight(f)}px"></div></section>`).join('\n');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(p.title)}</title>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'${'src' in p.plotly ? " 'self' file: https: http:" : ''}; style-src 'unsafe-inline'; img-src data: blob:; worker-src blob:">
@@ -49,13 +55,54 @@ ${figs}
 <script>
 (function () {
   var figs = JSON.parse(document.getElementById('figdata').textContent);
-  figs.forEach(function (f) { Plotly.newPlot(f.id, f.data, f.layout, { responsive: true, displaylogo: false }); });
-  document.getElementById('indep').addEventListener('change', function (e) {
-    figs.forEach(function (f) {
-      var upd = {};
-      Object.keys(f.layout).forEach(function (k) {
-        if (/^[xy]axis\\d+$/.test(k) && f.layout[k].matches !== undefined) upd[k + '.matches'] = e.target.checked ? null : k[0];
+  // The axes each subplot shares when "independent axes" is off (read before Plotly takes over the layouts).
+  var shared = figs.map(function (f) {
+    var m = {};
+    Object.keys(f.layout).forEach(function (k) { if (/^[xy]axis\\d*$/.test(k) && f.layout[k].matches) m[k] = f.layout[k].matches; });
+    return m;
+  });
+  // Figures draw when they come near the screen (IntersectionObserver), one per task in page order, so the
+  // first screen shows without waiting for the figures below it (each costs up to a second or so in software
+  // WebGL at 70B scale). window.dorascope.drawAll() draws the rest (image export, tests, the benchmark);
+  // <html data-shown> is set when the figures near the first screen are drawn, data-drawn when all are.
+  var t0 = performance.now(), timings = [], left = figs.length, chain = Promise.resolve(), done = {}, finish;
+  var ready = new Promise(function (res) { finish = res; });
+  function draw(f) {
+    if (done[f.id]) return done[f.id];
+    return (done[f.id] = chain = chain.then(function () {
+      return new Promise(function (res) { setTimeout(res, 0); });
+    }).then(function () {
+      var t = performance.now();
+      return Plotly.newPlot(f.id, f.data, f.layout, { responsive: true, displaylogo: false }).then(function () {
+        timings.push({ id: f.id, ms: performance.now() - t });
+        if (--left === 0) { document.documentElement.setAttribute('data-drawn', String(performance.now() - t0)); finish(timings); }
       });
+    }).catch(function (e) {
+      document.documentElement.setAttribute('data-drawn', 'error');
+      console.error('dorascope: figure ' + f.id + ' failed to draw: ' + e);
+      finish(timings); // never leave a caller of drawAll() waiting
+    }));
+  }
+  function drawAll() { figs.forEach(draw); return ready; }
+  if (figs.length === 0) { document.documentElement.setAttribute('data-drawn', '0'); document.documentElement.setAttribute('data-shown', '0'); finish(timings); }
+  else if (typeof IntersectionObserver === 'undefined') drawAll().then(function () { document.documentElement.setAttribute('data-shown', String(performance.now() - t0)); });
+  else {
+    var byId = {}, first = true;
+    figs.forEach(function (f) { byId[f.id] = f; });
+    var io = new IntersectionObserver(function (entries) {
+      entries.forEach(function (e) { if (e.isIntersecting) { io.unobserve(e.target); draw(byId[e.target.id]); } });
+      if (first) {
+        first = false;
+        chain.then(function () { document.documentElement.setAttribute('data-shown', String(performance.now() - t0)); });
+      }
+    }, { rootMargin: '0px 0px 200px 0px' });
+    figs.forEach(function (f) { io.observe(document.getElementById(f.id)); });
+  }
+  window.dorascope = { ready: ready, timings: timings, drawAll: drawAll };
+  document.getElementById('indep').addEventListener('change', function (e) {
+    figs.forEach(function (f, i) {
+      var upd = {};
+      Object.keys(shared[i]).forEach(function (k) { upd[k + '.matches'] = e.target.checked ? null : shared[i][k]; });
       if (Object.keys(upd).length) Plotly.relayout(f.id, upd);
     });
   });

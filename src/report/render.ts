@@ -10,7 +10,7 @@ import { DorascopeError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { loadAnalysis, type Analysis, type DecompRow, type RunSummary } from './load.js';
 import { renderPage } from './html.js';
-import { scatterFigure, type ScatterPanel } from './figures/scatter.js';
+import { scatterFigure, type ScatterModule } from './figures/scatter.js';
 import { layersFigure, trajectoryFigure } from './figures/layers.js';
 import { fmt, type Figure } from './figures/common.js';
 import { histogramFigure } from './figures/histograms.js';
@@ -26,14 +26,20 @@ async function plotlySource(src: string | undefined): Promise<{ inline: string }
 
 /** Builds every figure and the table from loaded runs (labels already applied). */
 export function buildFigures(rows: DecompRow[], runs: RunSummary[]): { figures: Figure[]; table: { columns: string[]; rows: (string | number | null)[][] } } {
-  const modules = [...new Set(rows.map((r) => r.module))].sort();
+  const modules = [...new Set(rows.map((r) => r.module))]; // first-seen order: the checkpoint's (q, k, v, o, gate, up, down)
+  // Figure 2: one figure, runs side by side, a dropdown over modules (see figures/scatter.ts for why).
+  const cell = new Map<string, DecompRow[]>();
+  for (const r of rows) {
+    const k = `${r.module}\u0000${r.run}`;
+    const list = cell.get(k);
+    if (list) list.push(r); else cell.set(k, [r]);
+  }
+  const scatterModules: ScatterModule[] = modules.map((m) => ({ module: m, panels: runs.map((run) => {
+    const rs = cell.get(`${m}\u0000${run.run}`);
+    return rs ? { run: run.run, module: m, rows: rs, stats: run.modules[m] ?? null } : null;
+  }) }));
   const figures: Figure[] = [];
-  modules.forEach((m, i) => {
-    const panels: ScatterPanel[] = runs.map((run) => ({
-      run: run.run, module: m, rows: rows.filter((r) => r.run === run.run && r.module === m), stats: run.modules[m] ?? null,
-    })).filter((p) => p.rows.length > 0);
-    if (panels.length) figures.push(scatterFigure(`fig2-${i}`, panels, true));
-  });
+  if (modules.length) figures.push(scatterFigure('fig2', runs.map((r) => r.run), scatterModules, true));
   figures.push(layersFigure('fig3', rows));
   figures.push(trajectoryFigure('traj', rows));
   const columns = ['run', 'method', 'r', 'alpha', 'rsLoRA', 'DoRA', 'points', 'pearson r', 'r 95% CI', 'spearman ρ', 'slope', 'slope 95% CI'];

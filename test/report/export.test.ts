@@ -13,13 +13,15 @@ describe('image export', () => {
     try { requireChromium({ CHROMIUM_PATH: '/no/such/chromium' }); } catch (e) { expect(isDorascopeError(e, 'E_CHROMIUM')).toBe(true); }
   });
 
-  it.skipIf(!findChromium())('writes one PNG and one SVG per figure', async () => {
-    const dir = await writeAnalysis(grid('lora', 'lora', 2, ['q_proj'], [1, 2]));
+  it.skipIf(!findChromium())('writes one PNG and one SVG per figure (Figure 2: per module)', async () => {
+    const dir = await writeAnalysis(grid('lora', 'lora', 2, ['q_proj', 'v_proj'], [1, 2]));
     const html = await renderReport({ dir });
     const png = await exportFigures(html, join(dir, 'png'), 'png');
     const svg = await exportFigures(html, join(dir, 'svg'), 'svg');
-    expect((await readdir(join(dir, 'png'))).sort()).toEqual(['fig2-0.png', 'fig3.png', 'traj.png']);
-    expect(svg.length).toBe(3);
+    expect((await readdir(join(dir, 'png'))).sort()).toEqual(['fig2-0.png', 'fig2-1.png', 'fig3.png', 'traj.png']);
+    expect(svg.length).toBe(4);
+    // One image per module: the two Figure 2 images differ (q_proj's points, then v_proj's).
+    expect((await readFile(svg[0]!, 'utf8')) === (await readFile(svg[1]!, 'utf8'))).toBe(false);
     const b = await readFile(png[0]!);
     expect([...b.subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]); // PNG signature
     expect((await readFile(svg[0]!, 'utf8')).startsWith('<svg')).toBe(true);

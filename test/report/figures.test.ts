@@ -8,51 +8,100 @@ import { escapeHtml, jsonForScript } from '../../src/report/html.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { grid, ols, writeAnalysis } from './helpers.js';
 
+type Button = { label: string; args: [Record<string, unknown[]>, { annotations: { text: string }[] }, number[]] };
+const buttons = (f: { layout: Record<string, unknown> }): Button[] => (f.layout.updatemenus as { buttons: Button[] }[])[0]!.buttons;
+
 describe('figure specs', () => {
-  it('Figure 2 has one trace per layer plus the fitted line, all points, and summary.json coefficients', async () => {
+  it('Figure 2: one points trace per run, a module dropdown, all points, and summary.json coefficients', async () => {
     const rows = grid('lora-r8', 'lora', 3, ['q_proj', 'v_proj'], [100, 200]);
     const a = await loadAnalysis(await writeAnalysis(rows));
     expect(a.rows.length).toBe(12);
     const { figures, table } = buildFigures(a.rows, a.runs);
-    const q = figures.find((f) => f.title.includes('lora-r8/q_proj'))!;
-    const pts = q.data.filter((t) => t.mode === 'markers');
-    expect(pts.length).toBe(3); // layers 0,1,2
-    expect(pts.reduce((n, t) => n + (t.x as number[]).length, 0)).toBe(6); // 3 layers × 2 steps
-    // Two steps → two distinct marker symbols in each layer's trace.
+    const f2 = figures.find((f) => f.id === 'fig2')!;
+    const pts = f2.data.filter((t) => (t.meta as { role: string }).role === 'points');
+    expect(pts.length).toBe(1); // one run
+    expect((pts[0]!.x as number[]).length).toBe(6); // q_proj shown first: 3 layers × 2 steps
+    // Two steps → two distinct marker symbols, and one legend key per step.
     expect(new Set((pts[0]!.marker as { symbol: string[] }).symbol).size).toBe(2);
-    const line = q.data.find((t) => t.mode === 'lines')!;
-    const qr = rows.filter((r) => r.module === 'q_proj');
-    const f = ols(qr.map((r) => r.dd), qr.map((r) => r.dm));
-    const [x0, x1] = line.x as number[];
-    const [y0, y1] = line.y as number[];
-    expect(x0).toBe(Math.min(...qr.map((r) => r.dd)));
-    expect(y0).toBeCloseTo(f.intercept + f.slope * x0!, 12);
-    expect((y1! - y0!) / (x1! - x0!)).toBeCloseTo(f.slope, 6);
+    expect(f2.data.filter((t) => (t.meta as { role: string }).role === 'key').map((t) => t.name)).toEqual(['step 100', 'step 200']);
+    // The dropdown: one button per module, each restyling the points and line (traces 0, 1) with its own data.
+    const bs = buttons(f2);
+    expect(bs.map((b) => b.label)).toEqual(['q_proj', 'v_proj']);
+    for (const [k, m] of ['q_proj', 'v_proj'].entries()) {
+      const [upd, lay, idx] = bs[k]!.args;
+      expect(idx).toEqual([0, 1]);
+      const mr = rows.filter((r) => r.module === m);
+      expect([...(upd.x![0] as number[])].sort()).toEqual(mr.map((r) => r.dd).sort());
+      expect([...(upd.y![0] as number[])].sort()).toEqual(mr.map((r) => r.dm).sort());
+      const f = ols(mr.map((r) => r.dd), mr.map((r) => r.dm));
+      const [x0, x1] = upd.x![1] as number[];
+      const [y0, y1] = upd.y![1] as number[];
+      expect(x0).toBe(Math.min(...mr.map((r) => r.dd)));
+      expect(x1).toBe(Math.max(...mr.map((r) => r.dd)));
+      expect(y0).toBeCloseTo(f.intercept + f.slope * x0!, 12);
+      expect((y1! - y0!) / (x1! - x0!)).toBeCloseTo(f.slope, 6);
+      expect(lay.annotations[0]!.text).toContain(`lora-r8 · ${m} (n=${mr.length})`);
+    }
     expect(table.rows.length).toBe(1);
     expect(table.rows[0]![0]).toBe('lora-r8');
   });
 
-  it('Figure 3 shows per-layer means at the last step by default', async () => {
+  it('Figure 2 in a compare: runs side by side on shared axes', async () => {
+    const a = await loadAnalysis(await writeAnalysis([...grid('ft', 'ft', 2, ['q'], [1, 2]), ...grid('dora', 'dora', 2, ['q'], [1, 2], 9)]));
+    const f2 = buildFigures(a.rows, a.runs).figures.find((f) => f.id === 'fig2')!;
+    const pts = f2.data.filter((t) => (t.meta as { role: string }).role === 'points');
+    expect(pts.map((t) => [t.xaxis, (t.meta as { run: string }).run, (t.x as number[]).length])).toEqual([['x', 'ft', 4], ['x2', 'dora', 4]]);
+    expect((f2.layout.xaxis2 as { matches: string }).matches).toBe('x');
+    expect((f2.layout.yaxis2 as { matches: string }).matches).toBe('y');
+  });
+
+  it('Figure 3 shows per-layer means at the last step by default, and a button per step', async () => {
     const rows = grid('ft', 'ft', 2, ['q_proj', 'v_proj'], [10, 20]);
     const a = await loadAnalysis(await writeAnalysis(rows));
     const f3 = buildFigures(a.rows, a.runs).figures.find((f) => f.id === 'fig3')!;
-    const visible = f3.data.filter((t) => t.visible === true);
-    expect(visible.length).toBe(2); // ΔM and ΔD for the one run
-    const dm = visible.find((t) => (t.meta as { key: string }).key === 'delta_m')!;
-    const l1 = rows.filter((r) => r.step === 20 && r.layer === 1);
-    expect((dm.y as number[])[1]).toBeCloseTo((l1[0]!.dm + l1[1]!.dm) / 2, 14);
+    expect(f3.data.length).toBe(2); // ΔM and ΔD for the one run
+    const mean = (step: number, layer: number, k: 'dm' | 'dd'): number => {
+      const sel = rows.filter((r) => r.step === step && r.layer === layer);
+      return (sel[0]![k] + sel[1]![k]) / 2;
+    };
+    const dm = f3.data.find((t) => (t.meta as { key: string }).key === 'delta_m')!;
+    const dd = f3.data.find((t) => (t.meta as { key: string }).key === 'delta_d')!;
+    expect(dm.x).toEqual([0, 1]);
+    expect((dm.y as number[])[1]).toBeCloseTo(mean(20, 1, 'dm'), 14);
+    expect((dd.y as number[])[0]).toBeCloseTo(mean(20, 0, 'dd'), 14);
+    const bs = buttons(f3);
+    expect(bs.map((b) => b.label)).toEqual(['last checkpoint', 'step 10', 'step 20']);
+    const step10 = bs[1]!.args[0];
+    expect((step10.y![0] as number[])[1]).toBeCloseTo(mean(10, 1, 'dm'), 14);
+    expect((step10.y![1] as number[])[1]).toBeCloseTo(mean(10, 1, 'dd'), 14);
   });
 
-  it('switches to scattergl for an 11,200-point run', async () => {
+  it('Trajectories: one trace per run and quantity, layers separated by null', async () => {
+    const rows = grid('ft', 'ft', 3, ['q'], [1, 2, 3]);
+    const a = await loadAnalysis(await writeAnalysis(rows));
+    const tr = buildFigures(a.rows, a.runs).figures.find((f) => f.id === 'traj')!;
+    expect(tr.data.length).toBe(2);
+    const dm = tr.data[0]!;
+    expect(dm.x).toEqual([1, 2, 3, null, 1, 2, 3, null, 1, 2, 3]);
+    const y = dm.y as (number | null)[];
+    expect(y[4]).toBe(rows.find((r) => r.layer === 1 && r.step === 1)!.dm);
+    expect(y[3]).toBeNull();
+  });
+
+  it('switches to scattergl past 2,000 points per module view', async () => {
     const rows = grid('big', 'dora', 80, ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], Array.from({ length: 20 }, (_, i) => (i + 1) * 10));
     expect(rows.length).toBe(11200);
     const a = await loadAnalysis(await writeAnalysis(rows));
-    const figs = buildFigures(a.rows, a.runs).figures.filter((f) => f.id.startsWith('fig2'));
-    expect(figs.length).toBe(7);
-    // 1,600 points per module figure stays SVG; a compare of 2 runs of that (3,200) goes WebGL.
-    expect(figs[0]!.data[0]!.type).toBe('scatter');
+    const f2 = buildFigures(a.rows, a.runs).figures.find((f) => f.id === 'fig2')!;
+    expect(buttons(f2).length).toBe(7);
+    // 1,600 points per module stays SVG; a compare of 2 runs of that (3,200) goes WebGL.
+    expect(f2.data[0]!.type).toBe('scatter');
     const two = buildFigures([...a.rows, ...a.rows.map((r) => ({ ...r, run: 'big2' }))], [...a.runs, { ...a.runs[0]!, run: 'big2' }]);
-    expect(two.figures[0]!.data[0]!.type).toBe('scattergl');
+    const g2 = two.figures.find((f) => f.id === 'fig2')!;
+    expect(g2.data.filter((t) => (t.meta as { role: string }).role === 'points').map((t) => t.type)).toEqual(['scattergl', 'scattergl']);
+    // 80 layers × 20 steps per run and module: a few traces, not one per layer.
+    expect(g2.data.length).toBe(2 * 2 + 20);
+    expect(two.figures.find((f) => f.id === 'traj')!.data.length).toBe(4);
   });
 });
 
