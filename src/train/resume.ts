@@ -33,6 +33,8 @@ export async function newestCheckpoint(runDir: string, weightsFile: string): Pro
   try {
     run = await listRun(runDir);
   } catch (e) {
+    // a malformed trainer_state.json (E_TRAINER_STATE, naming the file) is reported as itself
+    if (!(e instanceof DorascopeError) || e.code !== 'E_NOT_FOUND') throw e;
     throw new DorascopeError('E_CHECKPOINT', `--resume: ${q(runDir)} holds no checkpoint-<step> folder to resume from (drop --resume to start afresh)`, { path: runDir }, { cause: e });
   }
   const last = run[run.length - 1]!;

@@ -43,6 +43,10 @@ async function resumeMatches(method: 'full' | 'lora' | 'dora', opts: Partial<Tra
   expect(history(b)).toEqual(history(a));
   // and training did move the weights away from checkpoint-3 (so equality is not trivial)
   expect(bytes(join(cut, 'checkpoint-3', file)).equals(bytes(join(b, file)))).toBe(false);
+  // resuming a finished run trains nothing and rewrites nothing
+  const again = await train({ ...base, out: cut, resume: true });
+  expect([again.startStep, again.checkpoints.length]).toEqual([6, 0]);
+  expect(bytes(join(b, file)).equals(bytes(join(a, file)))).toBe(true);
 }
 
 describe('--resume continues bitwise like an uninterrupted run (wasm)', () => {
@@ -99,5 +103,8 @@ describe('--resume continues bitwise like an uninterrupted run (wasm)', () => {
     writeFileSync(opt, readFileSync(opt).subarray(0, 200));
     await expect(train({ ...base, out: broken, resume: true })).rejects.toSatisfy((e) => isDorascopeError(e));
     await expect(train({ ...base, resume: true })).rejects.toSatisfy((e) => isDorascopeError(e, 'E_USAGE'));
+    writeFileSync(join(broken, 'checkpoint-6', 'trainer_state.json'), '{"global_step": 6, "log_hist');
+    await expect(train({ ...base, out: broken, resume: true })).rejects.toSatisfy(
+      (e) => isDorascopeError(e, 'E_TRAINER_STATE') && /checkpoint-6\/trainer_state\.json/.test((e as Error).message));
   });
 });
