@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { loadAnalysis } from '../../src/report/load.js';
 import { buildFigures, renderCompare, renderReport } from '../../src/report/render.js';
 import { escapeHtml, jsonForScript } from '../../src/report/html.js';
+import { hoverText } from '../../src/report/figures/common.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { grid, ols, writeAnalysis } from './helpers.js';
 
@@ -102,6 +103,65 @@ describe('figure specs', () => {
     // 80 layers × 20 steps per run and module: a few traces, not one per layer.
     expect(g2.data.length).toBe(2 * 2 + 20);
     expect(two.figures.find((f) => f.id === 'traj')!.data.length).toBe(4);
+  });
+});
+
+describe('hover text', () => {
+  // Every point of every figure and every dropdown view names run, layer, module, step, ΔM and ΔD; the numbers
+  // are checked against means computed here from the rows the test wrote.
+  const HOVER = /^run (.+)<br>layer (-?\d+) · (.+)<br>step (\d+)<br>ΔM (\S+) · ΔD (\S+)$/u;
+  const close = (shown: string, v: number): boolean => Math.abs(Number(shown) - v) <= Math.abs(v) * 5e-4 + 1e-300;
+
+  it('names run, layer, module, step and both values on every point', async () => {
+    const rows = [...grid('ft', 'ft', 3, ['q_proj', 'v_proj'], [10, 20]), ...grid('dora', 'dora', 3, ['q_proj', 'v_proj'], [10, 20], 7)];
+    const a = await loadAnalysis(await writeAnalysis(rows));
+    const { figures } = buildFigures(a.rows, a.runs);
+    const find = (run: string, layer: number, step: number, module?: string) =>
+      rows.filter((r) => r.run === run && r.layer === layer && r.step === step && (module === undefined || r.module === module));
+    let checked = 0;
+    const check = (fig: string, text: unknown[], x: unknown[], y: unknown[], key?: string) => {
+      text.forEach((t, i) => {
+        if (x[i] === null) { expect(t).toBe(''); return; } // a gap between two layers' lines
+        const m = HOVER.exec(String(t));
+        expect(m, `${fig} point ${i}: ${String(t)}`).not.toBeNull();
+        const [, run, layer, module, step, dm, dd] = m!;
+        const sel = module!.startsWith('mean of ') ? find(run!, Number(layer), Number(step)) : find(run!, Number(layer), Number(step), module);
+        if (module!.startsWith('mean of ')) expect(module).toBe(`mean of ${sel.length} modules`);
+        else expect(sel.length).toBe(1);
+        const mdm = sel.reduce((s, r) => s + r.dm, 0) / sel.length, mdd = sel.reduce((s, r) => s + r.dd, 0) / sel.length;
+        expect(close(dm!, mdm) && close(dd!, mdd), `${fig} point ${i}: ${String(t)} vs ΔM ${mdm}, ΔD ${mdd}`).toBe(true);
+        // The plotted coordinates are the same numbers.
+        if (fig === 'fig2') { expect(x[i]).toBe(mdd); expect(y[i]).toBe(mdm); }
+        else if (fig === 'traj') { expect(x[i]).toBe(Number(step)); expect(y[i]).toBeCloseTo(key === 'delta_m' ? mdm : mdd, 15); }
+        else { expect(x[i]).toBe(Number(layer)); expect(y[i]).toBeCloseTo(key === 'delta_m' ? mdm : mdd, 15); }
+        checked++;
+      });
+    };
+    for (const f of figures) {
+      for (const t of f.data) {
+        const meta = (t.meta ?? {}) as { role?: string; key?: string };
+        if (meta.role === 'fit' || meta.role === 'key') { expect(t.hoverinfo).toBe('skip'); continue; }
+        expect(t.hoverinfo).toBe('text');
+        check(f.id, t.text as unknown[], t.x as unknown[], t.y as unknown[], meta.key);
+      }
+      // The dropdown views carry their own text (Figure 2: per module; Figure 3: per step).
+      const menu = f.layout.updatemenus as { buttons: { args: [Record<string, unknown[][]>] }[] }[] | undefined;
+      for (const b of menu?.[0]?.buttons ?? []) {
+        const u = b.args[0];
+        u.text!.forEach((text, k) => {
+          const meta = f.id === 'fig2' ? (u.meta![k] as unknown as { role: string }) : null;
+          if (meta?.role === 'fit') return;
+          check(f.id, text, u.x![k]!, u.y![k]!, f.id === 'fig3' ? (k % 2 === 0 ? 'delta_m' : 'delta_d') : undefined);
+        });
+      }
+    }
+    // fig2: q_proj shown (2 runs × 3 layers × 2 steps) + both modules in the views; fig3: 2 runs × 2 quantities ×
+    // 3 layers × (shown + 3 views); traj: 2 runs × 2 quantities × 3 layers × 2 steps.
+    expect(checked).toBe(12 + 24 + 48 + 24);
+  });
+
+  it('escapes markup in run and module names', () => {
+    expect(hoverText('<b>x</b>', 3, 'q&v', 10, 0.5, 0.25)).toBe('run &lt;b&gt;x&lt;/b&gt;<br>layer 3 · q&amp;v<br>step 10<br>ΔM 0.5000 · ΔD 0.2500');
   });
 });
 

@@ -18,5 +18,13 @@ describe('per-feature histograms', () => {
     const visible = h.data.filter((t) => t.visible === true);
     expect(visible.map((t) => t.x)).toEqual([[0.5, 0.75], [0.25, 0]]);
     expect(h.title).toContain('step 9');
+    expect(visible[0]!.hovertemplate).toBe('run dora<br>layer 0<br>step 9<br>|m_t − m_0| %{x}: %{y} features<extra></extra>');
+  });
+
+  it('a run name cannot inject markup or a %{…} field into the hover template', async () => {
+    const dir = await writeAnalysis(grid('r%{x}<b>', 'dora', 1, ['q_proj'], [1]));
+    await writeFeatureRows(dir, [{ run: 'r%{x}<b>', step: 1, layer: 0, m0: 1, mt: 2, cos: 0.5 }]);
+    const h = histogramFigure('hist', (await loadAnalysis(dir)).features!);
+    expect(String(h.data[0]!.hovertemplate)).toMatch(/^run r&#37;\{x\}&lt;b&gt;<br>/u);
   });
 });

@@ -6,6 +6,9 @@
 import type { FeatureRows } from '../load.js';
 import { PALETTE, plotlyText, type Figure } from './common.js';
 
+/** User text inside a hovertemplate: markup entity-escaped, and `%` too, so a name cannot open a `%{…}` field. */
+const templateText = (s: string): string => plotlyText(s).replace(/%/g, '&#37;');
+
 export function histogramFigure(id: string, f: FeatureRows): Figure {
   let last = -Infinity;
   for (const s of f.step) last = Math.max(last, s);
@@ -19,9 +22,11 @@ export function histogramFigure(id: string, f: FeatureRows): Figure {
         if (f.step[i] === last && f.layer[i] === layer && f.run[i] === run) { dm.push(f.dm[i]!); dc.push(f.dcos[i]!); }
       }
       const color = PALETTE[k % PALETTE.length];
-      const common = { type: 'histogram', opacity: 0.6, visible: layer === layers[0], meta: { layer }, marker: { color } };
-      data.push({ ...common, name: `${plotlyText(run)} |m_t − m_0|`, x: dm });
-      data.push({ ...common, name: `${plotlyText(run)} 1 − cos`, x: dc, xaxis: 'x2', yaxis: 'y2' });
+      const common = { type: 'histogram', opacity: 0.6, visible: layer === layers[0], meta: { layer, run }, marker: { color } };
+      // A bar is a bin of features, not one point: its hover names run, layer, step, the bin and the count.
+      const head = `run ${templateText(run)}<br>layer ${layer}<br>step ${last}<br>`;
+      data.push({ ...common, name: `${plotlyText(run)} |m_t − m_0|`, x: dm, hovertemplate: `${head}|m_t − m_0| %{x}: %{y} features<extra></extra>` });
+      data.push({ ...common, name: `${plotlyText(run)} 1 − cos`, x: dc, xaxis: 'x2', yaxis: 'y2', hovertemplate: `${head}1 − cos %{x}: %{y} features<extra></extra>` });
     });
   }
   const buttons = layers.map((l) => ({ label: `layer ${l}`, method: 'restyle',
