@@ -45,7 +45,9 @@ export function decompose(w0: Float32Array, wt: Float32Array, rows: number, cols
   const dot = new Float64Array(k);
   const sst = new Float64Array(k);
   let diff2 = 0;
+  // ‖W0‖²_F from the cached feature norms: W0 does not change across checkpoints.
   let base2 = 0;
+  for (let n = 0; n < k; n++) base2 += n0[n]! * n0[n]!;
   let nonFinite = false;
   for (let i = 0; i < rows; i++) {
     const off = i * cols;
@@ -54,14 +56,14 @@ export function decompose(w0: Float32Array, wt: Float32Array, rows: number, cols
       for (let j = 0; j < cols; j++) {
         const a = w0[off + j]!, b = wt[off + j]!;
         d += a * b; s += b * b;
-        const e = b - a; diff2 += e * e; base2 += a * a;
+        const e = b - a; diff2 += e * e;
       }
       dot[i] = d; sst[i] = s;
     } else {
       for (let j = 0; j < cols; j++) {
         const a = w0[off + j]!, b = wt[off + j]!;
         dot[j]! += a * b; sst[j]! += b * b;
-        const e = b - a; diff2 += e * e; base2 += a * a;
+        const e = b - a; diff2 += e * e;
       }
     }
   }
