@@ -14,8 +14,11 @@ export function jsonForScript(v: unknown): string {
     .replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
 }
 
+/** The summary table: `notes` gives a header's tooltip (its `title`), keyed by column name. */
+export interface TableData { columns: string[]; rows: (string | number | null)[][]; notes?: Record<string, string> }
+
 export interface PageInput {
-  title: string; figures: Figure[]; table: { columns: string[]; rows: (string | number | null)[][] };
+  title: string; figures: Figure[]; table: TableData;
   provenance: Record<string, string>;
   /** Inline plotly.js source, or a URL (`--plotly-src`). */
   plotly: { inline: string } | { src: string };
@@ -33,7 +36,10 @@ export function renderPage(p: PageInput): string {
   const plotlyTag = 'inline' in p.plotly
     ? `<script>${p.plotly.inline.replace(/<\/script/gi, '<\\/script')}</script>`
     : `<script src="${escapeHtml(p.plotly.src)}"></script>`;
-  const th = p.table.columns.map((c, i) => `<th data-col="${i}">${escapeHtml(c)}</th>`).join('');
+  const th = p.table.columns.map((c, i) => {
+    const note = p.table.notes?.[c];
+    return `<th data-col="${i}"${note ? ` title="${escapeHtml(note)}"` : ''}>${escapeHtml(c)}${note ? ' ⓘ' : ''}</th>`;
+  }).join('');
   const tr = p.table.rows.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c === null ? 'n/a' : String(c))}</td>`).join('')}</tr>`).join('\n');
   const prov = Object.entries(p.provenance).map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('');
   const figs = p.figures.map((f) => `<section><h2>${escapeHtml(f.title)}</h2><div class="fig" id="${escapeHtml(f.id)}" style="min-height:${figureHeight(f)}px"></div></section>`).join('\n');

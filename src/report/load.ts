@@ -7,6 +7,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { DorascopeError, q } from '../errors.js';
+import { trainableParams, type AnalysedTensor } from './params.js';
 
 export interface DecompRow {
   run: string; method: string; checkpoint: string; step: number; module: string; layer: number;
@@ -19,6 +20,8 @@ export interface Stats {
 export interface RunSummary {
   run: string; method: string; adapter: Record<string, unknown> | null;
   checkpoints: { name: string; step: number }[]; overall: Stats | null; modules: Record<string, Stats | null>;
+  /** Trainable parameters of the analysed tensors (src/report/params.ts); null when unknown. Set by loadAnalysis. */
+  trainable?: number | null;
 }
 /** Per-feature rows (rows.arrow, written with --per-row), reduced to what the histograms need. */
 export interface FeatureRows { run: string[]; layer: Int32Array; step: Int32Array; dm: Float64Array; dcos: Float64Array }
@@ -52,6 +55,10 @@ export async function loadAnalysis(dir: string): Promise<Analysis> {
     cols.set(name, v.toArray() as unknown as unknown[]);
   }
   const col = (n: string): unknown[] => cols.get(n)!;
+  // rows/cols (the tensor's shape) give the trainable-parameter count; folders without them just lack the count.
+  const shapeR = table.getChild('rows')?.toArray() as ArrayLike<number> | undefined;
+  const shapeC = table.getChild('cols')?.toArray() as ArrayLike<number> | undefined;
+  const tensorsOf = new Map<string, AnalysedTensor[]>();
   const rows: DecompRow[] = [];
   for (let i = 0; i < table.numRows; i++) {
     const r: DecompRow = {
@@ -61,6 +68,11 @@ export async function loadAnalysis(dir: string): Promise<Analysis> {
     };
     if (!Number.isFinite(r.step)) throw bad(`${q(arrowPath)} row ${i} (tensor ${q(r.tensor)}): step ${q(String(col('step')[i]))} is not a number`);
     rows.push(r);
+    if (shapeR && shapeC) {
+      const list = tensorsOf.get(r.run) ?? [];
+      if (list.length === 0) tensorsOf.set(r.run, list);
+      list.push({ tensor: r.tensor, rows: Number(shapeR[i]), cols: Number(shapeC[i]) });
+    }
   }
   const summary = await readJson(join(dir, 'summary.json'), false) as { runs?: unknown } | null;
   if (!summary || !Array.isArray(summary.runs)) throw bad(`${q(join(dir, 'summary.json'))} has no "runs" array`);
@@ -71,6 +83,15 @@ export async function loadAnalysis(dir: string): Promise<Analysis> {
     r.checkpoints ??= [];
   }
   const manifest = await readJson(join(dir, 'manifest.json'), true) as Record<string, unknown> | null;
+  // The adapter config: manifest.json's runs[].adapter_config, else the copy analyze keeps in summary.json.
+  const manifestRuns = Array.isArray(manifest?.runs) ? manifest.runs as { run?: unknown; adapter_config?: unknown }[] : [];
+  for (const r of runs) {
+    const fromManifest = manifestRuns.find((m) => m?.run === r.run)?.adapter_config;
+    const config = fromManifest ?? (r.adapter as { config?: unknown } | null)?.config ?? null;
+    const where = `${join(dir, fromManifest ? 'manifest.json' : 'summary.json')} run ${q(r.run)}`;
+    const tensors = tensorsOf.get(r.run);
+    r.trainable = tensors ? trainableParams(r.method, config, tensors, where) : null;
+  }
   return { dir, rows, runs, manifest, features: await loadFeatures(join(dir, 'rows.arrow')) };
 }
 

@@ -9,7 +9,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { DorascopeError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { loadAnalysis, type Analysis, type DecompRow, type RunSummary } from './load.js';
-import { renderPage } from './html.js';
+import { renderPage, type TableData } from './html.js';
 import { scatterFigure, type ScatterModule } from './figures/scatter.js';
 import { layersFigure, trajectoryFigure } from './figures/layers.js';
 import { fmt, type Figure } from './figures/common.js';
@@ -24,8 +24,13 @@ async function plotlySource(src: string | undefined): Promise<{ inline: string }
   return { inline: await readFile(req.resolve('plotly.js-dist-min/plotly.min.js'), 'utf8') };
 }
 
+const TRAINABLE_COLUMN = 'trainable params (analysed tensors)';
+const TRAINABLE_NOTE = 'Counts only the tensors this analysis covered: LoRA r·(in + out) per adapted tensor (r from rank_pattern '
+  + 'where it matches), plus out for DoRA\'s magnitude; full fine-tuning: every element of the analysed tensors. '
+  + 'Embeddings, norms, biases and tensors not analysed are not counted; n/a when the adapter config is not recorded.';
+
 /** Builds every figure and the table from loaded runs (labels already applied). */
-export function buildFigures(rows: DecompRow[], runs: RunSummary[]): { figures: Figure[]; table: { columns: string[]; rows: (string | number | null)[][] } } {
+export function buildFigures(rows: DecompRow[], runs: RunSummary[]): { figures: Figure[]; table: TableData } {
   const modules = [...new Set(rows.map((r) => r.module))]; // first-seen order: the checkpoint's (q, k, v, o, gate, up, down)
   // Figure 2: one figure, runs side by side, a dropdown over modules (see figures/scatter.ts for why).
   const cell = new Map<string, DecompRow[]>();
@@ -42,16 +47,16 @@ export function buildFigures(rows: DecompRow[], runs: RunSummary[]): { figures: 
   if (modules.length) figures.push(scatterFigure('fig2', runs.map((r) => r.run), scatterModules, true));
   figures.push(layersFigure('fig3', rows));
   figures.push(trajectoryFigure('traj', rows));
-  const columns = ['run', 'method', 'r', 'alpha', 'rsLoRA', 'DoRA', 'points', 'pearson r', 'r 95% CI', 'spearman ρ', 'slope', 'slope 95% CI'];
+  const columns = ['run', 'method', 'r', 'alpha', 'rsLoRA', 'DoRA', TRAINABLE_COLUMN, 'points', 'pearson r', 'r 95% CI', 'spearman ρ', 'slope', 'slope 95% CI'];
   const ci = (c: [number, number] | null | undefined): string => (c ? `[${fmt(c[0])}, ${fmt(c[1])}]` : 'n/a');
   const table = {
-    columns,
+    columns, notes: { [TRAINABLE_COLUMN]: TRAINABLE_NOTE },
     rows: runs.map((r) => {
       const a = r.adapter ?? {};
       const s = r.overall;
       return [r.run, r.method, (a.r as number | undefined) ?? null, (a.lora_alpha as number | undefined) ?? null,
         a.use_rslora === undefined ? null : String(a.use_rslora), a.use_dora === undefined ? null : String(a.use_dora),
-        s?.n ?? rows.filter((x) => x.run === r.run).length, fmt(s?.pearson_r), ci(s?.r_ci95), fmt(s?.spearman_rho), fmt(s?.slope), ci(s?.slope_ci95)];
+        r.trainable ?? null, s?.n ?? rows.filter((x) => x.run === r.run).length, fmt(s?.pearson_r), ci(s?.r_ci95), fmt(s?.spearman_rho), fmt(s?.slope), ci(s?.slope_ci95)];
     }),
   };
   return { figures, table };

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tableFromArrays, tableToIPC } from 'apache-arrow';
 
-export interface Row { run: string; method: string; step: number; module: string; layer: number; tensor: string; dm: number; dd: number }
+export interface Row { run: string; method: string; step: number; module: string; layer: number; tensor: string; dm: number; dd: number; rows?: number; cols?: number }
 
 /** Ordinary least squares of y on x, written here apart from any project code. */
 export function ols(x: number[], y: number[]): { slope: number; intercept: number } {
@@ -24,12 +24,13 @@ export function grid(run: string, method: string, layers: number, modules: strin
   return out;
 }
 
-export async function writeAnalysis(rows: Row[], dir?: string): Promise<string> {
+/** `manifest` replaces the minimal manifest.json (e.g. to record runs[].adapter_config). */
+export async function writeAnalysis(rows: Row[], dir?: string, manifest?: Record<string, unknown>): Promise<string> {
   const d = dir ?? (await mkdtemp(join(tmpdir(), 'dorascope-report-')));
   const table = tableFromArrays({
     run: rows.map((r) => r.run), method: rows.map((r) => r.method), checkpoint: rows.map((r) => `checkpoint-${r.step}`),
     step: Int32Array.from(rows.map((r) => r.step)), module: rows.map((r) => r.module), layer: Int32Array.from(rows.map((r) => r.layer)),
-    tensor: rows.map((r) => r.tensor), rows: Int32Array.from(rows.map(() => 8)), cols: Int32Array.from(rows.map(() => 8)),
+    tensor: rows.map((r) => r.tensor), rows: Int32Array.from(rows.map((r) => r.rows ?? 8)), cols: Int32Array.from(rows.map((r) => r.cols ?? 8)),
     delta_m: Float64Array.from(rows.map((r) => r.dm)), delta_d: Float64Array.from(rows.map((r) => r.dd)),
   });
   await writeFile(join(d, 'decomposition.arrow'), tableToIPC(table, 'file'));
@@ -46,7 +47,7 @@ export async function writeAnalysis(rows: Row[], dir?: string): Promise<string> 
       overall: { n: rr.length, pearson_r: 0.5, spearman_rho: 0.4, slope: 1, intercept: 0, r_ci95: [0.1, 0.9], slope_ci95: [0, 2] }, modules };
   });
   await writeFile(join(d, 'summary.json'), JSON.stringify({ tool: 'dorascope', version: '0.1.0', runs }));
-  await writeFile(join(d, 'manifest.json'), JSON.stringify({ tool: 'dorascope', command: ['analyze'] }));
+  await writeFile(join(d, 'manifest.json'), JSON.stringify(manifest ?? { tool: 'dorascope', command: ['analyze'] }));
   return d;
 }
 
