@@ -21,7 +21,8 @@ export { renderReport, renderCompare, type ReportOptions, type CompareOptions } 
 export { loadAnalysis, type Analysis, type DecompRow, type Stats, type RunSummary } from './report/load.js';
 export { exportFigures } from './report/export.js';
 // train
-export { train, type TrainOptions, type TrainResult, type TrainMethod } from './train/train.js';
+export { train, type TrainOptions, type TrainResult, type TrainMethod, type TrainProgress } from './train/train.js';
+export { selectBackend, BACKEND_CHOICES, type BackendChoice, type BackendInfo, type BackendName } from './train/backend.js';
 // reproduce
 export { reproduce, type ReproduceOptions, type ReproduceResult } from './reproduce/reproduce.js';
 export { QUICK, FULL, type Preset } from './reproduce/plan.js';
