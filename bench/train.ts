@@ -1,5 +1,5 @@
 /**
- * `npm run bench:train [-- --backends wasm,cpu,webgpu --layers 6 --d-model 256 --steps 4 --profile]`
+ * `npm run bench:train [-- --backends wasm,cpu,webgpu --layers 6 --d-model 256 --steps 4 --profile --baseline]`
  *
  * For each backend (default wasm; one that fails to initialise is skipped with its reason), on the
  * same model and batch: step time and tokens/s of full fine-tuning, LoRA and DoRA (r = 8 on q, v),
@@ -7,7 +7,9 @@
  * own plain (untransposed) matmul GFLOP/s measured in the same run (goal ≥ 0.4 on wasm), and the
  * tensors left behind by the timed steps (goal 0). `--profile` adds, per method, the kernels that
  * dominate one step (tf.profile, each kernel's fastest of three steps, so other processes' noise
- * mostly drops out). Everything is measured within one run; compare ratios, not milliseconds.
+ * mostly drops out). `--baseline` also times, on wasm, one step of each method with tfjs-backend-wasm's
+ * own kernels (src/train/kernels replaced) and prints the speed-up of ours. Everything is measured
+ * within one run; compare ratios, not milliseconds.
  *
  * Model FLOPs per token (PaLM appendix B's accounting): 2N forward for the N weights of the matrix
  * products (the one-hot embedding is a real product here) plus 4·L·T·d for attention's two
@@ -15,6 +17,7 @@
  * plus 12·L·T·d. Adapter products and elementwise work are not counted (they are overhead).
  */
 import { selectBackend, tf, type BackendName } from '../src/train/backend.js';
+import { registerWasmKernels, restoreWasmKernels } from '../src/train/kernels/register.js';
 import { initWeights, lmLoss, weightShapes, type Adapters, type LlamaConfig } from '../src/train/model.js';
 import { initLora, loraScaling, loraVariant, type LoraParams } from '../src/train/adapters/lora.js';
 import { doraVariant, initMagnitude } from '../src/train/adapters/dora.js';
@@ -29,7 +32,7 @@ function arg(name: string, fallback: string): string {
 const layers = Number(arg('layers', '6')), d = Number(arg('d-model', '256'));
 const rows = Number(arg('batch', '4')), len = Number(arg('context', '64'));
 const backends = arg('backends', 'wasm').split(',').filter(Boolean) as BackendName[];
-const profile = process.argv.includes('--profile');
+const profile = process.argv.includes('--profile'), baseline = process.argv.includes('--baseline');
 // The cpu backend is 15–40× slower than wasm: fewer timed steps keep the whole run to minutes.
 const stepsFor = (b: BackendName) => Number(arg('steps', b === 'cpu' ? '1' : '4'));
 
@@ -81,7 +84,7 @@ async function plainMatmulGflops(b: BackendName): Promise<{ gflops: number; cpuG
 
 interface Result { ms: number; cpuMs: number; leak: number; top?: string[] }
 
-async function run(method: Method, steps: number): Promise<Result> {
+async function run(method: Method, steps: number, withProfile = profile): Promise<Result> {
   const t = tf();
   const rand = seededRandom(1);
   const w = initWeights(cfg, rand, method === 'full');
@@ -116,7 +119,7 @@ async function run(method: Method, steps: number): Promise<Result> {
   });
   const leak = t.memory().numTensors - before;
   const res: Result = { ms: median(wall), cpuMs: median(cpu), leak };
-  if (profile) res.top = await topKernels(() => runLoop({ params, optimizer: opt, fromStep: 100, steps: 100, loss }));
+  if (withProfile) res.top = await topKernels(() => runLoop({ params, optimizer: opt, fromStep: 100, steps: 100, loss }));
   opt.dispose();
   ids.dispose();
   t.disposeVariables();
@@ -182,4 +185,16 @@ for (const b of backends) {
   }
   const ratio = (k: 'ms' | 'cpuMs') => (res.get('dora')![k] / res.get('lora')![k]).toFixed(3);
   console.log(`DoRA/LoRA step-time ratio: ${ratio('ms')}${byCpu ? ` (by CPU time ${ratio('cpuMs')})` : ''} (goal ≤ 1.10)`);
+
+  if (baseline && b === 'wasm') {
+    restoreWasmKernels(tf());
+    const parts: string[] = [];
+    for (const m of METHODS) {
+      const r = await run(m, 1, false);
+      const ours = res.get(m)!;
+      parts.push(`${m} ${(r.ms / ours.ms).toFixed(2)}× (CPU time ${(r.cpuMs / ours.cpuMs).toFixed(2)}×; ${r.ms.toFixed(0)} ms)`);
+    }
+    registerWasmKernels(tf());
+    console.log(`speed-up over tfjs-backend-wasm's own kernels (one step each): ${parts.join(', ')}`);
+  }
 }

@@ -6,6 +6,7 @@ import { wasmBatchMatMul } from './wasm_batch_matmul.js';
 import { wasmCast, wasmIdentity } from './wasm_identity.js';
 
 const ours = new WeakSet<KernelFunc>();
+const originals = new Map<string, KernelConfig>();
 
 /** Transposes of frozen weights kept by the wasm matmul (≤ 64 MiB; transpose_cache.ts). */
 export const wasmTransposeCache = new TransposeCache(64 * 2 ** 20);
@@ -33,10 +34,27 @@ export function registerWasmKernels(t: Tf): void {
     if (ours.has(orig.kernelFunc)) return;
     const fn = make(orig.kernelFunc);
     ours.add(fn);
+    originals.set(name, orig);
     t.unregisterKernel(name, 'wasm');
     t.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: fn, ...(orig.setupFunc ? { setupFunc: orig.setupFunc } : {}) });
   };
   replace('BatchMatMul', (orig) => wasmBatchMatMul(orig, transpose, wasmTransposeCache));
   replace('Identity', wasmIdentity);
   replace('Cast', wasmCast);
+}
+
+/**
+ * Puts tfjs-backend-wasm's own kernels back (for `bench:train --baseline`,
+ * which measures what ours gain) and frees the transpose cache.
+ */
+export function restoreWasmKernels(t: Tf): void {
+  for (const [name, orig] of originals) {
+    const cur = t.getKernel(name, 'wasm');
+    if (cur === undefined || !ours.has(cur.kernelFunc)) continue;
+    t.unregisterKernel(name, 'wasm');
+    t.registerKernel(orig);
+  }
+  originals.clear();
+  const be = t.findBackend('wasm');
+  if (be !== null) wasmTransposeCache.clear(be as unknown as Parameters<TransposeCache['clear']>[0]);
 }
