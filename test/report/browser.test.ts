@@ -4,7 +4,8 @@
  * Skips (visibly) where Chromium is absent; CI installs Debian's chromium in .ci/run.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdir } from 'node:fs/promises';
+import { copyFile, mkdir, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { findChromium, launchChromium } from '../../src/report/chromium.js';
@@ -31,18 +32,20 @@ describe.skipIf(!exe)('report in headless Chromium', () => {
   beforeAll(async () => { ctx = await launchChromium(exe!); await mkdir('test-output', { recursive: true }); }, 60_000);
   afterAll(async () => { await ctx?.close(); });
 
-  async function open(html: string, shot: string) {
+  /** `allow`: files besides the report that the page may load (a --plotly-src copy). */
+  async function open(html: string, shot: string, allow: string[] = []) {
     const page = await ctx.newPage();
     const url = pathToFileURL(resolve(html)).href;
+    const allowed = new Set([url, ...allow.map((p) => pathToFileURL(resolve(p)).href)]);
     const errors: string[] = [];
     const foreign: string[] = [];
     let dialogs = 0;
     page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
     page.on('pageerror', (e) => errors.push(String(e)));
-    page.on('requestfailed', (r) => { if (r.url() !== url) foreign.push(r.url()); });
+    page.on('requestfailed', (r) => { if (!allowed.has(r.url())) foreign.push(r.url()); });
     page.on('dialog', (d) => { dialogs++; void d.dismiss(); });
     await page.route('**/*', (r) => {
-      if (r.request().url() === url) return r.continue();
+      if (allowed.has(r.request().url())) return r.continue();
       foreign.push(r.request().url());
       return r.abort();
     });
@@ -66,6 +69,19 @@ describe.skipIf(!exe)('report in headless Chromium', () => {
     const fig2 = r.counts[0]!;
     expect(fig2.markers).toBe(12); // q_proj shown: 4 layers × 3 steps
     expect(fig2.traces).toBe(1 + 1 + 3); // points, least-squares line, 3 step keys
+    await r.page.close();
+  }, 60_000);
+
+  it('--plotly-src: a page linking its own copy of plotly.js draws the same, and loads nothing else', async () => {
+    const dir = await writeAnalysis(grid('lora', 'lora', 2, ['q_proj'], [1, 2]));
+    await copyFile(createRequire(import.meta.url).resolve('plotly.js-dist-min/plotly.min.js'), join(dir, 'plotly.min.js'));
+    const html = await renderReport({ dir, out: join(dir, 'linked.html'), plotlySrc: 'plotly.min.js' });
+    expect((await stat(html)).size).toBeLessThan(200_000); // plotly.js (≈4.6 MB) is not inlined
+    const r = await open(html, 'report-plotly-src.png', [join(dir, 'plotly.min.js')]);
+    expect(r.errors).toEqual([]);
+    expect(r.foreign).toEqual([]);
+    expect(r.counts.map((c) => c.id)).toEqual(['fig2', 'fig3', 'traj']);
+    expect(r.counts[0]!.markers).toBe(4); // 2 layers × 2 steps
     await r.page.close();
   }, 60_000);
 
