@@ -38,7 +38,7 @@ export function renderPage(p: PageInput): string {
     : `<script src="${escapeHtml(p.plotly.src)}"></script>`;
   const th = p.table.columns.map((c, i) => {
     const note = p.table.notes?.[c];
-    return `<th data-col="${i}"${note ? ` title="${escapeHtml(note)}"` : ''}>${escapeHtml(c)}${note ? ' ⓘ' : ''}</th>`;
+    return `<th data-col="${i}"${note ? ` title="${escapeHtml(note)}"` : ''}>${escapeHtml(c)}</th>`;
   }).join('');
   const tr = p.table.rows.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c === null ? 'n/a' : String(c))}</td>`).join('')}</tr>`).join('\n');
   const prov = Object.entries(p.provenance).map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('');
@@ -46,7 +46,7 @@ export function renderPage(p: PageInput): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(p.title)}</title>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'${'src' in p.plotly ? " 'self' file: https: http:" : ''}; style-src 'unsafe-inline'; img-src data: blob:; worker-src blob:">
-<style>body{font-family:system-ui,sans-serif;margin:1.5em}h2{font-size:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}th{cursor:pointer;background:#eee}dt{font-weight:bold}</style>
+<style>body{font-family:system-ui,sans-serif;margin:1.5em}h2{font-size:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}th{cursor:pointer;background:#eee}th[title]{text-decoration:underline dotted}dt{font-weight:bold}</style>
 ${plotlyTag}
 </head><body>
 <h1>${escapeHtml(p.title)}</h1>

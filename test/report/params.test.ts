@@ -56,6 +56,6 @@ describe('trainable parameters of the analysed tensors', () => {
     }
     // The page shows the note as the header's tooltip.
     const html = await readFile(await renderReport({ dir: lora, out: join(lora, 'r.html'), plotlySrc: 'plotly.js' }), 'utf8');
-    expect(html).toMatch(/<th data-col="6" title="Counts only the tensors this analysis covered[^"]*">trainable params \(analysed tensors\) ⓘ<\/th>/u);
+    expect(html).toMatch(/<th data-col="6" title="Counts only the tensors this analysis covered[^"]*">trainable params \(analysed tensors\)<\/th>/u);
   });
 });
