@@ -31,7 +31,10 @@ function arg(name: string, fallback: string): string {
 }
 const layers = Number(arg('layers', '6')), d = Number(arg('d-model', '256'));
 const rows = Number(arg('batch', '4')), len = Number(arg('context', '64'));
-const backends = arg('backends', 'wasm').split(',').filter(Boolean) as BackendName[];
+// webgpu runs last: a software adapter's (llvmpipe) threads keep using the process's CPU afterwards,
+// which would spoil the CPU-time figures of a CPU backend measured after it.
+const backends = (arg('backends', 'wasm').split(',').filter(Boolean) as BackendName[])
+  .sort((a, b) => Number(a === 'webgpu') - Number(b === 'webgpu'));
 const profile = process.argv.includes('--profile'), baseline = process.argv.includes('--baseline');
 // The cpu backend is 15–40× slower than wasm: fewer timed steps keep the whole run to minutes.
 const stepsFor = (b: BackendName) => Number(arg('steps', b === 'cpu' ? '1' : '4'));
