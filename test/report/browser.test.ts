@@ -131,6 +131,27 @@ describe.skipIf(!exe)('report in headless Chromium', () => {
     // Figure 3: ΔM and ΔD per run, 80 layers each; trajectories: 80 layers × 20 steps per run and quantity.
     expect(fig3!.perTrace.map((t) => t.points)).toEqual([80, 80, 80, 80]);
     expect(traj!.perTrace.map((t) => [t.type, t.points])).toEqual(Array(4).fill(['scatter', 1600]));
+    // Figure 3's dropdown: the first step's view draws 80 layers per trace too.
+    const step50 = await r.page.evaluate(async () => {
+      type Gd = HTMLElement & { layout: { updatemenus: { buttons: { label: string; args: unknown[] }[] }[] }; _fullData: { x: unknown[] }[] };
+      const gd = document.getElementById('fig3') as Gd;
+      const b = gd.layout.updatemenus[0]!.buttons.find((x) => x.label === 'step 50')!;
+      await (window as unknown as { Plotly: { restyle(gd: Element, a: unknown): Promise<unknown> } }).Plotly.restyle(gd, b.args[0]);
+      return gd._fullData.map((t) => t.x.length);
+    });
+    expect(step50).toEqual([80, 80, 80, 80]);
+    // "independent axes" unlinks the runs' axes and links them back.
+    const matches = () => r.page.evaluate(() => {
+      const l = (document.getElementById('fig2') as unknown as { layout: Record<string, { matches?: string | null }> }).layout;
+      return [l.xaxis2!.matches ?? null, l.yaxis2!.matches ?? null];
+    });
+    expect(await matches()).toEqual(['x', 'y']);
+    await r.page.click('#indep');
+    await r.page.waitForFunction(() => (document.getElementById('fig2') as unknown as { layout: { xaxis2: { matches?: string | null } } }).layout.xaxis2.matches == null);
+    expect(await matches()).toEqual([null, null]);
+    await r.page.click('#indep');
+    await r.page.waitForFunction(() => (document.getElementById('fig2') as unknown as { layout: { xaxis2: { matches?: string | null } } }).layout.xaxis2.matches === 'x');
+    expect(await matches()).toEqual(['x', 'y']);
     await r.page.close();
   }, 120_000);
 });

@@ -8,7 +8,7 @@ export const reportCommand: CommandModule = {
     .positional('dir', { type: 'string', demandOption: true, describe: 'analysis folder (dorascope analyze --out)' })
     .option('out', { type: 'string', describe: 'output HTML file (default DIR/report.html)' })
     .option('title', { type: 'string' })
-    .option('plotly-src', { type: 'string', describe: 'load plotly.js from this URL instead of inlining it' })
+    .option('plotly-src', { type: 'string', describe: 'link plotly.js from this URL or path (relative to the HTML file) instead of inlining its 4.6 MB' })
     .option('png', { type: 'string', describe: 'also export each figure as PNG into this folder (headless Chromium)' })
     .option('svg', { type: 'string', describe: 'also export each figure as SVG into this folder (headless Chromium)' })
     .option('open', { type: 'boolean', default: false, describe: 'open in the default browser' }),
