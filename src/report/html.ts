@@ -71,7 +71,7 @@ ${figs}
   // first screen shows without waiting for the figures below it (each costs up to a second or so in software
   // WebGL at 70B scale). window.dorascope.drawAll() draws the rest (image export, tests, the benchmark);
   // <html data-shown> is set when the figures near the first screen are drawn, data-drawn when all are.
-  var t0 = performance.now(), timings = [], left = figs.length, chain = Promise.resolve(), done = {}, finish;
+  var t0 = performance.now(), timings = [], left = figs.length, chain = Promise.resolve(), done = {}, drawn = {}, finish;
   var ready = new Promise(function (res) { finish = res; });
   function draw(f) {
     if (done[f.id]) return done[f.id];
@@ -81,6 +81,7 @@ ${figs}
       var t = performance.now();
       return Plotly.newPlot(f.id, f.data, f.layout, { responsive: true, displaylogo: false }).then(function () {
         timings.push({ id: f.id, ms: performance.now() - t });
+        drawn[f.id] = true;
         if (--left === 0) { document.documentElement.setAttribute('data-drawn', String(performance.now() - t0)); finish(timings); }
       });
     }).catch(function (e) {
@@ -108,7 +109,11 @@ ${figs}
   document.getElementById('indep').addEventListener('change', function (e) {
     figs.forEach(function (f, i) {
       var upd = {};
-      Object.keys(shared[i]).forEach(function (k) { upd[k + '.matches'] = e.target.checked ? null : shared[i][k]; });
+      Object.keys(shared[i]).forEach(function (k) {
+        var v = e.target.checked ? null : shared[i][k];
+        if (drawn[f.id]) upd[k + '.matches'] = v;
+        else f.layout[k].matches = v; // not drawn yet: it will draw with the current choice
+      });
       if (Object.keys(upd).length) Plotly.relayout(f.id, upd);
     });
   });
