@@ -4,7 +4,8 @@
  * For each backend (default wasm; one that fails to initialise is skipped with its reason), on the
  * same model and batch: step time and tokens/s of full fine-tuning, LoRA and DoRA (r = 8 on q, v),
  * the DoRA/LoRA step-time ratio (goal ≤ 1.10), the model-FLOPs utilisation against that backend's
- * own plain (untransposed) matmul GFLOP/s measured in the same run (goal ≥ 0.4 on wasm), and the
+ * own plain (untransposed) matmul GFLOP/s measured in the same run (goal ≥ 0.4 on wasm: each step
+ * is divided by a plain-matmul burst timed right after it, so a drifting machine load cancels), and the
  * tensors left behind by the timed steps (goal 0). `--profile` adds, per method, the kernels that
  * dominate one step (tf.profile, each kernel's fastest of three steps, so other processes' noise
  * mostly drops out). `--baseline` also times, on wasm, one step of each method with tfjs-backend-wasm's
@@ -16,6 +17,7 @@
  * T×T products; a full step is 3× forward. LoRA/DoRA skip the frozen weights' gradients: 4N
  * plus 12·L·T·d. Adapter products and elementwise work are not counted (they are overhead).
  */
+import type { Tensor } from '@tensorflow/tfjs-core';
 import { selectBackend, tf, type BackendName } from '../src/train/backend.js';
 import { registerWasmKernels, restoreWasmKernels } from '../src/train/kernels/register.js';
 import { initWeights, lmLoss, weightShapes, type Adapters, type LlamaConfig } from '../src/train/model.js';
@@ -51,43 +53,59 @@ const nMatmul = [...weightShapes(cfg).values()].filter((s) => s.length === 2).re
 const attnPerToken = 4 * layers * (len - 1) * d;
 const flopsPerStep = (m: Method) => tokens * ((m === 'full' ? 6 : 4) * nMatmul + 3 * attnPerToken);
 
-/** Best plain (untransposed, batch 1) matmul GFLOP/s over a few square sizes; b is reused, as XNNPACK caches it. */
-async function plainMatmulGflops(b: BackendName): Promise<{ gflops: number; cpuGflops: number; n: number }> {
+/** A plain matmul of a fixed size, timed in bursts (wall and process CPU time). */
+interface Probe { a: Tensor; w: Tensor; n: number; reps: number }
+
+async function burst(p: Probe): Promise<{ gflops: number; cpuGflops: number }> {
   const t = tf();
-  const sizes = b === 'cpu' ? [128, 256] : b === 'webgpu' ? [256, 1024, 2048] : [256, 512];
-  let best = { gflops: 0, cpuGflops: 0, n: 0 };
-  for (const n of sizes) {
-    const a = t.randomUniform([n, n]), w = t.randomUniform([n, n]);
-    const warm = t.matMul(a, w);
-    await warm.data();
-    warm.dispose();
-    const flops = 2 * n ** 3;
-    // enough repetitions for ~0.3 s, in three rounds; the fastest round counts
-    const t0 = performance.now();
-    const probe = t.matMul(a, w);
-    await probe.data();
-    probe.dispose();
-    const reps = Math.max(1, Math.min(200, Math.round(100 / Math.max(performance.now() - t0, 0.01))));
-    for (let round = 0; round < 3; round++) {
-      const s0 = performance.now(), c0 = process.cpuUsage();
-      const outs = [];
-      for (let i = 0; i < reps; i++) outs.push(t.matMul(a, w));
-      await outs[outs.length - 1]!.data();
-      const s = (performance.now() - s0) / 1000, c = process.cpuUsage(c0);
-      for (const o of outs) o.dispose();
-      const g = (flops * reps) / s / 1e9, gc = (flops * reps) / ((c.user + c.system) / 1e6) / 1e9;
-      if (g > best.gflops) best = { ...best, gflops: g, n };
-      if (gc > best.cpuGflops) best = { ...best, cpuGflops: gc };
-    }
-    a.dispose();
-    w.dispose();
-  }
-  return best;
+  const s0 = performance.now(), c0 = process.cpuUsage();
+  const outs = [];
+  for (let i = 0; i < p.reps; i++) outs.push(t.matMul(p.a, p.w));
+  await outs[outs.length - 1]!.data();
+  const s = (performance.now() - s0) / 1000, c = process.cpuUsage(c0);
+  for (const o of outs) o.dispose();
+  const flops = 2 * p.n ** 3 * p.reps;
+  return { gflops: flops / s / 1e9, cpuGflops: flops / ((c.user + c.system) / 1e6) / 1e9 };
 }
 
-interface Result { ms: number; cpuMs: number; leak: number; top?: string[] }
+/**
+ * Best plain (untransposed, batch 1) matmul GFLOP/s over a few square sizes (b is reused, as
+ * XNNPACK caches its packing), three bursts of ~0.1 s each; returns the best size as a probe
+ * that each timed step is compared with right after it runs.
+ */
+async function plainMatmul(b: BackendName): Promise<{ gflops: number; cpuGflops: number; probe: Probe }> {
+  const t = tf();
+  const sizes = b === 'cpu' ? [128, 256] : b === 'webgpu' ? [256, 1024, 2048] : [256, 512];
+  let best: { gflops: number; cpuGflops: number; probe: Probe } | undefined;
+  for (const n of sizes) {
+    const a = t.randomUniform([n, n]), w = t.randomUniform([n, n]);
+    const once = await burst({ a, w, n, reps: 1 }); // warm-up, then size the bursts to ~0.1 s
+    const reps = Math.max(1, Math.min(200, Math.round((0.1 * once.gflops * 1e9) / (2 * n ** 3))));
+    const probe = { a, w, n, reps };
+    let g = { gflops: 0, cpuGflops: 0 };
+    for (let round = 0; round < 3; round++) {
+      const r = await burst(probe);
+      g = { gflops: Math.max(g.gflops, r.gflops), cpuGflops: Math.max(g.cpuGflops, r.cpuGflops) };
+    }
+    if (best === undefined || g.gflops > best.gflops) {
+      if (best !== undefined) t.dispose([best.probe.a, best.probe.w]);
+      best = { ...g, probe };
+    } else t.dispose([a, w]);
+  }
+  return best!;
+}
 
-async function run(method: Method, steps: number, withProfile = profile): Promise<Result> {
+interface Result {
+  ms: number;
+  cpuMs: number;
+  /** Median over steps of (model FLOP/s of the step) / (plain matmul GFLOP/s of the burst right after it). */
+  util: number;
+  utilCpu: number;
+  leak: number;
+  top?: string[];
+}
+
+async function run(method: Method, steps: number, probe: Probe, withProfile = profile): Promise<Result> {
   const t = tf();
   const rand = seededRandom(1);
   const w = initWeights(cfg, rand, method === 'full');
@@ -109,19 +127,24 @@ async function run(method: Method, steps: number, withProfile = profile): Promis
   const loss = () => lmLoss(cfg, w, ids, ad);
   await runLoop({ params, optimizer: opt, steps: 1, loss }); // warm-up: first-call setup, optimizer moments
   const before = t.memory().numTensors;
-  const wall: number[] = [], cpu: number[] = [];
+  const wall: number[] = [], cpu: number[] = [], util: number[] = [], utilCpu: number[] = [];
   let t0 = performance.now(), c0 = process.cpuUsage();
   await runLoop({
     params, optimizer: opt, fromStep: 2, steps: steps + 1, loss,
-    onStep: () => {
-      const c = process.cpuUsage(c0), t1 = performance.now();
-      wall.push(t1 - t0);
-      cpu.push((c.user + c.system) / 1000);
-      t0 = t1; c0 = process.cpuUsage();
+    onStep: async () => {
+      const c = process.cpuUsage(c0), ms = performance.now() - t0, cpuMs = (c.user + c.system) / 1000;
+      wall.push(ms);
+      cpu.push(cpuMs);
+      // The load of a shared machine drifts: compare each step with a matmul burst timed just after it.
+      const g = await burst(probe);
+      util.push(flopsPerStep(method) / (ms / 1000) / 1e9 / g.gflops);
+      utilCpu.push(flopsPerStep(method) / (cpuMs / 1000) / 1e9 / g.cpuGflops);
+      t0 = performance.now();
+      c0 = process.cpuUsage();
     },
   });
   const leak = t.memory().numTensors - before;
-  const res: Result = { ms: median(wall), cpuMs: median(cpu), leak };
+  const res: Result = { ms: median(wall), cpuMs: median(cpu), util: median(util), utilCpu: median(utilCpu), leak };
   if (withProfile) res.top = await topKernels(() => runLoop({ params, optimizer: opt, fromStep: 100, steps: 100, loss }));
   opt.dispose();
   ids.dispose();
@@ -170,34 +193,37 @@ for (const b of backends) {
     continue;
   }
   const steps = stepsFor(b);
-  const mm = await plainMatmulGflops(b);
+  const mm = await plainMatmul(b);
   // On CPU backends process CPU time is also shown: on a shared machine it is far steadier than
   // wall time (the utilisation by CPU time divides by the matmul's GFLOP/s per CPU second).
   const byCpu = b === 'wasm' || b === 'cpu';
-  console.log(`\n[${b}] ${device}; plain ${mm.n}² matmul ${mm.gflops.toFixed(2)} GFLOP/s` +
+  console.log(`\n[${b}] ${device}; plain ${mm.probe.n}² matmul ${mm.gflops.toFixed(2)} GFLOP/s` +
     `${byCpu ? ` (${mm.cpuGflops.toFixed(2)} per CPU second)` : ''}; median of ${steps} timed step(s)`);
   const res = new Map<Method, Result>();
   for (const m of METHODS) {
-    const r = await run(m, steps);
+    const r = await run(m, steps, mm.probe);
     res.set(m, r);
-    const mfu = flopsPerStep(m) / (r.ms / 1000) / 1e9 / mm.gflops;
-    const mfuCpu = flopsPerStep(m) / (r.cpuMs / 1000) / 1e9 / mm.cpuGflops;
     console.log(`${m.padEnd(5)} step ${r.ms.toFixed(1).padStart(8)} ms  ${(tokens / (r.ms / 1000)).toFixed(0).padStart(6)} tokens/s  ` +
-      `utilisation ${mfu.toFixed(3)}${byCpu ? ` (by CPU time: step ${r.cpuMs.toFixed(0)} ms, ${mfuCpu.toFixed(3)})` : ''}  leaked tensors ${r.leak}`);
+      `utilisation ${r.util.toFixed(3)}${byCpu ? ` (by CPU time: step ${r.cpuMs.toFixed(0)} ms, ${r.utilCpu.toFixed(3)})` : ''}  leaked tensors ${r.leak}`);
     for (const line of r.top ?? []) console.log(`      ${line}`);
   }
   const ratio = (k: 'ms' | 'cpuMs') => (res.get('dora')![k] / res.get('lora')![k]).toFixed(3);
-  console.log(`DoRA/LoRA step-time ratio: ${ratio('ms')}${byCpu ? ` (by CPU time ${ratio('cpuMs')})` : ''} (goal ≤ 1.10)`);
+  // Same model FLOPs, so the inverse ratio of utilisations is the step-time ratio with the load normalised out.
+  const norm = (res.get('lora')!.util / res.get('dora')!.util).toFixed(3);
+  console.log(`DoRA/LoRA step-time ratio: ${ratio('ms')}${byCpu ? ` (by CPU time ${ratio('cpuMs')})` : ''}, ` +
+    `load-normalised ${norm} (goal ≤ 1.10)`);
 
   if (baseline && b === 'wasm') {
+    // tfjs's own kernels are 2–4× slower: one timed step each keeps this to about a minute
     restoreWasmKernels(tf());
     const parts: string[] = [];
     for (const m of METHODS) {
-      const r = await run(m, 1, false);
+      const r = await run(m, 1, mm.probe, false);
       const ours = res.get(m)!;
       parts.push(`${m} ${(r.ms / ours.ms).toFixed(2)}× (CPU time ${(r.cpuMs / ours.cpuMs).toFixed(2)}×; ${r.ms.toFixed(0)} ms)`);
     }
     registerWasmKernels(tf());
     console.log(`speed-up over tfjs-backend-wasm's own kernels (one step each): ${parts.join(', ')}`);
   }
+  tf().dispose([mm.probe.a, mm.probe.w]);
 }
