@@ -4,6 +4,7 @@ import type { Tf } from '../backend.js';
 import { TransposeCache } from './transpose_cache.js';
 import { wasmBatchMatMul } from './wasm_batch_matmul.js';
 import { wasmCast, wasmIdentity } from './wasm_identity.js';
+import { wasmUnsortedSegmentSum } from './wasm_unsorted_segment_sum.js';
 
 const ours = new WeakSet<KernelFunc>();
 const originals = new Map<string, KernelConfig>();
@@ -14,7 +15,8 @@ export const wasmTransposeCache = new TransposeCache(64 * 2 ** 20);
 /**
  * Replaces three tfjs-backend-wasm kernels with ours: `BatchMatMul` (every
  * shape reaches XNNPACK; wasm_batch_matmul.ts) and zero-copy `Identity` and
- * same-dtype `Cast` (wasm_identity.ts). Call after
+ * same-dtype `Cast` (wasm_identity.ts), and adds the missing
+ * `UnsortedSegmentSum` (gather's gradient). Call after
  * `@tensorflow/tfjs-backend-wasm` is loaded (its import registers the
  * kernels), before or after the backend initialises: each original kernel's
  * setup function (which binds its C++ entry point) is kept, so tfjs runs it
@@ -41,6 +43,9 @@ export function registerWasmKernels(t: Tf): void {
   replace('BatchMatMul', (orig) => wasmBatchMatMul(orig, transpose, wasmTransposeCache));
   replace('Identity', wasmIdentity);
   replace('Cast', wasmCast);
+  // Missing on wasm (gather's gradient); ours unless a later tfjs brings its own.
+  if (t.getKernel('UnsortedSegmentSum', 'wasm') === undefined)
+    t.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: wasmUnsortedSegmentSum });
 }
 
 /**
