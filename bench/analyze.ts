@@ -92,27 +92,33 @@ async function generateAdapters(dir: string): Promise<void> {
 
 // ---- measurements (child processes) ------------------------------------------------------------
 const rssMB = () => process.resourceUsage().maxRSS / 1024;
+/** CPU seconds of the whole process (all threads) since `from`: far less sensitive than wall time to other load on the machine. */
+const cpuSince = (from: NodeJS.CpuUsage) => { const u = process.cpuUsage(from); return (u.user + u.system) / 1e6; };
 
 async function childFull(dir: string): Promise<void> {
   const cks = readdirSync(dir).filter((f) => f.startsWith('ck')).sort();
   const bytes = cks.reduce((a, f) => a + statSync(join(dir, f)).size, 0);
   // Plain read-and-decode of every checkpoint tensor (the limit of any analysis on this machine).
   let t0 = performance.now();
+  let c0 = process.cpuUsage();
   for (const f of cks) {
     const s = await openSafetensors(join(dir, f));
     for (const t of s.tensors) await s.readFloat32(t.name);
     await s.close();
   }
   const raw = (performance.now() - t0) / 1000;
+  const rawCpu = cpuSince(c0);
   const opts = { base: join(dir, 'base.safetensors'), runs: cks.map((f) => ({ path: join(dir, f) })), write: false, quiet: true } as const;
   t0 = performance.now();
   await analyze(opts); // default: two worker threads on a multi-core machine
   const ours = (performance.now() - t0) / 1000;
   const rss = rssMB();
   t0 = performance.now();
+  c0 = process.cpuUsage();
   await analyze({ ...opts, workers: 0 });
   const one = (performance.now() - t0) / 1000;
-  process.stdout.write(JSON.stringify({ bytes, raw, ours, one, rss }));
+  const oneCpu = cpuSince(c0);
+  process.stdout.write(JSON.stringify({ bytes, raw, ours, one, rss, rawCpu, oneCpu }));
 }
 
 async function childAdapters(dir: string): Promise<void> {
@@ -124,8 +130,10 @@ async function childAdapters(dir: string): Promise<void> {
   const ours = (performance.now() - t0) / 1000;
   const rss = rssMB();
   t0 = performance.now();
+  let c0 = process.cpuUsage();
   await analyze({ base, runs: [run], write: false, quiet: true, product: 'tfjs', workers: 0 });
   const one = (performance.now() - t0) / 1000;
+  const oneCpu = cpuSince(c0);
   // The bare products of the same shapes on the same backend: (H×H)·(H×R) per module, R = r·checkpoints.
   await useWasm();
   const R = r * checkpoints;
@@ -133,8 +141,10 @@ async function childAdapters(dir: string): Promise<void> {
   const b = new Float32Array(H * R).map((_, i) => ((i * 104729) % 1000) / 1e5);
   matmulNoTranspose(tf(), a, b, H, H, R); // warm-up
   t0 = performance.now();
+  c0 = process.cpuUsage();
   for (let m = 0; m < 2 * layers; m++) matmulNoTranspose(tf(), a, b, H, H, R);
   const bare = (performance.now() - t0) / 1000;
+  const bareCpu = cpuSince(c0);
   // Precision: the tfjs (float32) product against the float64 loop, on one module.
   const mod = { base, runs: [run], write: false, quiet: true, modules: ['q_proj'], layers: [0] } as const;
   const f32 = await analyze({ ...mod, product: 'tfjs' });
@@ -144,7 +154,7 @@ async function childAdapters(dir: string): Promise<void> {
     const y = f64.rows[i]!;
     dev = Math.max(dev, Math.abs(x.delta_m - y.delta_m) / Math.abs(y.delta_m), Math.abs(x.delta_d - y.delta_d) / Math.abs(y.delta_d));
   });
-  process.stdout.write(JSON.stringify({ ours, one, bare, rss, dev, gflops: (2 * H * H * R * 2 * layers) / bare / 1e9 }));
+  process.stdout.write(JSON.stringify({ ours, one, bare, oneCpu, bareCpu, rss, dev, gflops: (2 * H * H * R * 2 * layers) / bare / 1e9 }));
 }
 
 function inChild<T>(mode: string, dir: string): T {
@@ -172,7 +182,7 @@ async function main(): Promise<void> {
     return process.argv[3] === 'full' ? generateFull(process.argv[4]!, FULL.layers) : generateAdapters(process.argv[4]!);
   }
   const fullBytes = (layers: number) => (FULL.checkpoints + 1) * layers * 2 * (4 * FULL.hidden ** 2 + 3 * FULL.hidden * FULL.mlp);
-  type Full = { bytes: number; raw: number; ours: number; one: number; rss: number };
+  type Full = { bytes: number; raw: number; ours: number; one: number; rss: number; rawCpu: number; oneCpu: number };
   const full: Full[] = [];
   for (const layers of [FULL.layers, 2 * FULL.layers]) {
     full.push(await withTempDir(fullBytes(layers), `full series, ${layers} layers × ${FULL.checkpoints} checkpoints + base`, async (dir) => {
@@ -182,7 +192,7 @@ async function main(): Promise<void> {
   }
   const { hidden: H, layers: AL, r, checkpoints: AC } = ADAPTER;
   const adapterBytes = 2 * AL * H * H * 2 + AC * 2 * AL * (2 * r * H + H) * 4;
-  type Ad = { ours: number; one: number; bare: number; rss: number; dev: number; gflops: number };
+  type Ad = { ours: number; one: number; bare: number; oneCpu: number; bareCpu: number; rss: number; dev: number; gflops: number };
   const ad = await withTempDir(adapterBytes, `DoRA adapter series, r ${r} on q/v of ${AL} layers of ${H}, ${AC} checkpoints`, async (dir) => {
     await generateAdapters(dir);
     return inChild<Ad>('adapters', dir);
@@ -193,11 +203,11 @@ async function main(): Promise<void> {
     const gb = f.bytes / 1e9;
     console.log(`1. full series, ${(i + 1) * FULL.layers} layers (hidden ${FULL.hidden}, MLP ${FULL.mlp}), ${gb.toFixed(2)} GB of checkpoints: analysis ${(gb / f.ours).toFixed(3)} GB/s, ` +
       `read+decode ${(gb / f.raw).toFixed(3)} GB/s, ratio ${(f.raw / f.ours).toFixed(2)} (goal ≥ 0.7); ` +
-      `on the main thread only ${(gb / f.one).toFixed(3)} GB/s, ratio ${(f.raw / f.one).toFixed(2)}; peak RSS ${f.rss.toFixed(0)} MB`);
+      `on the main thread only ${(gb / f.one).toFixed(3)} GB/s, ratio ${(f.raw / f.one).toFixed(2)} (by CPU time ${(f.rawCpu / f.oneCpu).toFixed(2)}); peak RSS ${f.rss.toFixed(0)} MB`);
   }
   console.log(`2. DoRA adapter series (r ${r}, q/v of ${AL} layers of ${H}, ${AC} checkpoints): ${(ad.ours / AC).toFixed(2)} s per checkpoint, ` +
     `bare products (one thread) ${(ad.bare / AC).toFixed(2)} s per checkpoint (${ad.gflops.toFixed(1)} GFLOP/s), ratio ${(ad.ours / ad.bare).toFixed(2)} (goal ≤ 2); ` +
-    `on the main thread only ${(ad.one / AC).toFixed(2)} s per checkpoint, ratio ${(ad.one / ad.bare).toFixed(2)}; ` +
+    `on the main thread only ${(ad.one / AC).toFixed(2)} s per checkpoint, ratio ${(ad.one / ad.bare).toFixed(2)} (by CPU time ${(ad.oneCpu / ad.bareCpu).toFixed(2)}); ` +
     `tfjs vs float64 product on one module: ${ad.dev.toExponential(1)} relative; peak RSS ${ad.rss.toFixed(0)} MB`);
   console.log(`3. peak RSS: full ${full[0]!.rss.toFixed(0)} MB, full at twice the model ${full[1]!.rss.toFixed(0)} MB (×${(full[1]!.rss / full[0]!.rss).toFixed(2)}), adapters ${ad.rss.toFixed(0)} MB (goal < 1024 MB, flat)`);
 }
