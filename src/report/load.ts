@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { DorascopeError, q } from '../errors.js';
 import { trainableParams, type AnalysedTensor } from './params.js';
+import { binFeatures, type FeatureHistograms } from './features.js';
 
 export interface DecompRow {
   run: string; method: string; checkpoint: string; step: number; module: string; layer: number;
@@ -23,9 +24,8 @@ export interface RunSummary {
   /** Trainable parameters of the analysed tensors (src/report/params.ts); null when unknown. Set by loadAnalysis. */
   trainable?: number | null;
 }
-/** Per-feature rows (rows.arrow, written with --per-row), reduced to what the histograms need. */
-export interface FeatureRows { run: string[]; layer: Int32Array; step: Int32Array; dm: Float64Array; dcos: Float64Array }
-export interface Analysis { dir: string; rows: DecompRow[]; runs: RunSummary[]; manifest: Record<string, unknown> | null; features: FeatureRows | null }
+/** `features`: rows.arrow (written with --per-row) binned, not loaded (src/report/features.ts); null without it. */
+export interface Analysis { dir: string; rows: DecompRow[]; runs: RunSummary[]; manifest: Record<string, unknown> | null; features: FeatureHistograms | null }
 
 const bad = (msg: string, details?: Record<string, unknown>): DorascopeError => new DorascopeError('E_ANALYSIS_DIR', msg, details);
 
@@ -92,25 +92,5 @@ export async function loadAnalysis(dir: string): Promise<Analysis> {
     const tensors = tensorsOf.get(r.run);
     r.trainable = tensors ? trainableParams(r.method, config, tensors, where) : null;
   }
-  return { dir, rows, runs, manifest, features: await loadFeatures(join(dir, 'rows.arrow')) };
-}
-
-async function loadFeatures(path: string): Promise<FeatureRows | null> {
-  let bytes: Buffer;
-  try { bytes = await readFile(path); } catch { return null; }
-  let t;
-  try { t = tableFromIPC(bytes); } catch (e) { throw bad(`${q(path)} is not an Arrow IPC file: ${(e as Error).message}`); }
-  const get = (n: string): unknown[] => {
-    const v = t.getChild(n);
-    if (!v) throw bad(`${q(path)} has no column ${q(n)}`);
-    return v.toArray() as unknown as unknown[];
-  };
-  const [run, layer, step, m0, mt, cos] = ['run', 'layer', 'step', 'm0', 'mt', 'cos'].map(get) as unknown[][];
-  const n = t.numRows;
-  const f: FeatureRows = { run: [], layer: new Int32Array(n), step: new Int32Array(n), dm: new Float64Array(n), dcos: new Float64Array(n) };
-  for (let i = 0; i < n; i++) {
-    f.run.push(String(run![i])); f.layer[i] = Number(layer![i]); f.step[i] = Number(step![i]);
-    f.dm[i] = Math.abs(Number(mt![i]) - Number(m0![i])); f.dcos[i] = 1 - Number(cos![i]);
-  }
-  return f;
+  return { dir, rows, runs, manifest, features: await binFeatures(join(dir, 'rows.arrow')) };
 }

@@ -75,7 +75,7 @@ function provenance(analyses: Analysis[], command: string[] | undefined): Record
 export async function renderReport(o: ReportOptions): Promise<string> {
   const a = await loadAnalysis(o.dir);
   const { figures, table } = buildFigures(a.rows, a.runs);
-  if (a.features && a.features.step.length > 0) figures.push(histogramFigure('hist', a.features));
+  if (a.features && a.features.groups.length > 0) figures.push(histogramFigure('hist', a.features));
   const out = o.out ?? join(o.dir, 'report.html');
   const html = renderPage({ title: o.title ?? `dorascope report: ${a.runs.map((r) => r.run).join(', ')}`, figures, table,
     provenance: provenance([a], o.command), plotly: await plotlySource(o.plotlySrc) });

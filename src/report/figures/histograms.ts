@@ -1,38 +1,86 @@
 /**
  * Per-feature distributions (needs rows.arrow from `analyze --per-row`): |m_t − m_0| and 1 − cos for each
- * output feature of one layer at the last checkpoint, a dropdown choosing the layer. Means of these are
+ * output feature of one layer at each run's last checkpoint, a dropdown choosing the layer. Means of these are
  * exactly ΔM and ΔD (DoRA paper §3, Eq. 5), so the histograms show what the averages hide.
+ *
+ * The page gets counts and edges only (binned in Node, src/report/features.ts), as Plotly `bar` traces: one
+ * per (run, module, quantity), the first module shown and the others a legend click away (their scales differ,
+ * so overlaying all would squeeze the small ones). The dropdown restyles the counts and hover of the same
+ * traces, so a module toggled in the legend stays toggled across layers.
  */
-import type { FeatureRows } from '../load.js';
-import { PALETTE, plotlyText, type Figure } from './common.js';
+import { ABOVE, NOT_FINITE, type BinScale } from '../bins.js';
+import type { FeatureGroup, FeatureHistograms, Quantity } from '../features.js';
+import { PALETTE, hoverNum, plotlyText, type Figure } from './common.js';
 
 /** User text inside a hovertemplate: markup entity-escaped, and `%` too, so a name cannot open a `%{…}` field. */
 const templateText = (s: string): string => plotlyText(s).replace(/%/g, '&#37;');
 
-export function histogramFigure(id: string, f: FeatureRows): Figure {
-  let last = -Infinity;
-  for (const s of f.step) last = Math.max(last, s);
-  const runs = [...new Set(f.run)];
-  const layers = [...new Set(f.layer)].sort((a, b) => a - b);
-  const data: Record<string, unknown>[] = [];
-  for (const layer of layers) {
-    runs.forEach((run, k) => {
-      const dm: number[] = [], dc: number[] = [];
-      for (let i = 0; i < f.step.length; i++) {
-        if (f.step[i] === last && f.layer[i] === layer && f.run[i] === run) { dm.push(f.dm[i]!); dc.push(f.dcos[i]!); }
-      }
-      const color = PALETTE[k % PALETTE.length];
-      const common = { type: 'histogram', opacity: 0.6, visible: layer === layers[0], meta: { layer, run }, marker: { color } };
-      // A bar is a bin of features, not one point: its hover names run, layer, step, the bin and the count.
-      const head = `run ${templateText(run)}<br>layer ${layer}<br>step ${last}<br>`;
-      data.push({ ...common, name: `${plotlyText(run)} |m_t − m_0|`, x: dm, hovertemplate: `${head}|m_t − m_0| %{x}: %{y} features<extra></extra>` });
-      data.push({ ...common, name: `${plotlyText(run)} 1 − cos`, x: dc, xaxis: 'x2', yaxis: 'y2', hovertemplate: `${head}1 − cos %{x}: %{y} features<extra></extra>` });
-    });
+const LABEL: Record<Quantity, string> = { dm: '|m_t − m_0|', dcos: '1 − cos' };
+
+/** Bar positions of one scale: the bins, then one bar for "above hi" (bins.ts), with their hover ranges. */
+function bars(s: BinScale | null, bins: number): { x: number[]; width: number; range: string[] } {
+  if (!s) return { x: [], width: 0, range: [] };
+  const x: number[] = [], range: string[] = [];
+  for (let k = 0; k < bins; k++) {
+    const a = s.edges[k]!, b = s.edges[k + 1]!;
+    x.push((a + b) / 2); range.push(`in [${hoverNum(a)}, ${hoverNum(b)}${k === bins - 1 ? ']' : ')'}`);
   }
-  const buttons = layers.map((l) => ({ label: `layer ${l}`, method: 'restyle',
-    args: ['visible', data.map((t) => (t.meta as { layer: number }).layer === l)] }));
-  return { id, title: `Per-feature changes at step ${last} for one layer (|m_t − m_0| and 1 − cos per output feature)`, data, layout: {
-    barmode: 'overlay', grid: { rows: 1, columns: 2, pattern: 'independent' }, height: 400,
-    xaxis: { title: { text: '|m_t − m_0|' } }, xaxis2: { title: { text: '1 − cos' } }, yaxis: { title: { text: 'features' } },
+  const width = (s.hi - s.lo) / bins; // equal bins (bins.ts); one scalar instead of an array per trace
+  x.push(s.hi + width / 2); range.push(`above ${hoverNum(s.hi)} (max ${hoverNum(s.max)})`);
+  return { x, width, range };
+}
+
+export function histogramFigure(id: string, f: FeatureHistograms): Figure {
+  const B = f.bins;
+  // Each run at its own last step (runs of one folder may stop at different checkpoints).
+  const last = new Map<string, number>();
+  for (const g of f.groups) last.set(g.run, Math.max(last.get(g.run) ?? -Infinity, g.step));
+  const shown = f.groups.filter((g) => g.step === last.get(g.run));
+  const runs = [...last.keys()];
+  const modules = [...new Set(shown.map((g) => g.module))];
+  const layers = [...new Set(shown.map((g) => g.layer))].sort((a, b) => a - b);
+  const at = new Map<string, FeatureGroup>(shown.map((g) => [`${g.run}\u0000${g.module}\u0000${g.layer}`, g]));
+
+  const traces: { run: string; module: string; quantity: Quantity; k: number }[] = [];
+  runs.forEach((run) => modules.forEach((module) => {
+    if (!shown.some((g) => g.run === run && g.module === module)) return;
+    const k = traces.length / 2;
+    for (const quantity of ['dm', 'dcos'] as const) traces.push({ run, module, quantity, k });
+  }));
+
+  /** One layer's restyle: per trace its counts (bins + "above") and hover template. */
+  const view = (layer: number): { y: number[][]; hovertemplate: string[] } => {
+    const y: number[][] = [], hovertemplate: string[] = [];
+    for (const t of traces) {
+      const g = at.get(`${t.run}\u0000${t.module}\u0000${layer}`);
+      const c = g?.[t.quantity];
+      const bad = c ? c[B + NOT_FINITE]! : 0;
+      y.push(c && f.scales.get(t.module)?.[t.quantity] ? Array.from(c.subarray(0, B + ABOVE + 1)) : []);
+      const head = `run ${templateText(t.run)}<br>layer ${layer} · ${templateText(t.module)}<br>step ${last.get(t.run)}<br>`;
+      const note = bad > 0 ? `<br>(${bad} of ${g!.rows} features not finite, not shown)` : '';
+      hovertemplate.push(g ? `${head}${LABEL[t.quantity]} %{customdata}: %{y} features${note}<extra></extra>` : `${head}no features<extra></extra>`);
+    }
+    return { y, hovertemplate };
+  };
+  const views = layers.map(view);
+  const v0 = views[0] ?? { y: [], hovertemplate: [] };
+  const data: Record<string, unknown>[] = traces.map((t, i) => {
+    const b = bars(f.scales.get(t.module)?.[t.quantity] ?? null, B);
+    return {
+      type: 'bar', name: `${plotlyText(t.run)} · ${plotlyText(t.module)}`, legendgroup: `${t.run}\u0000${t.module}`,
+      showlegend: t.quantity === 'dm', visible: t.module === modules[0] ? true : 'legendonly', opacity: 0.6,
+      marker: { color: PALETTE[t.k % PALETTE.length] }, x: b.x, width: b.width, customdata: b.range,
+      y: v0.y[i], hovertemplate: v0.hovertemplate[i], meta: { run: t.run, module: t.module, quantity: t.quantity },
+      ...(t.quantity === 'dcos' ? { xaxis: 'x2', yaxis: 'y2' } : {}),
+    };
+  });
+  const idx = traces.map((_, i) => i);
+  const buttons = layers.map((l, j) => ({ label: `layer ${l}`, method: 'restyle', args: [views[j], idx] }));
+  const steps = [...new Set(runs.map((r) => last.get(r)))];
+  return { id, title: `Per-feature changes in one layer at ${steps.length === 1 ? `step ${steps[0]}` : 'each run\'s last step'}: |m_t − m_0| and 1 − cos per output feature `
+    + `(${B} bins per module, the last bar counts features above the 99.9th percentile; click the legend for other modules)`, data, layout: {
+    barmode: 'overlay', bargap: 0, grid: { rows: 1, columns: 2, pattern: 'independent' }, height: 420,
+    xaxis: { title: { text: '|m_t − m_0| (weight units)' } }, xaxis2: { title: { text: '1 − cos' } },
+    yaxis: { title: { text: 'features' } }, yaxis2: { title: { text: 'features' } },
     updatemenus: [{ buttons, x: 0, y: 1.2, xanchor: 'left' }] } };
 }
