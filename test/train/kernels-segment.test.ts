@@ -37,7 +37,7 @@ describe('wasm UnsortedSegmentSum (gather gradient)', () => {
       await initBackend(backend);
       const e = t.tensor2d(E, [V, d]), w = t.tensor3d(W, [B, T, d]), ids = t.tensor2d(idv, [B, T], 'int32');
       const before = t.memory().numTensors;
-      const g = t.grad((x: ReturnType<typeof t.tensor2d>) => t.sum(t.mul(t.gather(x, ids), w)))(e);
+      const g = t.grad((x) => t.sum(t.mul(t.gather(x, ids), w)))(e);
       const out = await g.data();
       g.dispose();
       expect(t.memory().numTensors).toBe(before);
