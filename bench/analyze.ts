@@ -20,7 +20,8 @@ import { writeSafetensorsStreaming } from '../src/io/safetensors/writer.js';
 import { openSafetensors } from '../src/io/safetensors/reader.js';
 import { encodeFloat32 } from '../src/io/safetensors/writer.js';
 import { analyze } from '../src/analysis/analyze.js';
-import { matmulNoTranspose, useWasm } from '../src/analysis/base-product.js';
+import { jsProduct, matmulNoTranspose, tfjsProduct, useWasm } from '../src/analysis/base-product.js';
+import { adapterDecompose } from '../src/analysis/adapter-series.js';
 import { tf } from '../src/train/backend.js';
 import { mulberry32 } from '../src/random.js';
 
@@ -154,7 +155,20 @@ async function childAdapters(dir: string): Promise<void> {
     const y = f64.rows[i]!;
     dev = Math.max(dev, Math.abs(x.delta_m - y.delta_m) / Math.abs(y.delta_m), Math.abs(x.delta_d - y.delta_d) / Math.abs(y.delta_d));
   });
-  process.stdout.write(JSON.stringify({ ours, one, bare, oneCpu, bareCpu, rss, dev, gflops: (2 * H * H * R * 2 * layers) / bare / 1e9 }));
+  // The same for these factors read as plain LoRA (no magnitude): LoRA's ΔM depends on W0·Aᵀ directly, DoRA's does not.
+  const baseFile = await openSafetensors(base);
+  const w0 = await baseFile.readFloat32('model.layers.0.self_attn.q_proj.weight');
+  await baseFile.close();
+  const ww = new Float64Array(H);
+  for (let n = 0; n < H; n++) { let acc = 0; for (let j = 0; j < H; j++) acc += w0[n * H + j]! ** 2; ww[n] = acc; }
+  const ad = await openSafetensors(join(dir, 'run', 'checkpoint-100', 'adapter_model.safetensors'));
+  const pre = 'base_model.model.model.layers.0.self_attn.q_proj';
+  const lora = { r, A: await ad.readFloat32(`${pre}.lora_A.weight`), B: await ad.readFloat32(`${pre}.lora_B.weight`), scaling: 2 };
+  await ad.close();
+  const l32 = adapterDecompose(lora, H, ww, await tfjsProduct(w0, lora.A, H, H, r, true), r, 0);
+  const l64 = adapterDecompose(lora, H, ww, await jsProduct(w0, lora.A, H, H, r, true), r, 0);
+  const devLora = Math.max(Math.abs(l32.deltaM - l64.deltaM) / l64.deltaM, Math.abs(l32.deltaD - l64.deltaD) / l64.deltaD);
+  process.stdout.write(JSON.stringify({ ours, one, bare, oneCpu, bareCpu, rss, dev, devLora, gflops: (2 * H * H * R * 2 * layers) / bare / 1e9 }));
 }
 
 function inChild<T>(mode: string, dir: string): T {
@@ -192,7 +206,7 @@ async function main(): Promise<void> {
   }
   const { hidden: H, layers: AL, r, checkpoints: AC } = ADAPTER;
   const adapterBytes = 2 * AL * H * H * 2 + AC * 2 * AL * (2 * r * H + H) * 4;
-  type Ad = { ours: number; one: number; bare: number; oneCpu: number; bareCpu: number; rss: number; dev: number; gflops: number };
+  type Ad = { ours: number; one: number; bare: number; oneCpu: number; bareCpu: number; devLora: number; rss: number; dev: number; gflops: number };
   const ad = await withTempDir(adapterBytes, `DoRA adapter series, r ${r} on q/v of ${AL} layers of ${H}, ${AC} checkpoints`, async (dir) => {
     await generateAdapters(dir);
     return inChild<Ad>('adapters', dir);
@@ -208,7 +222,7 @@ async function main(): Promise<void> {
   console.log(`2. DoRA adapter series (r ${r}, q/v of ${AL} layers of ${H}, ${AC} checkpoints): ${(ad.ours / AC).toFixed(2)} s per checkpoint, ` +
     `bare products (one thread) ${(ad.bare / AC).toFixed(2)} s per checkpoint (${ad.gflops.toFixed(1)} GFLOP/s), ratio ${(ad.ours / ad.bare).toFixed(2)} (goal ≤ 2); ` +
     `on the main thread only ${(ad.one / AC).toFixed(2)} s per checkpoint, ratio ${(ad.one / ad.bare).toFixed(2)} (by CPU time ${(ad.oneCpu / ad.bareCpu).toFixed(2)}); ` +
-    `tfjs vs float64 product on one module: ${ad.dev.toExponential(1)} relative; peak RSS ${ad.rss.toFixed(0)} MB`);
+    `tfjs vs float64 product on one module: ${ad.dev.toExponential(1)} relative (DoRA), ${ad.devLora.toExponential(1)} (the same factors as LoRA); peak RSS ${ad.rss.toFixed(0)} MB`);
   console.log(`3. peak RSS: full ${full[0]!.rss.toFixed(0)} MB, full at twice the model ${full[1]!.rss.toFixed(0)} MB (×${(full[1]!.rss / full[0]!.rss).toFixed(2)}), adapters ${ad.rss.toFixed(0)} MB (goal < 1024 MB, flat)`);
 }
 

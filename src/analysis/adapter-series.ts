@@ -44,8 +44,14 @@ export function gram(A: Float32Array, r: number, inDim: number): Float64Array {
     const oa = a * inDim;
     for (let b = a; b < r; b++) {
       const ob = b * inDim;
-      let acc = 0;
-      for (let j = 0; j < inDim; j++) acc += A[oa + j]! * A[ob + j]!;
+      // Four independent sums (latency-bound otherwise).
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0, j = 0;
+      for (; j + 3 < inDim; j += 4) {
+        s0 += A[oa + j]! * A[ob + j]!; s1 += A[oa + j + 1]! * A[ob + j + 1]!;
+        s2 += A[oa + j + 2]! * A[ob + j + 2]!; s3 += A[oa + j + 3]! * A[ob + j + 3]!;
+      }
+      for (; j < inDim; j++) s0 += A[oa + j]! * A[ob + j]!;
+      const acc = (s0 + s1) + (s2 + s3);
       g[a * r + b] = acc;
       g[b * r + a] = acc;
     }
