@@ -87,4 +87,53 @@ describe('wasm Slice and SplitV', () => {
     bs.dispose();
     t.dispose([xt, ints, i0!, i1!, bools]);
   });
+
+  for (const axis of [0, 1, 2, -1])
+    it(`concat along axis ${axis}: each input is the matching slice of the result (wasm = cpu)`, async () => {
+      const t = tf();
+      const r = rng(40 + axis);
+      const base = [2, 3, 4];
+      const ax = axis < 0 ? 3 + axis : axis;
+      const lens = [1, 0, 3, 2]; // includes an empty input
+      const parts = lens.map((k) => {
+        const shape = [...base];
+        shape[ax] = k;
+        return { shape, v: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => 2 * r() - 1) };
+      });
+      const run = async (b: 'wasm' | 'cpu') => {
+        await initBackend(b);
+        const ts = parts.map((p) => t.tensor(p.v, p.shape));
+        const before = t.memory().numTensors;
+        const y = t.concat(ts, axis);
+        const out = { shape: y.shape, v: await y.data() as Float32Array };
+        y.dispose();
+        expect(t.memory().numTensors).toBe(before);
+        t.dispose(ts);
+        return out;
+      };
+      const w = await run('wasm'), c = await run('cpu');
+      expect(w.shape).toEqual(base.map((d, i) => (i === ax ? 6 : d)));
+      expect([...w.v]).toEqual([...c.v]);
+      let at = 0;
+      for (const p of parts) {
+        const begin = [0, 0, 0];
+        begin[ax] = at;
+        expect([...refSlice(w.v, w.shape, begin, p.shape)]).toEqual([...p.v]);
+        at += p.shape[ax]!;
+      }
+    });
+
+  it('concat of int32, and of a single non-empty input (shared, not copied)', async () => {
+    const t = tf();
+    await initBackend('wasm');
+    const a = t.tensor2d([1, 2, 3, 4], [2, 2], 'int32'), b = t.tensor2d([5, 6], [2, 1], 'int32');
+    const y = t.concat([a, b], 1);
+    expect([...(await y.data())]).toEqual([1, 2, 5, 3, 4, 6]);
+    const e = t.zeros([0, 2], 'int32');
+    const buffers = (t.engine().backend as unknown as { numDataIds(): number }).numDataIds();
+    const z = t.concat([e, a], 0);
+    expect((t.engine().backend as unknown as { numDataIds(): number }).numDataIds()).toBe(buffers);
+    expect([...(await z.data())]).toEqual([1, 2, 3, 4]);
+    t.dispose([a, b, y, e, z]);
+  });
 });

@@ -4,7 +4,7 @@ import type { Tf } from '../backend.js';
 import { TransposeCache } from './transpose_cache.js';
 import { wasmBatchMatMul } from './wasm_batch_matmul.js';
 import { wasmCast, wasmIdentity } from './wasm_identity.js';
-import { wasmSlice, wasmSplitV } from './wasm_slice.js';
+import { wasmConcat, wasmSlice, wasmSplitV } from './wasm_slice.js';
 import { wasmUnsortedSegmentSum } from './wasm_unsorted_segment_sum.js';
 
 const ours = new WeakSet<KernelFunc>();
@@ -14,10 +14,10 @@ const originals = new Map<string, KernelConfig>();
 export const wasmTransposeCache = new TransposeCache(64 * 2 ** 20);
 
 /**
- * Replaces five tfjs-backend-wasm kernels with ours: `BatchMatMul` (every
+ * Replaces six tfjs-backend-wasm kernels with ours: `BatchMatMul` (every
  * shape reaches XNNPACK; wasm_batch_matmul.ts), zero-copy `Identity` and
- * same-dtype `Cast` (wasm_identity.ts), heap-copy `Slice` and `SplitV`
- * (wasm_slice.ts), and adds the missing
+ * same-dtype `Cast` (wasm_identity.ts), heap-copy `Slice`, `SplitV` and
+ * `Concat` (wasm_slice.ts), and adds the missing
  * `UnsortedSegmentSum` (gather's gradient). Call after
  * `@tensorflow/tfjs-backend-wasm` is loaded (its import registers the
  * kernels), before or after the backend initialises: each original kernel's
@@ -47,6 +47,7 @@ export function registerWasmKernels(t: Tf): void {
   replace('Cast', wasmCast);
   replace('Slice', (orig) => wasmSlice(orig, t));
   replace('SplitV', (orig) => wasmSplitV(orig, t));
+  replace('Concat', (orig) => wasmConcat(orig, t));
   // Missing on wasm (gather's gradient); ours unless a later tfjs brings its own.
   if (t.getKernel('UnsortedSegmentSum', 'wasm') === undefined)
     t.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: wasmUnsortedSegmentSum });

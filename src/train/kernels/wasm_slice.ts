@@ -85,3 +85,38 @@ export function wasmSplitV(orig: KernelFunc, t: Tf): KernelFunc {
     });
   };
 }
+
+/**
+ * `Concat` for the wasm backend as heap copies: for each index of the axes
+ * before `axis`, each input's contiguous block in turn (tfjs 4.22 made a
+ * subarray object per block). One non-empty input is shared, not copied.
+ */
+export function wasmConcat(orig: KernelFunc, t: Tf): KernelFunc {
+  return (args) => {
+    const inputs = Object.values(args.inputs) as TensorInfo[];
+    const dtype = inputs[0]!.dtype;
+    if (BYTES[dtype] === undefined || inputs.some((x) => x.dtype !== dtype)) return orig(args);
+    const be = args.backend as HeapBackend & { incRef(dataId: object): void };
+    const axis = t.util.parseAxisParam(args.attrs!.axis as number, inputs[0]!.shape)[0]!;
+    t.backend_util.assertParamsConsistent(inputs.map((x) => x.shape), axis);
+    const outShape = t.backend_util.computeOutShape(inputs.map((x) => x.shape), axis);
+    const parts = inputs.filter((x) => x.shape.every((d) => d > 0));
+    if (parts.length === 1) {
+      be.incRef(parts[0]!.dataId);
+      return { dataId: parts[0]!.dataId, shape: outShape, dtype };
+    }
+    const out = be.makeOutput(outShape, dtype);
+    const bpe = BYTES[dtype]!;
+    const outer = outShape.slice(0, axis).reduce((a, b) => a * b, 1);
+    const blocks = parts.map((x) => bpe * x.shape.slice(axis).reduce((a, b) => a * b, 1));
+    const rowBytes = blocks.reduce((a, b) => a + b, 0);
+    const heap = be.wasm.HEAPU8; // after the allocation
+    const to = be.dataIdMap.get(out.dataId).memoryOffset;
+    parts.forEach((x, i) => {
+      const from = be.dataIdMap.get(x.dataId).memoryOffset, n = blocks[i]!;
+      let dst = to + blocks.slice(0, i).reduce((a, b) => a + b, 0);
+      for (let o = 0; o < outer; o++, dst += rowBytes) heap.copyWithin(dst, from + o * n, from + (o + 1) * n);
+    });
+    return out;
+  };
+}
