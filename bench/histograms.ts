@@ -92,7 +92,8 @@ async function main(): Promise<void> {
     const n = await generate(path, rows);
     console.log(`generated ${n.toLocaleString('en')} rows, ${((await stat(path)).size / 2 ** 20).toFixed(0)} MiB, in ${((performance.now() - t) / 1000).toFixed(1)} s (${path})`);
     const self = fileURLToPath(import.meta.url);
-    const run = (mode: string): Record<string, number> => JSON.parse(execFileSync(process.execPath, [self, '--child', mode, path], { encoding: 'utf8', maxBuffer: 1 << 20 }));
+    const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []; // a profile of each child
+    const run = (mode: string): Record<string, number> => JSON.parse(execFileSync(process.execPath, [...prof, self, '--child', mode, path], { encoding: 'utf8', maxBuffer: 1 << 20 }));
     const base = run('none');
     console.log(`node + modules loaded, nothing read: peak RSS ${base.maxRssMB!.toFixed(0)} MB`);
     for (const mode of ['bin', ...(args.includes('--before') ? ['before'] : [])]) {

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Float64, Int32, RecordBatchFileWriter, Table, Utf8, makeVector, vectorFromArray, type RecordBatch } from 'apache-arrow';
+import { Float64, Int32, RecordBatchFileWriter, RecordBatchStreamWriter, Table, Utf8, makeVector, tableFromIPC, vectorFromArray, type RecordBatch } from 'apache-arrow';
 import { loadAnalysis } from '../../src/report/load.js';
 import { binFeatures, type FeatureHistograms } from '../../src/report/features.js';
 import { histogramFigure } from '../../src/report/figures/histograms.js';
 import { isDorascopeError } from '../../src/errors.js';
+import { writePerRow } from '../../src/analysis/table.js';
 import { grid, writeAnalysis, writeFeatureRows } from './helpers.js';
 
 describe('per-feature histograms, hand-worked', () => {
@@ -43,6 +44,23 @@ describe('per-feature histograms, hand-worked', () => {
     await writeFeatureRows(dir, [{ run: 'r%{x}<b>', step: 1, layer: 0, m0: 1, mt: 2, cos: 0.5 }]);
     const h = histogramFigure('hist', (await loadAnalysis(dir)).features!);
     expect(String(h.data[0]!.hovertemplate)).toMatch(/^run r&#37;\{x\}&lt;b&gt;<br>/u);
+  });
+
+  it('reads rows.arrow as `analyze --per-row` writes it, and the IPC stream format too', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dorascope-hist-'));
+    const base = { checkpoint: 'checkpoint-2', step: 2, tensor: 'model.layers.3.self_attn.v_proj.weight', layer: 3, module: 'v_proj' };
+    // |Δm| ∈ {0, 1, 3}, 1 − cos ∈ {0, 0.5, 1}; 2 bins each: |Δm| edges 0, 1.5, 3 and 1 − cos edges 0, 0.5, 1.
+    await writePerRow(dir, [{ run: 'ft', ...base, row: 0, m0: 1, mt: 1, cos: 1 }, { run: 'ft', ...base, row: 1, m0: 1, mt: 2, cos: 0.5 },
+      { run: 'ft', ...base, row: 2, m0: 4, mt: 1, cos: 0 }]);
+    const f = (await binFeatures(join(dir, 'rows.arrow'), 2))!;
+    expect(f.groups.map((g) => [g.run, g.layer, g.module, g.step, g.rows])).toEqual([['ft', 3, 'v_proj', 2, 3]]);
+    expect(Array.from(f.groups[0]!.dm)).toEqual([2, 1, 0, 0]); // 0 and 1 below 1.5; 3 in the last (closed) bin
+    expect(Array.from(f.groups[0]!.dcos)).toEqual([1, 2, 0, 0]); // 0.5 and 1 in the upper bin
+    const t = tableFromIPC(await readFile(join(dir, 'rows.arrow')));
+    await writeFile(join(dir, 'stream.arrow'), RecordBatchStreamWriter.writeAll(t).toUint8Array(true));
+    const s = (await binFeatures(join(dir, 'stream.arrow'), 2))!;
+    expect(Array.from(s.groups[0]!.dm)).toEqual([2, 1, 0, 0]);
+    expect(Array.from(s.groups[0]!.dcos)).toEqual([1, 2, 0, 0]);
   });
 
   it('no rows.arrow: no histograms', async () => {
