@@ -3,10 +3,10 @@
  * in memory, as loadFeatures did before) with --before. Generates the file under the OS temp folder and deletes
  * it afterwards. Each measurement runs in its own child process, so each peak RSS is its own.
  *
- *   tsc -p tsconfig.json --noEmit false --outDir dist/.bench; node dist/.bench/bench/histograms.js [ROWS] [--before]
+ *   tsc -p tsconfig.json --noEmit false --outDir dist/.bench; node dist/.bench/bench/histograms.js [ROWS] [--before] [--batch N]
  *
  * Shape: 70B-like modules (q 8192, k 1024, v 1024, o 8192, gate/up 28672, down 8192 output features), one run,
- * 4 checkpoints, as many layers as ROWS (default 10^7) needs; record batches of 65,536 rows.
+ * 4 checkpoints, as many layers as ROWS (default 10^7) needs; record batches of 65,536 rows (--batch N).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
@@ -18,7 +18,7 @@ import { binFeatures } from '../src/report/features.js';
 
 const MODULES: [string, number][] = [['q_proj', 8192], ['k_proj', 1024], ['v_proj', 1024], ['o_proj', 8192], ['gate_proj', 28672], ['up_proj', 28672], ['down_proj', 8192]];
 const STEPS = [250, 500, 750, 1000];
-const BATCH = 65_536;
+let BATCH = 65_536; // --batch N: rows per record batch (analyze --per-row writes one batch today)
 
 async function generate(path: string, rows: number): Promise<number> {
   const perLayerStep = MODULES.reduce((a, [, n]) => a + n, 0);
@@ -84,6 +84,8 @@ async function child(mode: string, path: string): Promise<void> {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args[0] === '--child') return child(args[1]!, args[2]!);
+  const b = args.indexOf('--batch');
+  if (b >= 0) BATCH = Number(args.splice(b, 2)[1]);
   const rows = Number(args.find((a) => /^\d+$/u.test(a)) ?? 1e7);
   const dir = await mkdtemp(join(tmpdir(), 'dorascope-bench-hist-'));
   try {
