@@ -4,7 +4,7 @@
  *
  * Edge rule (one scale per module and quantity, shared by every run, layer and step so that dropdown views
  * and overlaid runs compare bar for bar): `lo` = the smallest finite value; `hi` = the 99.9th percentile
- * rounded up to the sketch's bucket (at most 1/16 octave, ≈ 4.4%, above the true percentile), capped at
+ * rounded up to the sketch's bucket (at most 1/16 = 6.25% above the true percentile), capped at
  * the largest value. Values above `hi` (≤ 0.1% of them) are counted in one "above" bin, so a few outlier
  * features cannot squeeze the rest into the first bar; values that are not finite are counted apart.
  */
@@ -26,7 +26,7 @@ const f64 = new Float64Array(1);
 const u32 = new Uint32Array(f64.buffer);
 const HI_WORD = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 1 : 0; // little-endian: the high word is [1]
 
-/** Counts finite values in log-spaced buckets (fixed memory: 32,769 float64) for quantiles within 1/16 octave. */
+/** Counts finite values in log-spaced buckets (fixed memory: 32,769 float64) for quantiles within 1/16 (relative). */
 export class QuantileSketch {
   readonly buckets = new Float64Array(POS_BUCKETS + 1);
   n = 0;
