@@ -4,6 +4,7 @@
  * Skips (visibly) where Chromium is absent.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { findChromium, launchChromium } from '../../src/report/chromium.js';
@@ -59,6 +60,8 @@ describe.skipIf(!exe)('histograms in headless Chromium', () => {
     const e = f.scales.get('q_proj')!.dm!.edges;
     expect(hover).toBe(`run doralayer 1 · q_projstep 3|m_t − m_0| in [${e[bin]!.toPrecision(4)}, ${e[bin + 1]!.toPrecision(4)}): ${second[0]!.y[bin]} features`);
     expect(errors).toEqual([]);
+    await mkdir('test-output', { recursive: true });
+    await page.locator('#hist').screenshot({ path: join('test-output', 'report-histograms.png') }); // for people to look at
     await page.close();
   }, 60_000);
 });
