@@ -1,5 +1,5 @@
 /**
- * `npm run bench:train [-- --backends wasm,cpu,webgpu --layers 6 --d-model 256 --steps 4 --profile --baseline]`
+ * `npm run bench:train [-- --backends wasm,cpu,webgpu --layers 6 --d-model 256 --steps 6 --profile --baseline]`
  *
  * For each backend (default wasm; one that fails to initialise is skipped with its reason), on the
  * same model and batch: step time and tokens/s of full fine-tuning, LoRA and DoRA (r = 8 on q, v),
@@ -39,7 +39,7 @@ const backends = (arg('backends', 'wasm').split(',').filter(Boolean) as BackendN
   .sort((a, b) => Number(a === 'webgpu') - Number(b === 'webgpu'));
 const profile = process.argv.includes('--profile'), baseline = process.argv.includes('--baseline');
 // The cpu backend is 15–40× slower than wasm: fewer timed steps keep the whole run to minutes.
-const stepsFor = (b: BackendName) => Number(arg('steps', b === 'cpu' ? '1' : '4'));
+const stepsFor = (b: BackendName) => Number(arg('steps', b === 'cpu' ? '1' : '6'));
 
 const cfg: LlamaConfig = {
   vocab_size: 256, hidden_size: d, intermediate_size: Math.round((8 * d) / 3), num_hidden_layers: layers,
