@@ -198,6 +198,25 @@ describe('wasm transpose cache (x·Wᵀ with a long-lived W)', () => {
   });
 });
 
+describe('wasm kernels under tfjs test mode (IS_TEST checks every kernel for leaked buffers)', () => {
+  it('matmuls (transposed, cached-weight, batched), splits and clones pass tfjs\'s per-kernel leak check', async () => {
+    const t = tf();
+    await initBackend('wasm');
+    registerWasmKernels(t);
+    const was = t.env().getBool('IS_TEST');
+    t.env().set('IS_TEST', true);
+    try {
+      const x = t.randomUniform([6, 4]), w = t.randomUniform([5, 4]), q = t.randomUniform([2, 3, 6, 4]);
+      for (let i = 0; i < 3; i++) t.dispose([t.matMul(x, w, false, true), t.matMul(x, x, true, false)]);
+      t.dispose([t.matMul(q, q, false, true), t.clone(x), ...t.split(q, 2, -1), t.concat([x, x], 1)]);
+      expect(wasmTransposeCache.size).toBe(0);
+      t.dispose([x, w, q]);
+    } finally {
+      t.env().set('IS_TEST', was);
+    }
+  });
+});
+
 describe('wasm zero-copy Identity and same-dtype Cast', () => {
   it('clone and cast keep the values, survive disposing the source, and allocate no wasm buffer', async () => {
     const t = tf();

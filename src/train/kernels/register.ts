@@ -10,8 +10,10 @@ import { wasmUnsortedSegmentSum } from './wasm_unsorted_segment_sum.js';
 const ours = new WeakSet<KernelFunc>();
 const originals = new Map<string, KernelConfig>();
 
-/** Transposes of frozen weights kept by the wasm matmul (≤ 64 MiB; transpose_cache.ts). */
-export const wasmTransposeCache = new TransposeCache(64 * 2 ** 20);
+let registeredWith: Tf | undefined;
+
+/** Transposes of frozen weights kept by the wasm matmul (≤ 64 MiB; transpose_cache.ts); none in tfjs's test mode. */
+export const wasmTransposeCache = new TransposeCache(64 * 2 ** 20, () => registeredWith?.env().getBool('IS_TEST') !== true);
 
 /**
  * Replaces six tfjs-backend-wasm kernels with ours: `BatchMatMul` (every
@@ -26,6 +28,7 @@ export const wasmTransposeCache = new TransposeCache(64 * 2 ** 20);
  * they do not handle. Idempotent.
  */
 export function registerWasmKernels(t: Tf): void {
+  registeredWith = t;
   const get = (name: string): KernelConfig => {
     const k = t.getKernel(name, 'wasm');
     if (k === undefined)
