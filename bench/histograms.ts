@@ -25,7 +25,11 @@ async function generate(path: string, rows: number): Promise<number> {
   const layers = Math.ceil(rows / perLayerStep / STEPS.length);
   const writer = new RecordBatchFileWriter();
   const fh = await open(path, 'w');
-  const pump = (async () => { for await (const chunk of writer) await fh.write(chunk); })();
+  let written = 0;
+  const pump = (async () => { for await (const chunk of writer) { await fh.write(chunk); written += chunk.byteLength; } })();
+  // The writer queues without backpressure: wait for the file to catch up with what it has queued (its private
+  // byte position; a benchmark may peek) so that generating 10^7+ rows stays within a few batches of memory.
+  const queued = (): number => (writer as unknown as { _position: number })._position;
   let seed = 1;
   const rnd = (): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
   const buf = { run: [] as string[], checkpoint: [] as string[], step: [] as number[], tensor: [] as string[], layer: [] as number[], module: [] as string[], row: [] as number[], m0: [] as number[], mt: [] as number[], cos: [] as number[] };
@@ -39,7 +43,7 @@ async function generate(path: string, rows: number): Promise<number> {
       m0: f64(buf.m0), mt: f64(buf.mt), cos: f64(buf.cos) });
     for (const b of t.batches as RecordBatch[]) writer.write(b);
     for (const k of Object.keys(buf) as (keyof typeof buf)[]) buf[k].length = 0;
-    await new Promise((r) => setImmediate(r)); // let the pump write before the next batch
+    while (written < queued()) await new Promise((r) => setTimeout(r, 1));
   };
   for (const step of STEPS) for (let layer = 0; layer < layers; layer++) for (const [module, features] of MODULES) {
     const tensor = `model.layers.${layer}.self_attn.${module}.weight`;
