@@ -15,12 +15,15 @@ import { registerWasmKernels } from './kernels/register.js';
 // the CJS ops.
 const require = createRequire(import.meta.url);
 
+// The hook tries `spec + '.js'` first for tfjs-core's own relative imports:
+// failing first and retrying doubled the round trips to the loader-hook
+// thread, which made this registration take ~4 s on a loaded 2-core machine.
 const HOOK = `export async function resolve(spec, ctx, next) {
-  try { return await next(spec, ctx); } catch (e) {
-    if (ctx.parentURL && ctx.parentURL.includes('/@tensorflow/tfjs-core/dist/') &&
-        spec.startsWith('.') && !spec.endsWith('.js')) return next(spec + '.js', ctx);
-    throw e;
+  if (ctx.parentURL && ctx.parentURL.includes('/@tensorflow/tfjs-core/dist/') &&
+      spec.startsWith('.') && !spec.endsWith('.js')) {
+    try { return await next(spec + '.js', ctx); } catch { /* a directory or a real extension: resolve as written */ }
   }
+  return next(spec, ctx);
 }`;
 
 let gradientsReady: Promise<void> | undefined;
