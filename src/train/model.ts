@@ -1,4 +1,5 @@
 import type * as tfc from '@tensorflow/tfjs-core';
+import { DorascopeError } from '../errors.js';
 import { tf } from './backend.js';
 import type { AdapterVariant, LoraParams } from './adapters/lora.js';
 
@@ -72,7 +73,7 @@ export function initWeights(c: LlamaConfig, rand: () => number, trainable = fals
 
 function get(w: Weights, name: string): T {
   const v = w.get(name);
-  if (v === undefined) throw new Error(`missing weight ${name}`);
+  if (v === undefined) throw new DorascopeError('E_MISSING_TENSOR', `missing weight ${name}`);
   return v;
 }
 
@@ -82,45 +83,97 @@ function rmsNorm(x: T, g: T, eps: number): T {
   return t.mul(t.mul(x, t.rsqrt(t.add(t.mean(t.square(x), -1, true), eps))), g);
 }
 
-/** RoPE with HF's rotate_half convention: x·cos + rotate_half(x)·sin, x shaped [B, H, T, hd]. */
-function rope(x: T, T_: number, hd: number, theta: number): T {
+/**
+ * RoPE tables for (backend, T, hd, θ): cos and a signed sin, each [T, hd], computed once in float64
+ * and kept (tf.keep) across steps and tidy scopes instead of rebuilt in every call (issue 5).
+ * A few shapes at most are alive (training and evaluation share T); `disposeRopeTables` frees them
+ * when training ends. The backend is part of the key because a tensor lives on one backend.
+ */
+const ropeCache = new Map<string, { cos: T; sin: T }>();
+const ROPE_CACHE_ENTRIES = 8;
+
+function ropeTables(T_: number, hd: number, theta: number): { cos: T; sin: T } {
   const t = tf();
+  const key = `${t.getBackend()}|${T_}|${hd}|${theta}`;
+  const hit = ropeCache.get(key);
+  if (hit !== undefined && !hit.cos.isDisposed && !hit.sin.isDisposed) return hit;
+  if (hit !== undefined) t.dispose([hit.cos, hit.sin]);
+  ropeCache.delete(key);
+  if (ropeCache.size >= ROPE_CACHE_ENTRIES) {
+    const [oldest, e] = ropeCache.entries().next().value as [string, { cos: T; sin: T }];
+    t.dispose([e.cos, e.sin]);
+    ropeCache.delete(oldest);
+  }
   const half = hd / 2;
-  const ang = new Float32Array(T_ * hd);
+  const cos = new Float32Array(T_ * hd), sin = new Float32Array(T_ * hd);
   for (let p = 0; p < T_; p++)
     for (let i = 0; i < half; i++) {
+      // HF's inv_freq: θ^(−2i/hd) for i < hd/2, repeated for both halves
       const a = p / theta ** ((2 * i) / hd);
-      ang[p * hd + i] = a;
-      ang[p * hd + i + half] = a;
+      cos[p * hd + i] = cos[p * hd + i + half] = Math.cos(a);
+      // rotate_half(x) = [−x₂, x₁]; the sign lives in the table so the op is a plain swap
+      sin[p * hd + i] = -Math.sin(a);
+      sin[p * hd + i + half] = Math.sin(a);
     }
-  const angT = t.tensor2d(ang, [T_, hd]);
+  const e = { cos: t.keep(t.tensor2d(cos, [T_, hd])), sin: t.keep(t.tensor2d(sin, [T_, hd])) };
+  ropeCache.set(key, e);
+  return e;
+}
+
+/** Frees the cached RoPE tables (call when training or evaluation ends; the next `rope` rebuilds them). */
+export function disposeRopeTables(): void {
+  for (const { cos, sin } of ropeCache.values()) tf().dispose([cos, sin]);
+  ropeCache.clear();
+}
+
+/**
+ * RoPE (Su et al. 2021) with HF's rotate_half convention: x·cos + rotate_half(x)·sin, x shaped
+ * [B, H, T, hd]; rotate_half(x) = [−x₂, x₁] is computed as [x₂, x₁] times the signed sin table.
+ */
+export function rope(x: T, theta: number): T {
+  const t = tf();
+  const T_ = x.shape[x.rank - 2]!, hd = x.shape[x.rank - 1]!;
+  const { cos, sin } = ropeTables(T_, hd, theta);
   const [x1, x2] = t.split(x, 2, -1) as [T, T];
-  const rot = t.concat([t.neg(x2), x1], -1);
-  return t.add(t.mul(x, t.cos(angT)), t.mul(rot, t.sin(angT)));
+  return t.add(t.mul(x, cos), t.mul(t.concat([x2, x1], -1), sin));
+}
+
+/**
+ * Token embeddings [B, T, d]: rows of E gathered by id. Gather's gradient is UnsortedSegmentSum,
+ * which tfjs-backend-wasm 4.22 lacks and src/train/kernels registers; the one-hot × E product used
+ * before cost 629 ms against gather's 17 ms per step at vocabulary 32,000 (issue 5).
+ */
+export function embed(c: LlamaConfig, w: Weights, ids: tfc.Tensor2D): tfc.Tensor3D {
+  const t = tf();
+  const [B, T_] = ids.shape;
+  const rows = t.gather(get(w, 'model.embed_tokens.weight'), t.reshape(ids, [B * T_]));
+  return t.reshape(rows, [B, T_, c.hidden_size]);
 }
 
 /** Logits [B·T, vocab] for token ids [B, T]; adapted linears go through their variant. */
 export function forward(c: LlamaConfig, w: Weights, ids: tfc.Tensor2D, adapters?: Adapters): T {
+  return forwardEmbeds(c, w, embed(c, w, ids), adapters);
+}
+
+/** Logits [B·T, vocab] from input embeddings [B, T, d] (HF's `inputs_embeds`). */
+export function forwardEmbeds(c: LlamaConfig, w: Weights, embeds: tfc.Tensor3D, adapters?: Adapters): T {
   const t = tf();
-  const [B, T_] = ids.shape;
+  const [B, T_] = embeds.shape;
   const d = c.hidden_size, H = c.num_attention_heads, hd = d / H;
   const linear = (x: T, base: string): T => {
     const W = get(w, `${base}.weight`);
     const a = adapters?.layers.get(base);
     return a ? adapters!.variant.forward(x, W, a) : t.matMul(x, W, false, true);
   };
-  // One-hot × embedding instead of gather: wasm has no UnsortedSegmentSum, so
-  // gather's gradient fails there (issue 5).
-  const oneHot = t.cast(t.oneHot(t.reshape(ids, [B * T_]) as tfc.Tensor1D, c.vocab_size), 'float32');
-  let h = t.matMul(oneHot, get(w, 'model.embed_tokens.weight'));
+  let h: T = t.reshape(embeds, [B * T_, d]);
   const mask = t.tensor2d(
     Float32Array.from({ length: T_ * T_ }, (_, k) => (k % T_ <= Math.floor(k / T_) ? 0 : -1e9)), [T_, T_]);
   const heads = (x: T) => t.transpose(t.reshape(x, [B, T_, H, hd]), [0, 2, 1, 3]);
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}`;
     const x = rmsNorm(h, get(w, `${p}.input_layernorm.weight`), c.rms_norm_eps);
-    const q = rope(heads(linear(x, `${p}.self_attn.q_proj`)), T_, hd, c.rope_theta);
-    const k = rope(heads(linear(x, `${p}.self_attn.k_proj`)), T_, hd, c.rope_theta);
+    const q = rope(heads(linear(x, `${p}.self_attn.q_proj`)), c.rope_theta);
+    const k = rope(heads(linear(x, `${p}.self_attn.k_proj`)), c.rope_theta);
     const v = heads(linear(x, `${p}.self_attn.v_proj`));
     const att = t.softmax(t.add(t.div(t.matMul(q, k, false, true), Math.sqrt(hd)), mask));
     const o = t.reshape(t.transpose(t.matMul(att, v), [0, 2, 1, 3]), [B * T_, d]);
