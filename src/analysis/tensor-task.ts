@@ -39,18 +39,34 @@ export async function runTensorTask(base: TensorSource, cks: readonly TaskCheckp
   const rows = shape[0]!;
   const cols = shape.slice(1).reduce((a, b) => a * b, 1);
   const axis = featureAxisFor(name);
-  const w0 = await base.read(name);
+  // Adapter checkpoints the fast path covers share one stacked product (adapter-fast.ts); the others are
+  // read one at a time, the next one's read started before this one's ΔM/ΔD pass so that its file I/O runs
+  // on libuv's thread pool meanwhile (one more tensor in memory: still a few, as the header says).
+  const fast = o.adapterPath === 'fast'
+    ? cks.map((c, i) => (c.adapter !== undefined && fastPathApplies(c.adapter, name, axis) ? i : -1)).filter((i) => i >= 0)
+    : [];
+  const todo = cks.map((_, i) => i).filter((i) => !fast.includes(i));
+  const start = (k: number): Promise<Float32Array> | undefined => {
+    if (k >= todo.length) return undefined;
+    const p = cks[todo[k]!]!.source.read(name);
+    p.catch(() => undefined); // awaited below; keeps a failure from being reported as unhandled meanwhile
+    return p;
+  };
+  const w0Read = base.read(name);
+  let next = fast.length === 0 ? start(0) : undefined; // with a fast-path product to run first, read later
+  const w0 = await w0Read;
   const norms0 = featureNorms(w0, rows, cols, axis);
   const out = new Array<TaskResult | undefined>(cks.length);
-  if (o.adapterPath === 'fast') {
-    const idx = cks.map((c, i) => (c.adapter !== undefined && fastPathApplies(c.adapter, name, axis) ? i : -1)).filter((i) => i >= 0);
-    const res = await fastAdapterDecompose(name, w0, rows, cols, axis, norms0, idx.map((i) => cks[i]!.adapter!), o.product, o.perRow);
-    idx.forEach((ci, k) => { out[ci] = res[k]; });
+  if (fast.length > 0) {
+    const res = await fastAdapterDecompose(name, w0, rows, cols, axis, norms0, fast.map((i) => cks[i]!.adapter!), o.product, o.perRow);
+    fast.forEach((ci, k) => { out[ci] = res[k]; });
+    next = start(0);
   }
-  for (let i = 0; i < cks.length; i++) {
-    if (out[i]) continue;
+  for (let k = 0; k < todo.length; k++) {
+    const i = todo[k]!;
+    const wt = await next!;
+    next = start(k + 1);
     const src = cks[i]!.source;
-    const wt = await src.read(name);
     out[i] = { d: decompose(w0, wt, rows, cols, axis, o.perRow, norms0), bytes: src.info(name)?.byteLength || wt.byteLength };
   }
   return out as TaskResult[];
