@@ -4,9 +4,10 @@
  * stacked product W0·Aᵀ (base-product.ts), instead of merging W′ = W0 + s·B·A per checkpoint.
  *
  * Covered: every layout the merge covers whose output features lie along the axis the analysis
- * uses for that tensor name (linear and conv: rows; GPT-2 Conv1D with fan_in_fan_out and
- * embeddings: columns). A checkpoint outside that (a layout that disagrees with the name's axis)
- * stays on the merge path, which is also kept for everything else (full weights, modules_to_save).
+ * uses for that tensor name (linear and conv: rows; GPT-2 Conv1D with fan_in_fan_out: columns).
+ * A checkpoint outside that (a layout that disagrees with the name's axis, e.g. an embedding, whose
+ * rows the analysis takes as features while the adapter's outputs are its columns) stays on the
+ * merge path, which is also kept for everything else (full weights, modules_to_save).
  */
 import type { MergedAdapterSource } from '../io/peft/merged-source.js';
 import { checkFactors, rowsAreOutputs, type LoraFactors } from './merge.js';

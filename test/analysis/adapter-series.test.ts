@@ -249,4 +249,56 @@ describe('analyze: adapter runs by the fast path', () => {
       }
     });
   }
+
+  it('conv kernels (out, in, kh, kw): fast path = float64 definition over the flattened (in·kh·kw) features, merge path agrees', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ds-an-conv-'));
+    const next = rng(77);
+    const [out, cin, kh, kw, r] = [24, 8, 3, 3, 4];
+    const inDim = cin * kh * kw;
+    const name = 'model.layers.0.conv';
+    const w0 = normal(next, out * inDim, 0.05);
+    await writeModel(join(dir, 'base.safetensors'), { [`${name}.weight`]: { shape: [out, cin, kh, kw], data: w0 } });
+    const expected: { dm: number; dd: number }[] = [];
+    for (const ck of [1, 2]) {
+      const A = kaiming(next, r, inDim), B = normal(next, out * r, 0.05 * ck);
+      const magnitude = Float32Array.from({ length: out }, () => 0.5 + next());
+      await writeAdapter(join(dir, 'run', `checkpoint-${ck}`), { r, lora_alpha: 4, use_dora: true, target_modules: ['conv'] }, {
+        [`base_model.model.${name}.lora_A.weight`]: { shape: [r, cin, kh, kw], data: A },
+        [`base_model.model.${name}.lora_B.weight`]: { shape: [out, r, 1, 1], data: B },
+        [`base_model.model.${name}.lora_magnitude_vector`]: { shape: [out], data: magnitude },
+      });
+      expected.push(reference(w0, out, inDim, { r, A, B, scaling: 4 / r, magnitude }));
+    }
+    const fast = await run(dir, { product: 'js' });
+    const merged = await run(dir, { adapterPath: 'merge' });
+    expect(fast.rows.map((x) => [x.method, x.rows, x.cols])).toEqual([['dora', out, inDim], ['dora', out, inDim]]);
+    fast.rows.forEach((x, i) => {
+      expect(rel(x.delta_m, expected[i]!.dm)).toBeLessThan(1e-6);
+      expect(rel(x.delta_d, expected[i]!.dd)).toBeLessThan(1e-6);
+      expect(rel(x.delta_d, merged.rows[i]!.delta_d)).toBeLessThan(1e-3);
+      expect(rel(x.delta_m, merged.rows[i]!.delta_m)).toBeLessThan(1e-4);
+    });
+  });
+
+  it('analyze takes the fast path: with a tiny update (B ~ 1e-9) it keeps the definition, where W′ in float32 loses δ', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ds-an-tiny-'));
+    const next = rng(5);
+    const [out, inDim, r] = [64, 48, 4];
+    const name = 'model.layers.0.self_attn.q_proj';
+    const w0 = normal(next, out * inDim, 0.02);
+    await writeModel(join(dir, 'base.safetensors'), { [`${name}.weight`]: { shape: [out, inDim], data: w0 } });
+    const A = kaiming(next, r, inDim), B = normal(next, out * r, 1e-9);
+    await writeAdapter(join(dir, 'run', 'checkpoint-1'), { r, lora_alpha: 8, target_modules: ['q_proj'] }, {
+      [`base_model.model.${name}.lora_A.weight`]: { shape: [r, inDim], data: A },
+      [`base_model.model.${name}.lora_B.weight`]: { shape: [out, r], data: B },
+    });
+    const ref = reference(w0, out, inDim, { r, A, B, scaling: 2 });
+    expect(ref.dd).toBeGreaterThan(0);
+    const fast = (await run(dir, {})).rows[0]!;
+    const merged = (await run(dir, { adapterPath: 'merge' })).rows[0]!;
+    expect(rel(fast.delta_m, ref.dm)).toBeLessThan(1e-6);
+    expect(rel(fast.delta_d, ref.dd)).toBeLessThan(1e-6);
+    // The merge path rounds W0 + δ to float32 (relative step 6e-8, about |δ|/|w| here): its ΔD is off by far more.
+    expect(rel(merged.delta_d, ref.dd)).toBeGreaterThan(1e-3);
+  });
 });
