@@ -3,7 +3,7 @@
  * in memory, as loadFeatures did before) with --before. Generates the file under the OS temp folder and deletes
  * it afterwards. Each measurement runs in its own child process, so each peak RSS is its own.
  *
- *   tsc -p tsconfig.json --noEmit false --outDir dist/.bench; node dist/.bench/bench/histograms.js [ROWS] [--before] [--batch N]
+ *   tsc -p tsconfig.json --noEmit false --outDir dist/.bench; node dist/.bench/bench/histograms.js [ROWS] [--before] [--batch N] [--keep DIR]
  *
  * Shape: 70B-like modules (q 8192, k 1024, v 1024, o 8192, gate/up 28672, down 8192 output features), one run,
  * 4 checkpoints, as many layers as ROWS (default 10^7) needs; record batches of 65,536 rows (--batch N).
@@ -90,13 +90,17 @@ async function main(): Promise<void> {
   if (args[0] === '--child') return child(args[1]!, args[2]!);
   const b = args.indexOf('--batch');
   if (b >= 0) BATCH = Number(args.splice(b, 2)[1]);
+  const k = args.indexOf('--keep');
+  const keep = k >= 0 ? args.splice(k, 2)[1]! : null;
   const rows = Number(args.find((a) => /^\d+$/u.test(a)) ?? 1e7);
-  const dir = await mkdtemp(join(tmpdir(), 'dorascope-bench-hist-'));
+  const dir = keep ?? await mkdtemp(join(tmpdir(), 'dorascope-bench-hist-'));
   try {
     const path = join(dir, 'rows.arrow');
     let t = performance.now();
-    const n = await generate(path, rows);
-    console.log(`generated ${n.toLocaleString('en')} rows, ${((await stat(path)).size / 2 ** 20).toFixed(0)} MiB, in ${((performance.now() - t) / 1000).toFixed(1)} s (${path})`);
+    if (!keep || !(await stat(path).catch(() => null))) { // --keep DIR: generate there once, reuse, never delete
+      const n = await generate(path, rows);
+      console.log(`generated ${n.toLocaleString('en')} rows, ${((await stat(path)).size / 2 ** 20).toFixed(0)} MiB, in ${((performance.now() - t) / 1000).toFixed(1)} s (${path})`);
+    }
     const self = fileURLToPath(import.meta.url);
     const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []; // a profile of each child
     const run = (mode: string): Record<string, number> => JSON.parse(execFileSync(process.execPath, [...prof, self, '--child', mode, path], { encoding: 'utf8', maxBuffer: 1 << 20 }));
@@ -109,7 +113,7 @@ async function main(): Promise<void> {
         + `${(r.ms! / 1000).toFixed(2)} s (${(r.rows! / r.ms! / 1000).toFixed(2)} M rows/s), peak RSS ${r.maxRssMB!.toFixed(0)} MB`);
     }
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    if (!keep) await rm(dir, { recursive: true, force: true });
   }
 }
 
