@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Float64, Int32, RecordBatchFileWriter, RecordBatchStreamWriter, Table, Utf8, makeVector, tableFromIPC, vectorFromArray, type RecordBatch } from 'apache-arrow';
@@ -135,10 +135,13 @@ function arrays(v: unknown, out: number[] = []): number[] {
 describe('per-feature histograms of a large rows.arrow', () => {
   const FEATURES = 8000; // × 36 groups = 288,000 rows
   const BINS = 40;
-  let gen: Gen, f: FeatureHistograms, dir: string;
+  let gen: Gen, f: FeatureHistograms;
+  const dirs: string[] = []; // ≈ 35 MB of generated files, removed afterwards
+  afterAll(async () => { await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))); });
 
   it('counts equal an independent binning, group by group; totals equal the row count', async () => {
-    dir = await mkdtemp(join(tmpdir(), 'dorascope-hist-'));
+    const dir = await mkdtemp(join(tmpdir(), 'dorascope-hist-'));
+    dirs.push(dir);
     gen = await generate(join(dir, 'rows.arrow'), FEATURES, 10_007);
     f = (await binFeatures(join(dir, 'rows.arrow'), BINS))!;
     expect(f.rows).toBe(36 * FEATURES);
@@ -197,6 +200,7 @@ describe('per-feature histograms of a large rows.arrow', () => {
     expect(h.data.map((t) => t.visible)).toEqual([true, true, 'legendonly', 'legendonly', true, true, 'legendonly', 'legendonly']);
     // The same groups with 10× fewer rows make a page of nearly the same size.
     const small = await mkdtemp(join(tmpdir(), 'dorascope-hist-'));
+    dirs.push(small);
     await generate(join(small, 'rows.arrow'), FEATURES / 10, 997);
     const hs = histogramFigure('hist', (await binFeatures(join(small, 'rows.arrow'), BINS))!);
     const [a, b] = [JSON.stringify(h).length, JSON.stringify(hs).length];
@@ -206,8 +210,11 @@ describe('per-feature histograms of a large rows.arrow', () => {
 
 // ---- bad files ----------------------------------------------------------------------------------------
 
+const badDirs: string[] = [];
+afterAll(async () => { await Promise.all(badDirs.map((d) => rm(d, { recursive: true, force: true }))); });
 async function badFile(cols: Record<string, ReturnType<typeof makeVector>>): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'dorascope-hist-bad-'));
+  badDirs.push(dir);
   await writeFile(join(dir, 'rows.arrow'), RecordBatchFileWriter.writeAll(new Table(cols)).toUint8Array(true));
   return join(dir, 'rows.arrow');
 }
