@@ -27,7 +27,7 @@ import { isDefaultTarget, parseTensorName } from './names.js';
 import { AnalysisPool, workerUrl } from './pool.js';
 import { openTaskCheckpoint, runTensorTask, type TaskCheckpoint, type TaskOptions, type TaskResult } from './tensor-task.js';
 import { BOOTSTRAP, correlate, type Stats } from './stats.js';
-import { writeDecomposition, writePerRow, type DecompositionRow, type PerRowRecord } from './table.js';
+import { PerRowWriter, writeDecomposition, type DecompositionRow, type PerRowRecord } from './table.js';
 
 export interface AnalyzeRunInput {
   readonly path: string;
@@ -169,6 +169,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
   const runs: Run[] = [];
   let progress: Progress | undefined;
   let pool: AnalysisPool | undefined;
+  let perRowOut: PerRowWriter | undefined;
   let bytesRead = 0;
   try {
     for (const r of o.runs) runs.push(await openRun(r, base));
@@ -192,7 +193,9 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
     say(`dorascope analyze: ${targets.length} tensors × ${nCk} checkpoints in ${runs.length} run(s)`);
 
     const rows: DecompositionRow[] = [];
-    const perRow: PerRowRecord[] = [];
+    const out = o.write === false ? undefined : (o.out ?? 'dorascope-out');
+    // Per-feature records stream to rows.arrow tensor by tensor (bounded memory); it appears at the end.
+    if (o.perRow && out !== undefined) perRowOut = await PerRowWriter.open(out);
     // A bar on a terminal, plain lines to a log (tensors done, bytes/s, ETA); nothing with quiet.
     progress = o.log === undefined
       ? stderrProgress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet: o.quiet })
@@ -237,6 +240,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
         results = await runTensorTask(base, allCks, t.name, t.shape, taskOptions);
       }
       let bytes = 0, k = 0;
+      const perRow: PerRowRecord[] = [];
       for (const run of runs) {
         for (const ck of run.checkpoints) {
           const { d, bytes: b } = results[k++]!;
@@ -253,6 +257,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
           }
         }
       }
+      perRowOut?.add(perRow);
       bytesRead += bytes;
       progress.tick(1, { bytes, note: t.name });
     }
@@ -273,10 +278,10 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
       }),
     };
 
-    const out = o.write === false ? undefined : (o.out ?? 'dorascope-out');
     if (out !== undefined) {
       await writeDecomposition(out, rows);
-      if (o.perRow) await writePerRow(out, perRow);
+      await perRowOut?.commit();
+      perRowOut = undefined;
       await writeFileAtomic(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
       const size = (p: string) => { try { return statSync(p).size; } catch { return null; } };
       const manifest = {
@@ -301,6 +306,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
     }
     return { rows, summary, out };
   } finally {
+    await perRowOut?.abort();
     progress?.interrupt();
     await pool?.close();
     for (const r of runs) for (const c of r.checkpoints) await c.source.close().catch(() => undefined);

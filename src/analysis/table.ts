@@ -5,9 +5,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Float64, Int32, Table, Utf8, makeVector, tableFromIPC, tableToIPC, vectorFromArray } from 'apache-arrow';
+import { Float64, Int32, RecordBatchFileWriter, Table, Utf8, makeVector, tableFromIPC, tableToIPC, vectorFromArray } from 'apache-arrow';
 import { DorascopeError, q } from '../errors.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { openAtomic, writeFileAtomic, type AtomicFile } from '../io/atomic.js';
 
 export interface DecompositionRow {
   run: string;
@@ -77,8 +77,68 @@ export async function writeDecomposition(dir: string, rows: readonly Decompositi
   await writeFileAtomic(join(dir, 'decomposition.csv'), toCsv(rows, DECOMPOSITION_COLUMNS));
 }
 
+/** Rows per record batch of rows.arrow: readers (the report's histograms) hold one batch at a time. */
+export const PER_ROW_BATCH = 65_536;
+
+/**
+ * `DIR/rows.arrow` written as the analysis goes, one or more record batches per
+ * tensor, so the per-feature records never sit in memory all at once (a 70B
+ * model has ~10^8 of them). The Arrow IPC file goes to a temporary file beside
+ * the destination and appears only at `commit` (an interrupted run leaves none).
+ */
+export class PerRowWriter {
+  private wrote = false;
+  private constructor(private readonly file: AtomicFile, private readonly writer: RecordBatchFileWriter, private readonly drained: Promise<void>) {}
+
+  static async open(dir: string): Promise<PerRowWriter> {
+    const file = await openAtomic(join(dir, 'rows.arrow'));
+    const writer = new RecordBatchFileWriter();
+    // The writer is an async byte queue: drain it to the file as batches arrive.
+    const drained = (async () => {
+      for await (const chunk of writer) await file.fh.write(chunk);
+    })();
+    drained.catch(() => undefined); // surfaced by commit
+    return new PerRowWriter(file, writer, drained);
+  }
+
+  /** Appends records (any number; split into batches of PER_ROW_BATCH rows). */
+  add(rows: readonly PerRowRecord[]): void {
+    for (let i = 0; i < rows.length; i += PER_ROW_BATCH) {
+      for (const b of toTable(rows.slice(i, i + PER_ROW_BATCH), PER_ROW_COLUMNS).batches) this.writer.write(b);
+      this.wrote = true;
+    }
+  }
+
+  async commit(): Promise<void> {
+    // An analysis without per-feature rows still gets a valid file with the schema.
+    if (!this.wrote) this.writer.write(toTable([], PER_ROW_COLUMNS));
+    this.writer.finish();
+    try {
+      await this.drained;
+    } catch (e) {
+      await this.file.abort();
+      throw new DorascopeError('E_WRITE', `cannot write ${q(this.file.path)}: ${(e as Error).message}`, {}, { cause: e });
+    }
+    await this.file.commit();
+  }
+
+  async abort(): Promise<void> {
+    this.writer.abort();
+    await this.drained.catch(() => undefined);
+    await this.file.abort();
+  }
+}
+
+/** Writes `DIR/rows.arrow` from records in memory (tests, small analyses), in batches of PER_ROW_BATCH. */
 export async function writePerRow(dir: string, rows: readonly PerRowRecord[]): Promise<void> {
-  await writeFileAtomic(join(dir, 'rows.arrow'), tableToIPC(toTable(rows, PER_ROW_COLUMNS), 'file'));
+  const w = await PerRowWriter.open(dir);
+  try {
+    w.add(rows);
+  } catch (e) {
+    await w.abort();
+    throw e;
+  }
+  await w.commit();
 }
 
 /** Loads `DIR/decomposition.arrow` into plain rows (for notebooks and scripts). */

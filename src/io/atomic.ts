@@ -13,28 +13,72 @@ function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 }
 
+/** A temporary file beside its destination: write through `fh`, then `commit` (fsync + rename) or `abort`. */
+export interface AtomicFile {
+  readonly path: string;
+  readonly fh: FileHandle;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+function writeError(path: string, e: unknown): DorascopeError {
+  if (e instanceof DorascopeError) return e;
+  const err = e as NodeJS.ErrnoException;
+  return new DorascopeError('E_WRITE', `cannot write ${q(path)}: ${err.code ?? ''} ${err.message}`.trim(), {}, { cause: e });
+}
+
+/**
+ * Opens a temporary file next to `path` for output that is produced over a long
+ * time (e.g. `rows.arrow`, written tensor by tensor). Nothing appears at `path`
+ * until `commit`; `abort` (or a crash) leaves the destination untouched.
+ */
+export async function openAtomic(path: string): Promise<AtomicFile> {
+  const tmp = tempPathFor(path);
+  let fh: FileHandle;
+  try {
+    await mkdir(dirname(path), { recursive: true });
+    fh = await open(tmp, 'wx');
+  } catch (e) {
+    throw writeError(path, e);
+  }
+  let done = false;
+  const abort = async () => {
+    if (done) return;
+    done = true;
+    await fh.close().catch(() => undefined);
+    await rm(tmp, { force: true }).catch(() => undefined);
+  };
+  return {
+    path, fh, abort,
+    commit: async () => {
+      if (done) throw new DorascopeError('E_WRITE', `cannot write ${q(path)}: already committed or aborted`);
+      try {
+        await fh.sync();
+        await fh.close();
+        done = true;
+        await rename(tmp, path);
+      } catch (e) {
+        done = false;
+        await abort();
+        throw writeError(path, e);
+      }
+    },
+  };
+}
+
 /**
  * Opens a temporary file next to `path`, lets `fill` write it through the handle, then fsyncs and renames.
  * On any error the temporary file is removed and the destination is untouched.
  */
 export async function writeAtomic(path: string, fill: (fh: FileHandle) => Promise<void>): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = tempPathFor(path);
-  let fh: FileHandle | undefined;
+  const file = await openAtomic(path);
   try {
-    fh = await open(tmp, 'wx');
-    await fill(fh);
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await rename(tmp, path);
+    await fill(file.fh);
   } catch (e) {
-    if (fh) await fh.close().catch(() => undefined);
-    await rm(tmp, { force: true }).catch(() => undefined);
-    if (e instanceof DorascopeError) throw e;
-    const err = e as NodeJS.ErrnoException;
-    throw new DorascopeError('E_WRITE', `cannot write ${q(path)}: ${err.code ?? ''} ${err.message}`.trim(), {}, { cause: e });
+    await file.abort();
+    throw writeError(path, e);
   }
+  await file.commit();
 }
 
 /** Writes a whole string or byte buffer atomically. */
