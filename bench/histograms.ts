@@ -3,7 +3,7 @@
  * in memory, as loadFeatures did before) with --before. Generates the file under the OS temp folder and deletes
  * it afterwards. Each measurement runs in its own child process, so each peak RSS is its own.
  *
- *   tsc -p tsconfig.json --noEmit false --outDir dist/.bench; node dist/.bench/bench/histograms.js [ROWS] [--before] [--batch N] [--keep DIR]
+ *   npm run bench:histograms -- [ROWS] [--before] [--batch N] [--keep DIR]
  *
  * Shape: 70B-like modules (q 8192, k 1024, v 1024, o 8192, gate/up 28672, down 8192 output features), one run,
  * 4 checkpoints, as many layers as ROWS (default 10^7) needs; record batches of 65,536 rows (--batch N).
