@@ -13,7 +13,7 @@
  * within one run; compare ratios, not milliseconds.
  *
  * Model FLOPs per token (PaLM appendix B's accounting): 2N forward for the N weights of the matrix
- * products (the one-hot embedding is a real product here) plus 4·L·T·d for attention's two
+ * products (not the embedding, a gather) plus 4·L·T·d for attention's two
  * T×T products; a full step is 3× forward. LoRA/DoRA skip the frozen weights' gradients: 4N
  * plus 12·L·T·d. Adapter products and elementwise work are not counted (they are overhead).
  */
@@ -49,7 +49,8 @@ type Method = 'full' | 'lora' | 'dora';
 const METHODS: Method[] = ['full', 'lora', 'dora'];
 
 const tokens = rows * (len - 1); // lmLoss predicts positions 1..len-1 from 0..len-2
-const nMatmul = [...weightShapes(cfg).values()].filter((s) => s.length === 2).reduce((a, s) => a + s[0]! * s[1]!, 0);
+// The embedding is a gather (no product), so embed_tokens is not counted; lm_head is.
+const nMatmul = [...weightShapes(cfg)].filter(([name, s]) => s.length === 2 && !name.includes('embed_tokens')).reduce((a, [, s]) => a + s[0]! * s[1]!, 0);
 const attnPerToken = 4 * layers * (len - 1) * d;
 const flopsPerStep = (m: Method) => tokens * ((m === 'full' ? 6 : 4) * nMatmul + 3 * attnPerToken);
 

@@ -7,7 +7,7 @@ import { selectBackend, tf, type BackendChoice, type BackendInfo, type BackendNa
 import { buildAdapters } from './adapters/build.js';
 import { AdamW } from './adamw.js';
 import { runLoop, type StepInfo } from './loop.js';
-import { forward, initWeights, lmLoss, type Adapters, type LlamaConfig } from './model.js';
+import { disposeRopeTables, forward, initWeights, lmLoss, type Adapters, type LlamaConfig } from './model.js';
 import { loadCmudict, loadSotu, sampleWindows, seededRandom, type TextData } from './data.js';
 import { cleanStaleTemps, FILES, saveBase, saveCheckpoint, type ResumeState, type Trainable } from './checkpoint.js';
 import { newestCheckpoint, restore } from './resume.js';
@@ -253,6 +253,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       trainLoss: lastLoss, evalLossBefore, evalLossAfter: await evalLoss(), logHistory, checkpoints,
     };
   } finally {
+    disposeRopeTables();
     opt.dispose();
     valIds.dispose();
     for (const v of [...extra, ...weights.values()]) if (!v.isDisposed) v.dispose();
