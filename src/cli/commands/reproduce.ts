@@ -18,7 +18,7 @@ export const reproduceCommand: CommandModule<object, Args> = {
   builder: (y: Argv<object>) =>
     y
       .option('out', { type: 'string', default: 'reports/reproduce', describe: 'Folder for the report, tables, summary.json and README.md' })
-      .option('quick', { type: 'boolean', default: false, describe: 'Tiny model and few steps (about 16 s on 2 CPU cores; the full preset about 4 minutes); what `demo` and CI run' })
+      .option('quick', { type: 'boolean', default: false, describe: 'Tiny model and few steps (about 30 s on 2 CPU cores; the full preset about 4 minutes); what `demo` and CI run' })
       .option('base', { type: 'string', describe: 'Fine-tune this base model (HF folder or .safetensors) instead of pretraining one' })
       .option('work', { type: 'string', describe: 'Folder for the checkpoints (default OUT/checkpoints)' })
       .option('drop-checkpoints', { type: 'boolean', default: false, describe: 'Delete the checkpoints at the end (keep only report, tables, summary)' })
