@@ -9,6 +9,7 @@ import { histogramFigure } from '../../src/report/figures/histograms.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { writePerRow } from '../../src/analysis/table.js';
 import { grid, writeAnalysis, writeFeatureRows } from './helpers.js';
+import { rng } from '../helpers/random.js';
 
 describe('per-feature histograms, hand-worked', () => {
   it('bin |m_t − m_0| and 1 − cos of the chosen layer at the last step', async () => {
@@ -71,17 +72,6 @@ describe('per-feature histograms, hand-worked', () => {
 
 // ---- a generated rows.arrow of a few hundred thousand rows, many record batches --------------------------
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Gen { run: string[]; module: string[]; layer: number[]; step: number[]; m0: number[]; mt: number[]; cos: number[] }
 
 /**
@@ -90,7 +80,7 @@ interface Gen { run: string[]; module: string[]; layer: number[]; step: number[]
  * every 4,999th feature is an outlier (×1,000), every 1,009th has cos NaN (a zero row).
  */
 async function generate(path: string, features: number, batch: number, seed = 7): Promise<Gen> {
-  const rnd = mulberry32(seed);
+  const rnd = rng(seed);
   const g: Gen = { run: [], module: [], layer: [], step: [], m0: [], mt: [], cos: [] };
   for (const run of ['lora', 'dora']) for (const step of [10, 20, 30]) for (let layer = 0; layer < 3; layer++) for (const module of ['q_proj', 'v_proj']) {
     const scale = (module === 'v_proj' ? 10 : 1) * step / 30;
