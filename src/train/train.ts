@@ -1,7 +1,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { DorascopeError } from '../errors.js';
 import { selectBackend, tf, type BackendChoice, type BackendInfo, type BackendName } from './backend.js';
 import { buildAdapters } from './adapters/build.js';
@@ -182,7 +182,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     // Everything that decides the numbers; a resume must match it key by key.
     const args: Record<string, unknown> = {
       method: o.method, seed, init: init === 'random' ? 'random' : resolve(init), dataset: data.dataset, backend, config,
-      learning_rate: baseLr, lr_scheduler_type: schedule.name, warmup_steps: warmup, weight_decay: o.weightDecay ?? 0,
+      // Warmup as given, not as resolved: ⌈steps·ratio⌉ changes with --steps, which a resume may change.
+      learning_rate: baseLr, lr_scheduler_type: schedule.name, warmup_steps: o.warmupSteps ?? 0, warmup_ratio: o.warmupRatio ?? 0, weight_decay: o.weightDecay ?? 0,
       per_device_train_batch_size: rows, context_length: len,
       ...(o.method === 'full' ? {} : {
         r: o.r ?? 8, lora_alpha: o.alpha ?? 16, use_rslora: o.rslora ?? false, target_modules: target,
@@ -193,6 +194,13 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     let startStep = 0, tokensSeen = 0, resumedFrom: string | undefined;
     const weightsFile = o.method === 'full' ? FILES.model : FILES.adapter;
     if (o.out !== undefined) await cleanStaleTemps(o.out);
+    // A fresh run never mixes with an earlier one's checkpoints (analyze would compare them against this run's base).
+    if (o.out !== undefined && o.resume !== true) {
+      const old = (await readdir(o.out).catch(() => [] as string[])).filter((n) => /^checkpoint-\d+$/u.test(n));
+      if (old.length > 0) {
+        throw new DorascopeError('E_USAGE', `${JSON.stringify(o.out)} already holds ${old.length} checkpoint folder(s) (${old.sort().slice(0, 3).join(', ')}${old.length > 3 ? ', ...' : ''}) from an earlier run: pass --resume to continue it, or choose a new --out`);
+      }
+    }
     if (o.resume === true) {
       const ck = await newestCheckpoint(o.out!, weightsFile);
       const r = await restore(ck.dir, ck.step, weightsFile, saved, trainables, opt, args);

@@ -245,8 +245,10 @@ describe('analyze', () => {
     process.stdout.write = (() => true) as typeof process.stdout.write;
     let code: number;
     try {
-      code = await main(['analyze', '--base', join(DIFFAI, 'checkpoint_epoch_0.safetensors'), join(DIFFAI, 'checkpoint_epoch_50.safetensors'),
-        '--label', `late=${join(DIFFAI, 'checkpoint_epoch_50.safetensors')}`, '--modules-regex', '^fc', '--out', out, '--quiet', '--report']);
+      // The README's order: a --label, then its run as a positional (needs nargs 1 on --label).
+      code = await main(['analyze', '--base', join(DIFFAI, 'checkpoint_epoch_0.safetensors'),
+        '--label', `late=${join(DIFFAI, 'checkpoint_epoch_50.safetensors')}`, join(DIFFAI, 'checkpoint_epoch_50.safetensors'),
+        '--modules-regex', '^fc', '--out', out, '--quiet', '--report']);
     } finally {
       process.stdout.write = orig;
     }

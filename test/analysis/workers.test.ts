@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -95,7 +96,8 @@ describe('analysis workers', () => {
 
   it('automatic worker count: none for small analyses; bad counts are usage errors', () => {
     expect(workerCount(undefined, 1000)).toBe(0);
-    expect(workerCount(undefined, AUTO_WORKERS_MIN_ELEMENTS)).toBeLessThanOrEqual(2);
+    expect(workerCount(undefined, AUTO_WORKERS_MIN_ELEMENTS - 1)).toBe(0);
+    expect(workerCount(undefined, AUTO_WORKERS_MIN_ELEMENTS)).toBe(availableParallelism() >= 2 ? 2 : 0);
     expect(workerCount(3, 0)).toBe(3);
     expect(() => workerCount(-1, 0)).toThrow(/whole number/u);
     expect(() => workerCount(NaN, 0)).toThrow(/whole number/u);

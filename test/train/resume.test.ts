@@ -107,4 +107,27 @@ describe('--resume continues bitwise like an uninterrupted run (wasm)', () => {
     await expect(train({ ...base, out: broken, resume: true })).rejects.toSatisfy(
       (e) => isDorascopeError(e, 'E_TRAINER_STATE') && /checkpoint-6\/trainer_state\.json/.test((e as Error).message));
   });
+
+  it('a fresh run refuses an --out that holds an earlier run\'s checkpoints (E_USAGE), and leaves them alone', async () => {
+    const src = join(tmp, 'full-whole');
+    const before = bytes(join(src, 'checkpoint-6', 'model.safetensors'));
+    const err = await train({ method: 'full', steps: 2, seed: 3, config: small, batchSize: 2, contextLength: 12, out: src }).catch((e: unknown) => e);
+    expect(isDorascopeError(err, 'E_USAGE')).toBe(true);
+    expect((err as Error).message).toMatch(/checkpoint-3, checkpoint-6.*--resume/);
+    expect(bytes(join(src, 'checkpoint-6', 'model.safetensors')).equals(before)).toBe(true);
+  });
+
+  it('--warmup-ratio with a longer --steps on resume: warmup is re-resolved for the new length, as HF does', async () => {
+    const out = join(tmp, 'ratio');
+    const base: TrainOptions = { method: 'lora', steps: 4, saveEvery: 2, seed: 5, config: small, batchSize: 2, contextLength: 12, lr: 0.01, lrScheduler: 'linear', warmupRatio: 0.5 };
+    await train({ ...base, out });
+    const res = await train({ ...base, steps: 8, out, resume: true });
+    expect(res.startStep).toBe(4);
+    // linear with warmup ⌈8·0.5⌉ = 4: step n applies λ(n−1); steps 5..8 → λ(4..7) = (8−k)/(8−4)
+    const rates = res.logHistory.filter((h) => h.step > 4).map((h) => h.learning_rate);
+    const expected = [4, 5, 6, 7].map((k) => 0.01 * (8 - k) / 4);
+    expect(rates).toHaveLength(4);
+    rates.forEach((r, i) => expect(r).toBeCloseTo(expected[i]!, 12));
+  });
 });
+

@@ -23,7 +23,8 @@ export const analyzeCommand: CommandModule<object, Args> = {
     y
       .positional('runs', { type: 'string', array: true, describe: 'Trainer run folders, checkpoints, PEFT adapter folders or full weights' })
       .option('base', { type: 'string', demandOption: true, describe: 'Pretrained weights (file, folder, sharded folder, or org/name in the local HF cache)' })
-      .option('label', { type: 'string', array: true, describe: 'Name a run: NAME=RUN (default: the folder name)' })
+      // nargs 1: `--label dora=RUN RUN` must leave RUN as a positional (repeat --label for several runs).
+      .option('label', { type: 'string', array: true, nargs: 1, describe: 'Name a run: NAME=RUN (default: the folder name)' })
       .option('modules', { type: 'string', describe: 'Comma-separated module names, e.g. q_proj,v_proj' })
       .option('modules-regex', { type: 'string', describe: 'Regex on full tensor names (instead of --modules)' })
       .option('layers', { type: 'string', describe: 'Layer indices and ranges, e.g. 0-5,8' })
