@@ -42,7 +42,7 @@ const list = (s: string) => s.split(',').map((x) => x.trim()).filter((x) => x.le
 
 export const trainCommand: CommandModule<object, Args> = {
   command: 'train',
-  describe: 'Train a tiny Llama-named model on byte-level State of the Union text with full fine-tuning, LoRA or DoRA (TensorFlow.js: webgpu, tensorflow, wasm or cpu backend)',
+  describe: 'Train a tiny Llama-named model on byte-level text (State of the Union, or CMUdict with --data cmudict) with full fine-tuning, LoRA or DoRA (TensorFlow.js: webgpu, tensorflow, wasm or cpu backend)',
   builder: (y: Argv<object>) =>
     y
       .option('method', { type: 'string', choices: ['full', 'lora', 'dora'], demandOption: true, describe: 'What to train' })
@@ -76,8 +76,8 @@ export const trainCommand: CommandModule<object, Args> = {
       .example('$0 train --method dora --steps 300 --target q_proj,k_proj,v_proj --out runs/dora --save-every 100', 'DoRA on attention projections; checkpoints in runs/dora')
       .example('$0 train --method lora --r 4 --alpha 8 --rslora --backend cpu', 'rank-4 rsLoRA on the cpu backend')
       .example('$0 train --method full --steps 100 --json', 'full fine-tuning, JSON result')
-      .example('$0 train --method dora --target q_proj,k_proj,v_proj --magnitude-only o_proj,up_proj,down_proj --out runs/t6', 'magnitude on all modules, direction on QKV')
-      .example('$0 train --method dora --steps 300 --out runs/dora --save-every 100 --resume', 'continue runs/dora from its newest checkpoint') as unknown as Argv<Args>,
+      .example('$0 train --method dora --target q_proj,k_proj,v_proj --magnitude-only o_proj,gate_proj,up_proj,down_proj --out runs/t6', 'magnitude on all modules, direction on QKV')
+      .example('$0 train --method dora --steps 300 --target q_proj,k_proj,v_proj --out runs/dora --save-every 100 --resume', 'continue the first example\'s run from its newest checkpoint (same options)') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const { train } = await import('../../train/train.js');
     const { stderrProgress } = await import('../../progress.js');
