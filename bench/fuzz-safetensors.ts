@@ -31,8 +31,8 @@ const seeds: Uint8Array[] = [];
   ], { k: 'v' });
   const { readFileSync } = await import('node:fs');
   seeds.push(readFileSync(p));
-  const samples = new URL('../../../shared/fixtures/safetensors-samples/overall.safetensors', import.meta.url);
-  try { seeds.push(readFileSync(samples)); } catch { /* fixtures are optional here */ }
+  const samples = new URL('../../../test/fixtures/safetensors-samples/overall.safetensors', import.meta.url);
+  seeds.push(readFileSync(samples));
 }
 
 function mutate(src: Uint8Array): Uint8Array {

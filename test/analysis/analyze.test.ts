@@ -14,7 +14,7 @@ import { isDorascopeError } from '../../src/errors.js';
 import { rng, randn } from '../helpers/random.js';
 import { writeAdapter, writeModel } from '../helpers/models.js';
 
-const DIFFAI = new URL('../../../shared/fixtures/diffai/', import.meta.url).pathname;
+const DIFFAI = new URL('../fixtures/diffai/', import.meta.url).pathname;
 
 /** The paper's definition, written plainly over JS arrays of rows (features as rows). */
 function reference(w0: number[][], wt: number[][]): { dm: number; dd: number } {

@@ -7,7 +7,7 @@ import { main } from '../../src/cli/main.js';
 import { rng } from '../helpers/random.js';
 import { exactValues, type TestTensors, writeAdapter, writeModel, writeSharded } from '../helpers/models.js';
 
-const FIX = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/fixtures');
+const FIX = resolve(dirname(fileURLToPath(import.meta.url)), '../fixtures');
 const root = mkdtempSync(join(tmpdir(), 'dorascope-inspect-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
@@ -36,7 +36,7 @@ async function json(argv: string[]): Promise<any> {
 
 const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
-// From ../shared/fixtures/README.md (files written by torch + the reference safetensors library).
+// From test/fixtures/README.md (files written by torch + the reference safetensors library).
 const SAMPLE_DTYPES: Record<string, string> = { b: 'I8', B: 'U8', h: 'I16', H: 'U16', i: 'I32', I: 'U32', e: 'F16', f: 'F32', d: 'F64' };
 const MLP: Record<string, number[]> = { 'fc1.weight': [64, 128], 'fc1.bias': [64], 'fc2.weight': [32, 64], 'fc2.bias': [32], 'fc3.weight': [10, 32], 'fc3.bias': [10] };
 

@@ -7,8 +7,8 @@ import { writeSafetensors, encodeFloat32 } from '../../src/io/safetensors/writer
 import { isDorascopeError, type ErrorCode } from '../../src/errors.js';
 import type { DType } from '../../src/io/types.js';
 
-const SAMPLES = new URL('../../../shared/fixtures/safetensors-samples/', import.meta.url).pathname;
-const DIFFAI = new URL('../../../shared/fixtures/diffai/', import.meta.url).pathname;
+const SAMPLES = new URL('../fixtures/safetensors-samples/', import.meta.url).pathname;
+const DIFFAI = new URL('../fixtures/diffai/', import.meta.url).pathname;
 
 /** Builds a safetensors file by hand (independently of our writer): raw header text, then data bytes. */
 function handmade(headerText: string, data: Uint8Array, lengthOverride?: bigint): Uint8Array {

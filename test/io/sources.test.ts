@@ -8,7 +8,7 @@ import { DorascopeError } from '../../src/errors.js';
 import { rng } from '../helpers/random.js';
 import { exactValues, type TestTensors, writeModel, writeSharded } from '../helpers/models.js';
 
-const FIX = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/fixtures');
+const FIX = resolve(dirname(fileURLToPath(import.meta.url)), '../fixtures');
 const root = mkdtempSync(join(tmpdir(), 'dorascope-src-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
