@@ -42,7 +42,7 @@ function synthRows(run: string, method: string, layers: number, steps: number, s
         const dm = Math.max(0, 0.01 + slope * dd + 2e-3 * (rand() - 0.5));
         out.push({ run, method, checkpoint: `checkpoint-${c * 100}`, step: c * 100, module: m, layer: l,
           tensor: `model.layers.${l}.${mlp ? 'mlp' : 'self_attn'}.${m}.weight`,
-          rows, cols, delta_m: dm, delta_d: dd, zero_rows: 0, rel_delta_fro: 0, mean_m0: 1, mean_mt: 1 + dm, flag: '' });
+          rows, cols, delta_m: dm, delta_d: dd, zero_rows: 0, shrunk_rows: 0, rel_delta_fro: 0, mean_m0: 1, mean_mt: 1 + dm, flag: '' });
       }
     }
   }

@@ -69,7 +69,7 @@ export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Arr
   const out = ww.length;
   const { r, B, scaling: s, magnitude } = f;
   const G = gram(f.A, r, inDim);
-  let sumDM = 0, sumDD = 0, sumM0 = 0, sumMt = 0, zeroRows = 0, diff2 = 0, base2 = 0;
+  let sumDM = 0, sumDD = 0, sumM0 = 0, sumMt = 0, zeroRows = 0, shrunkRows = 0, diff2 = 0, base2 = 0;
   let nonFinite = !Number.isFinite(s);
   const m0s = perRow ? new Float64Array(out) : undefined;
   const mts = perRow ? new Float64Array(out) : undefined;
@@ -126,6 +126,7 @@ export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Arr
       if (m0 === 0 && mt === 0) { cos = 1; omc = 0; } else { cos = 0; omc = 1; }
     }
     if (!Number.isFinite(mt)) nonFinite = true;
+    if (mt < m0) shrunkRows++;
     sumDD += omc;
     sumM0 += m0; sumMt += mt;
     diff2 += d2; base2 += w2;
@@ -136,6 +137,7 @@ export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Arr
     deltaM: nonFinite ? NaN : sumDM / out,
     deltaD: nonFinite ? NaN : sumDD / out,
     zeroRows,
+    shrunkRows,
     relDeltaFro: nonFinite ? NaN : Math.sqrt(diff2) / Math.sqrt(base2),
     meanM0: sumM0 / out,
     meanMt: nonFinite ? NaN : sumMt / out,

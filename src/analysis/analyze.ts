@@ -247,7 +247,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
           bytes += b;
           rows.push({
             run: run.label, method: run.method, checkpoint: ck.name, step: ck.step, module, layer, tensor: t.name,
-            rows: rowsN, cols: colsN, delta_m: d.deltaM, delta_d: d.deltaD, zero_rows: d.zeroRows,
+            rows: rowsN, cols: colsN, delta_m: d.deltaM, delta_d: d.deltaD, zero_rows: d.zeroRows, shrunk_rows: d.shrunkRows,
             rel_delta_fro: d.relDeltaFro, mean_m0: d.meanM0, mean_mt: d.meanMt, flag: d.nonFinite ? 'non_finite' : '',
           });
           if (d.m0 && d.mt && d.cos) {

@@ -18,6 +18,8 @@ export interface Decomposition {
   readonly deltaD: number;
   /** Features where W0 or W_t is all zero. */
   readonly zeroRows: number;
+  /** Features whose magnitude shrank (m_t < m_0): with the mean signed change, how decay shows. */
+  readonly shrunkRows: number;
   /** ‖W_t − W0‖_F / ‖W0‖_F (NaN when W0 is zero). */
   readonly relDeltaFro: number;
   readonly meanM0: number;
@@ -67,7 +69,7 @@ export function decompose(w0: Float32Array, wt: Float32Array, rows: number, cols
       }
     }
   }
-  let sumDM = 0, sumDD = 0, sumM0 = 0, sumMt = 0, zeroRows = 0;
+  let sumDM = 0, sumDD = 0, sumM0 = 0, sumMt = 0, zeroRows = 0, shrunkRows = 0;
   const m0 = perRow ? new Float64Array(k) : undefined;
   const mt = perRow ? new Float64Array(k) : undefined;
   const cs = perRow ? new Float64Array(k) : undefined;
@@ -80,6 +82,7 @@ export function decompose(w0: Float32Array, wt: Float32Array, rows: number, cols
     else if (a === 0 || b === 0) { c = 0; zeroRows++; }
     else c = Math.min(1, Math.max(-1, dot[n]! / (a * b))); // clamp rounding just past ±1
     sumDM += Math.abs(b - a);
+    if (b < a) shrunkRows++;
     sumDD += 1 - c;
     sumM0 += a; sumMt += b;
     if (m0 && mt && cs) { m0[n] = a; mt[n] = b; cs[n] = c; }
@@ -89,6 +92,7 @@ export function decompose(w0: Float32Array, wt: Float32Array, rows: number, cols
     deltaM: nonFinite ? NaN : sumDM / k,
     deltaD: nonFinite ? NaN : sumDD / k,
     zeroRows,
+    shrunkRows,
     relDeltaFro: Math.sqrt(diff2) / Math.sqrt(base2),
     meanM0: sumM0 / k,
     meanMt: nonFinite ? NaN : sumMt / k,

@@ -22,6 +22,7 @@ export interface DecompositionRow {
   delta_m: number;
   delta_d: number;
   zero_rows: number;
+  shrunk_rows: number;
   rel_delta_fro: number;
   mean_m0: number;
   mean_mt: number;
@@ -38,7 +39,7 @@ type ColType = 'utf8' | 'int32' | 'float64';
 export const DECOMPOSITION_COLUMNS: ReadonlyArray<readonly [keyof DecompositionRow, ColType]> = [
   ['run', 'utf8'], ['method', 'utf8'], ['checkpoint', 'utf8'], ['step', 'int32'], ['module', 'utf8'],
   ['layer', 'int32'], ['tensor', 'utf8'], ['rows', 'int32'], ['cols', 'int32'], ['delta_m', 'float64'],
-  ['delta_d', 'float64'], ['zero_rows', 'int32'], ['rel_delta_fro', 'float64'], ['mean_m0', 'float64'],
+  ['delta_d', 'float64'], ['zero_rows', 'int32'], ['shrunk_rows', 'int32'], ['rel_delta_fro', 'float64'], ['mean_m0', 'float64'],
   ['mean_mt', 'float64'], ['flag', 'utf8'],
 ];
 

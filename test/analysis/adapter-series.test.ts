@@ -244,6 +244,7 @@ describe('analyze: adapter runs by the fast path', () => {
           expect(rel(x.mean_mt, b[i]!.mean_mt)).toBeLessThan(1e-6);
           expect(rel(x.rel_delta_fro, b[i]!.rel_delta_fro)).toBeLessThan(1e-3);
           expect(x.zero_rows).toBe(b[i]!.zero_rows);
+          expect(x.shrunk_rows).toBe(b[i]!.shrunk_rows);
           expect(x.method).toBe(opts.dora ? 'dora' : 'lora');
         });
       }

@@ -59,6 +59,8 @@ describe('decompose (paper §3.2)', () => {
     expect(d.deltaD).toBeLessThan(1e-7);
     const meanM0 = toRows(w0, R, C).reduce((s, r) => s + Math.hypot(...r), 0) / R;
     expect(d.deltaM).toBeCloseTo(0.75 * meanM0, 6);
+    expect(d.shrunkRows).toBe(0);
+    expect(decompose(w0, new Float32Array(w0.map((v) => v * 0.5)), R, C, 'rows').shrunkRows).toBe(R);
   });
   it('a rotation within each row keeps ΔM = 0 and gives ΔD = 1 − cos θ', () => {
     const w = new Float32Array([3, 4, 0, 0, 1, 0]); // three rows of two: (3,4), (0,0), (1,0)
@@ -80,6 +82,7 @@ describe('decompose (paper §3.2)', () => {
     expect(d.deltaD).toBeCloseTo(0.5, 12); // (1 − 0 + 1 − 1) / 2
     expect(d.deltaM).toBeCloseTo(1, 12); // (|0 − 1| + |2 − 1|) / 2
     expect(d.zeroRows).toBe(1);
+    expect(d.shrunkRows).toBe(1); // row 1 went from norm 1 to 0; row 2 grew from 1 to 2
     const bad = decompose(new Float32Array([1, 0]), new Float32Array([NaN, 0]), 1, 2, 'rows');
     expect(bad.nonFinite).toBe(true);
     expect(Number.isNaN(bad.deltaM)).toBe(true);
