@@ -26,7 +26,8 @@ import type { ProductChoice } from './adapter-fast.js';
 import { isDefaultTarget, parseTensorName } from './names.js';
 import { AnalysisPool, workerUrl } from './pool.js';
 import { openTaskCheckpoint, runTensorTask, type TaskCheckpoint, type TaskOptions, type TaskResult } from './tensor-task.js';
-import { BOOTSTRAP, correlate, type Stats } from './stats.js';
+import { BOOTSTRAP, type Stats } from './stats.js';
+import { checkGroups, groupSummaries, runStatistics, type GroupSummary, type RunStatistics } from './run-summary.js';
 import { PerRowWriter, writeDecomposition, type DecompositionRow, type PerRowRecord } from './table.js';
 
 export interface AnalyzeRunInput {
@@ -64,6 +65,8 @@ export interface AnalyzeOptions {
   readonly workers?: number | undefined;
   /** Where progress lines go (default stderr). */
   readonly log?: ((line: string) => void) | undefined;
+  /** Runs that are seeds of one configuration, by group name: summary.json gets each statistic's mean and range. */
+  readonly groups?: Readonly<Record<string, readonly string[]>> | undefined;
 }
 
 export interface RunSummary {
@@ -73,6 +76,7 @@ export interface RunSummary {
   readonly checkpoints: { name: string; step: number }[];
   readonly overall: Stats;
   readonly modules: Record<string, Stats>;
+  readonly detail: RunStatistics['detail'];
 }
 
 export interface AnalysisSummary {
@@ -80,6 +84,8 @@ export interface AnalysisSummary {
   readonly version: string;
   readonly bootstrap: typeof BOOTSTRAP;
   readonly runs: RunSummary[];
+  /** Seeds of one configuration (`groups` option); empty when none were named. */
+  readonly groups: GroupSummary[];
 }
 
 export interface AnalyzeResult {
@@ -178,6 +184,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
       if (labels.has(r.label)) throw new DorascopeError('E_USAGE', `two runs are labelled ${q(r.label)}: name them with --label NAME=RUN`);
       labels.add(r.label);
     }
+    checkGroups(o.groups ?? {}, labels);
     const targets = base.list().filter((t) => {
       if (regex) { if (!regex.test(t.name)) return false; if (t.shape.length < 2) return false; }
       else if (!isDefaultTarget(t.name, t.shape)) return false;
@@ -263,19 +270,15 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
     }
     await pool?.close();
 
+    const stats = new Map(runs.map((run) => [run.label, runStatistics(rows, run.label)]));
     const summary: AnalysisSummary = {
       tool: 'dorascope', version: VERSION, bootstrap: BOOTSTRAP,
-      runs: runs.map((run) => {
-        const mine = rows.filter((r) => r.run === run.label && r.flag === '');
-        const stats = (rs: DecompositionRow[]) => correlate(rs.map((r) => r.delta_d), rs.map((r) => r.delta_m));
-        const modules: Record<string, Stats> = {};
-        for (const m of [...new Set(mine.map((r) => r.module))].sort()) modules[m] = stats(mine.filter((r) => r.module === m));
-        return {
-          run: run.label, method: run.method, adapter: run.adapter,
-          checkpoints: run.checkpoints.map((c) => ({ name: c.name, step: c.step })),
-          overall: stats(mine), modules,
-        };
-      }),
+      runs: runs.map((run) => ({
+        run: run.label, method: run.method, adapter: run.adapter,
+        checkpoints: run.checkpoints.map((c) => ({ name: c.name, step: c.step })),
+        ...stats.get(run.label)!,
+      })),
+      groups: groupSummaries(o.groups ?? {}, stats),
     };
 
     if (out !== undefined) {
@@ -287,7 +290,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
       const manifest = {
         tool: 'dorascope', version: VERSION, created: new Date().toISOString(),
         command: o.command ?? null,
-        options: { modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto' },
+        options: { modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto', groups: o.groups ?? null },
         base: { path: o.base, kind: base.kind },
         runs: runs.map((r) => ({
           run: r.label, path: r.path, method: r.method, adapter_config: r.adapter?.['config'] ?? null,

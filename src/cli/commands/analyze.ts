@@ -14,6 +14,7 @@ interface Args {
   report: boolean;
   adapterPath: 'fast' | 'merge';
   workers?: number;
+  group?: string[];
 }
 
 export const analyzeCommand: CommandModule<object, Args> = {
@@ -34,12 +35,16 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .option('report', { type: 'boolean', default: false, describe: 'Also write report.html into the output folder' })
       .option('adapter-path', { choices: ['fast', 'merge'] as const, default: 'fast' as const, describe: 'Adapter checkpoints: exact algebra from W0·Aᵀ and A·Aᵀ (fast) or through the merged weights (merge)' })
       .option('workers', { type: 'number', describe: 'Worker threads (0: none); default: 2 on a multi-core machine for large analyses' })
+      .option('group', { type: 'string', array: true, nargs: 1, describe: 'Runs that are seeds of one configuration: NAME=RUN,RUN (run labels); summary.json gets each statistic\'s mean and range' })
       .conflicts('modules', 'modules-regex')
       .example('$0 analyze --base base/ runs/lora runs/ft --modules q_proj,v_proj', 'two Trainer runs, query and value matrices')
       .example('$0 analyze --base meta-llama/Llama-3.1-8B --label dora=out/dora-adapter out/dora-adapter --report', 'a PEFT adapter against a base from the local HF cache')
+      .example('$0 analyze --base base/ --label ft-s1=runs/ft-s1 --label ft-s2=runs/ft-s2 runs/ft-s1 runs/ft-s2 --group ft=ft-s1,ft-s2', 'two seeds of full fine-tuning, summarised together')
       .example('$0 analyze --base model.safetensors ckpt.safetensors --layers 0-5,8 --per-row', 'one checkpoint, six layers, per-feature table') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const { analyze, parseLayers } = await import('../../analysis/analyze.js');
+    const { parseGroup } = await import('../../analysis/run-summary.js');
+    const groups = Object.fromEntries((argv.group ?? []).map(parseGroup));
     const labels = new Map<string, string>();
     for (const l of argv.label ?? []) {
       const i = l.indexOf('=');
@@ -60,6 +65,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       '--out', argv.out,
       ...(argv.adapterPath === 'merge' ? ['--adapter-path', 'merge'] : []),
       ...(argv.workers === undefined ? [] : ['--workers', String(argv.workers)]),
+      ...(argv.group ?? []).flatMap((g) => ['--group', g]),
       ...(argv.perRow ? ['--per-row'] : []), ...(argv.quiet ? ['--quiet'] : []), ...(argv.report ? ['--report'] : []),
       ...argv.runs,
     ];
@@ -75,6 +81,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       report: argv.report,
       adapterPath: argv.adapterPath,
       workers: argv.workers,
+      groups,
       command,
     });
     process.stdout.write(`${argv.out}\n`);
