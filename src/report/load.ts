@@ -9,6 +9,7 @@ import { tableFromIPC } from 'apache-arrow';
 import { DorascopeError, q } from '../errors.js';
 import { trainableParams, type AnalysedTensor } from './params.js';
 import { binFeatures, type FeatureHistograms } from './features.js';
+import type { RunStatistics } from '../analysis/run-summary.js';
 
 export interface DecompRow {
   run: string; method: string; checkpoint: string; step: number; module: string; layer: number;
@@ -21,6 +22,8 @@ export interface Stats {
 export interface RunSummary {
   run: string; method: string; adapter: Record<string, unknown> | null;
   checkpoints: { name: string; step: number }[]; overall: Stats | null; modules: Record<string, Stats | null>;
+  /** Step/layer views, relative ΔM and signed magnitude change (absent in folders written before they existed). */
+  detail?: RunStatistics['detail'];
   /** Trainable parameters of the analysed tensors (src/report/params.ts); null when unknown. Set by loadAnalysis. */
   trainable?: number | null;
 }

@@ -29,6 +29,17 @@ const TRAINABLE_NOTE = 'Counts only the tensors this analysis covered: LoRA r·(
   + 'where it matches), plus out for DoRA\'s magnitude; full fine-tuning: every element of the analysed tensors. '
   + 'Embeddings, norms, biases and tensors not analysed are not counted; n/a when the adapter config is not recorded.';
 
+const LAYER_STEP_NOTES: Record<string, string> = {
+  'within-checkpoint r': 'Correlation of ΔM with ΔD across layers at each checkpoint, Fisher-z averaged over checkpoints '
+    + '(weights n − 3); 95% interval from a bootstrap that resamples tensors with all their checkpoints. Free of the '
+    + 'step effect that drives the pooled r (both ΔM and ΔD grow with training).',
+  'step-partialled r': 'Each checkpoint\'s mean removed from ΔD and ΔM, then pooled: the layer signal.',
+  'layer-partialled r': 'Each tensor\'s mean over checkpoints removed, then pooled: the trend over steps.',
+  'relative ΔM r': 'Pooled r with ΔM / mean m0 of each tensor, which a per-layer rescaling of the weights does not move.',
+  'signed Δm (final)': 'Mean over tensors of (mean m_t − mean m_0) at the last checkpoint, relative to m_0; negative when magnitudes shrink (weight decay).',
+  'features shrunk (final)': 'Fraction of features whose magnitude shrank (m_t < m_0) at the last checkpoint.',
+};
+
 /** Builds every figure and the table from loaded runs (labels already applied). */
 export function buildFigures(rows: DecompRow[], runs: RunSummary[]): { figures: Figure[]; table: TableData } {
   const modules = [...new Set(rows.map((r) => r.module))]; // first-seen order: the checkpoint's (q, k, v, o, gate, up, down)
@@ -47,19 +58,33 @@ export function buildFigures(rows: DecompRow[], runs: RunSummary[]): { figures: 
   if (modules.length) figures.push(scatterFigure('fig2', runs.map((r) => r.run), scatterModules, true));
   figures.push(layersFigure('fig3', rows));
   figures.push(trajectoryFigure('traj', rows));
-  const columns = ['run', 'method', 'r', 'alpha', 'rsLoRA', 'DoRA', TRAINABLE_COLUMN, 'points', 'pearson r', 'r 95% CI', 'spearman ρ', 'slope', 'slope 95% CI'];
+  const columns = ['run', 'method', 'r', 'alpha', 'rsLoRA', 'DoRA', TRAINABLE_COLUMN, 'points', 'pearson r', 'r 95% CI', 'spearman ρ', 'slope', 'slope 95% CI',
+    ...Object.keys(LAYER_STEP_NOTES)];
   const ci = (c: [number, number] | null | undefined): string => (c ? `[${fmt(c[0])}, ${fmt(c[1])}]` : 'n/a');
+  const withCi = (v: { r: number | null; r_ci95: [number, number] | null } | undefined): string | null =>
+    (v === undefined ? null : `${fmt(v.r)} ${ci(v.r_ci95)}`);
+  const pct = (v: number | null | undefined): string | null => (v === null || v === undefined ? null : `${(100 * v).toFixed(1)}%`);
   const table = {
-    columns, notes: { [TRAINABLE_COLUMN]: TRAINABLE_NOTE },
+    columns, notes: { [TRAINABLE_COLUMN]: TRAINABLE_NOTE, ...LAYER_STEP_NOTES },
     rows: runs.map((r) => {
       const a = r.adapter ?? {};
       const s = r.overall;
       return [r.run, r.method, (a.r as number | undefined) ?? null, (a.lora_alpha as number | undefined) ?? null,
         a.use_rslora === undefined ? null : String(a.use_rslora), a.use_dora === undefined ? null : String(a.use_dora),
-        r.trainable ?? null, s?.n ?? rows.filter((x) => x.run === r.run).length, fmt(s?.pearson_r), ci(s?.r_ci95), fmt(s?.spearman_rho), fmt(s?.slope), ci(s?.slope_ci95)];
+        r.trainable ?? null, s?.n ?? rows.filter((x) => x.run === r.run).length, fmt(s?.pearson_r), ci(s?.r_ci95), fmt(s?.spearman_rho), fmt(s?.slope), ci(s?.slope_ci95),
+        ...layerStepCells(r, withCi, pct)];
     }),
   };
   return { figures, table };
+}
+
+function layerStepCells(r: RunSummary, withCi: (v: { r: number | null; r_ci95: [number, number] | null } | undefined) => string | null,
+  pct: (v: number | null | undefined) => string | null): (string | null)[] {
+  const d = r.detail?.overall;
+  if (d === undefined) return Object.keys(LAYER_STEP_NOTES).map(() => null);
+  return [withCi(d.layer_step.within_checkpoint), withCi(d.layer_step.step_partialled), withCi(d.layer_step.layer_partialled),
+    withCi({ r: d.relative.pooled.pearson_r, r_ci95: d.relative.pooled.r_ci95 }),
+    pct(d.magnitude.final?.mean_signed_rel_delta_m), pct(d.magnitude.final?.frac_features_shrunk)];
 }
 
 function provenance(analyses: Analysis[], command: string[] | undefined): Record<string, string> {

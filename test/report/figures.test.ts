@@ -47,6 +47,34 @@ describe('figure specs', () => {
     expect(table.rows[0]![0]).toBe('lora-r8');
   });
 
+  it('the summary table shows the step/layer views, relative ΔM and the signed magnitude change from summary.json', async () => {
+    const dir = await writeAnalysis(grid('ft', 'ft', 3, ['q_proj'], [1, 2]));
+    const summary = JSON.parse(await readFile(join(dir, 'summary.json'), 'utf8'));
+    const c = (r: number, lo: number, hi: number) => ({ n: 6, n_tensors: 3, r, r_ci95: [lo, hi] });
+    const sel = {
+      pooled: summary.runs[0].overall,
+      layer_step: { within_checkpoint: { ...c(-0.61, -0.9, -0.2), n_checkpoints: 2, per_checkpoint: [] }, step_partialled: c(-0.55, -0.8, -0.1), layer_partialled: c(0.97, 0.9, 0.99) },
+      relative: { pooled: { ...summary.runs[0].overall, pearson_r: 0.25, r_ci95: [-0.1, 0.6] }, layer_step: {} },
+      magnitude: { final: { step: 2, n: 3, mean_signed_delta_m: -0.01, mean_signed_rel_delta_m: -0.0123, frac_features_shrunk: 0.875, frac_tensors_shrunk: 1 }, per_checkpoint: [] },
+    };
+    summary.runs[0].detail = { overall: sel, modules: { q_proj: sel } };
+    await writeFile(join(dir, 'summary.json'), JSON.stringify(summary));
+    const a = await loadAnalysis(dir);
+    const { table } = buildFigures(a.rows, a.runs);
+    const cell = (name: string) => table.rows[0]![table.columns.indexOf(name)];
+    expect(cell('within-checkpoint r')).toBe('-0.610 [-0.900, -0.200]');
+    expect(cell('step-partialled r')).toBe('-0.550 [-0.800, -0.100]');
+    expect(cell('layer-partialled r')).toBe('0.970 [0.900, 0.990]');
+    expect(cell('relative ΔM r')).toBe('0.250 [-0.100, 0.600]');
+    expect(cell('signed Δm (final)')).toBe('-1.2%');
+    expect(cell('features shrunk (final)')).toBe('87.5%');
+    expect(table.notes?.['within-checkpoint r']).toMatch(/Fisher-z/u);
+    // A folder written before these statistics existed shows empty cells, not an error.
+    const old = await loadAnalysis(await writeAnalysis(grid('ft', 'ft', 3, ['q_proj'], [1, 2])));
+    const t2 = buildFigures(old.rows, old.runs).table;
+    expect(t2.rows[0]![t2.columns.indexOf('within-checkpoint r')]).toBeNull();
+  });
+
   it('Figure 2 in a compare: runs side by side on shared axes', async () => {
     const a = await loadAnalysis(await writeAnalysis([...grid('ft', 'ft', 2, ['q'], [1, 2]), ...grid('dora', 'dora', 2, ['q'], [1, 2], 9)]));
     const f2 = buildFigures(a.rows, a.runs).figures.find((f) => f.id === 'fig2')!;
