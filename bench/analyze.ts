@@ -1,5 +1,5 @@
 /**
- * `npm run bench:analyze [-- --small]`: the issue 3 benchmark. Generates, under the OS temp folder
+ * `npm run bench:analyze [-- --small]`: the analysis benchmark (results in docs/benchmarks.md). Generates, under the OS temp folder
  * (deleted afterwards), synthetic Llama-shaped series and prints, each measured within one run:
  *   1. full checkpoints (BF16 base of 8 layers, hidden 2048, MLP 5504, four full checkpoints, ~4 GB):
  *      analysis GB/s of checkpoint bytes and its ratio to a plain read-and-decode pass over the same

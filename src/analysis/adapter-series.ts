@@ -1,6 +1,6 @@
 /**
- * ΔM/ΔD of LoRA/DoRA adapter checkpoints by exact algebra, without materialising W′ (issue 3,
- * "LoRA/DoRA adapter checkpoints"). For one output feature n with base vector w (‖w‖ cached)
+ * ΔM/ΔD of LoRA/DoRA adapter checkpoints by exact algebra, without materialising W′ (which,
+ * rounded to float32, loses a tiny δ entirely; see docs/analysis.md). For one output feature n with base vector w (‖w‖ cached)
  * and adapter update δ = s·B_n·A (A: r×in, B_n: row n of B, s the scaling):
  *
  *   c = W0·Aᵀ (one row per feature, r wide)          G = A·Aᵀ (r×r, float64)

@@ -7,7 +7,8 @@
  * - `js`: a plain float64 loop (~1 GFLOP/s); exact to float64 rounding, used for small modules
  *   and as the reference.
  * - `tfjs`: tfjs-backend-wasm's matmul, which runs at 13–19 GFLOP/s only when neither operand is
- *   transposed and the batch is 1 (issue 3); any transposed operand falls to a naive loop under
+ *   transposed and the batch is 1 (tfjs-backend-wasm
+ *   src/cc/batch_mat_mul_impl.cc); any transposed operand falls to a naive loop under
  *   1 GFLOP/s. So the layouts are chosen to need no transpose flag: for features as rows,
  *   W0 (out×in) · Aᵀ (in×R), with Aᵀ built once in JS (R·in values, cheap); for features as
  *   columns (GPT-2 Conv1D, W0 stored (in×out)), A (R×in) · W0 (in×out), transposed back in JS

@@ -24,7 +24,7 @@ export function requireChromium(env: NodeJS.ProcessEnv = process.env): string {
   return p;
 }
 
-/** Flags from issue 4: headless, no sandbox (containers), and nothing that phones home. */
+/** Headless, no sandbox (containers have no user namespaces), and nothing that phones home: reports must work offline. */
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
   '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'];
 

@@ -6,7 +6,8 @@ import { registerWasmKernels } from './kernels/register.js';
 // "main") with createRequire, because the backend bundles require that same
 // file: one engine, one kernel registry. That bundle registers no gradients,
 // and the gradient configs exist only as ESM files with extensionless relative
-// imports (`./gradients/Abs_grad`), which Node's ESM resolver rejects (issue 5).
+// imports (`./gradients/Abs_grad`), which Node's ESM resolver rejects
+// (ERR_MODULE_NOT_FOUND: ESM requires full file names).
 // Rather than pulling the ~300 MB `@tensorflow/tfjs` umbrella, we install a
 // tiny resolve hook (module.register, Node ≥ 20.6) that adds `.js` to
 // extensionless relative imports *inside tfjs-core/dist only*, then import
@@ -75,7 +76,7 @@ export function backendInfo(): BackendInfo | undefined {
  * Selects a backend once; checks the boolean `setBackend` returns (it resolves
  * false instead of throwing when initialisation fails) and names the backend.
  * Backend priorities are never relied on: webgpu's registered priority beats
- * wasm even on a software adapter (issue 5), so `auto` decides explicitly:
+ * wasm even on a software adapter (Mesa's llvmpipe, 13× slower than wasm), so `auto` decides explicitly:
  * webgpu on a hardware adapter, else tensorflow when a binding is installed,
  * else wasm.
  */

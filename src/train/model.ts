@@ -85,7 +85,7 @@ function rmsNorm(x: T, g: T, eps: number): T {
 
 /**
  * RoPE tables for (backend, T, hd, θ): cos and a signed sin, each [T, hd], computed once in float64
- * and kept (tf.keep) across steps and tidy scopes instead of rebuilt in every call (issue 5).
+ * and kept (tf.keep) across steps and tidy scopes instead of rebuilt in every call.
  * A few shapes at most are alive (training and evaluation share T); `disposeRopeTables` frees them
  * when training ends. The backend is part of the key because a tensor lives on one backend.
  */
@@ -141,7 +141,7 @@ export function rope(x: T, theta: number): T {
 /**
  * Token embeddings [B, T, d]: rows of E gathered by id. Gather's gradient is UnsortedSegmentSum,
  * which tfjs-backend-wasm 4.22 lacks and src/train/kernels registers; the one-hot × E product used
- * before cost 629 ms against gather's 17 ms per step at vocabulary 32,000 (issue 5).
+ * before cost 629 ms against gather's 17 ms per step at vocabulary 32,000.
  */
 export function embed(c: LlamaConfig, w: Weights, ids: tfc.Tensor2D): tfc.Tensor3D {
   const t = tf();

@@ -28,13 +28,7 @@ describe('notebooks', () => {
     }
   });
 
-  // The notebooks call the analysis and the trainer; while those parts have not landed, say so and skip.
-  const missing = ['src/analysis/analyze.ts', 'src/train/train.ts'].filter((p) => !existsSync(`${root}${p}`));
-  const why = !hasNbconvert()
-    ? ' (skipped: jupyter-nbconvert is not installed here; .ci/run installs it)'
-    : missing.length > 0
-      ? ` (skipped: ${missing.join(', ')} not there yet)`
-      : '';
+  const why = hasNbconvert() ? '' : ' (skipped: jupyter-nbconvert is not installed here; .ci/run installs it)';
   it.skipIf(why !== '')(`execute headlessly without a cell error${why}`, () => {
     expect(existsSync(`${root}node_modules/@deno/linux-x64-glibc/deno`)).toBe(true);
     const res = spawnSync('bash', [`${root}scripts/run-notebooks.sh`], { cwd: root, encoding: 'utf8', timeout: 600_000 });

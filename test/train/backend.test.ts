@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-// Backend selection (issue 5). CI installs Mesa's software Vulkan (llvmpipe)
+// Backend selection. CI installs Mesa's software Vulkan (llvmpipe)
 // from bookworm-backports, so the webgpu path runs there for correctness;
 // where no Vulkan driver exists at all the webgpu cases are skipped, visibly.
 const require = createRequire(import.meta.url);

@@ -32,7 +32,8 @@ export const plotlyText = (s: string): string => s.replace(/&/g, '&amp;').replac
 /** A value for hover text: 4 significant digits, n/a for missing or non-finite. */
 export const hoverNum = (x: number | null | undefined): string => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toPrecision(4));
 
-/** The hover text of one point: every figure names run, layer, module, step and both values (issue 4). */
+/** The hover text of one point: every figure names run, layer, module, step and both values, so a point
+ * read off any dropdown view or exported image can be traced back to its row in decomposition.arrow. */
 export function hoverText(run: string, layer: number, module: string, step: number, dm: number | null, dd: number | null): string {
   return `run ${plotlyText(run)}<br>layer ${layer} · ${plotlyText(module)}<br>step ${step}<br>ΔM ${hoverNum(dm)} · ΔD ${hoverNum(dd)}`;
 }

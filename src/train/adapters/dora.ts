@@ -11,7 +11,9 @@ type T = tfc.Tensor;
  * no tensor inputs, so backprop never reaches it: no zero gradients are built or added, and the
  * ops that consume the result skip their gradient wrt it (e.g. `div`'s wrt its divisor). An
  * identity customGrad returning zeros (the earlier `detach`) still ran the whole backward of
- * the norm on those zeros: 84 → 62 kernels per DoRA layer forward + backward (issue 5).
+ * the norm on those zeros: 84 → 62 kernels per DoRA layer forward + backward. Detaching
+ * ‖W + sBA‖ is the paper's §4.3 gradient simplification (PEFT tuners/lora/dora.py:
+ * `weight_norm = weight_norm.detach()`).
  */
 function constant(f: () => T): T {
   const t = tf();

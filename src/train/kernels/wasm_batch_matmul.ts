@@ -11,7 +11,7 @@ import { copyInto, heapView, relabel, releaseView, swapLastTwo, type WasmBackend
  * batches are 1; every other case — every matmul gradient (dA = dC·Bᵀ,
  * dB = Aᵀ·dC), `x·Wᵀ` linears and batched attention — falls to a scalar
  * triple loop that measured 0.5–0.9 GFLOP/s here against 10–19 GFLOP/s for
- * XNNPACK (issue 5). So we bring every product to that one fast form:
+ * XNNPACK (docs/benchmarks.md). So we bring every product to that one fast form:
  *  - a transposed operand is transposed explicitly (the wasm Transpose kernel
  *    moves K·N elements, cheap next to the 2·M·K·N product);
  *  - when B has no batch (a linear layer applied to [batch, M, K]) the batch

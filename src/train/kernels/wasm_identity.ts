@@ -14,7 +14,7 @@ interface RefCounted {
  * Why it matters: tfjs-core's engine clones every tensor a gradient needs
  * (`saveTensorsForBackwardMode` → `clone` → Identity), and wasm 4.22's
  * Identity and Cast copy the whole buffer, so a training step copied each
- * saved activation once more (hundreds of copies per step; issue 5).
+ * saved activation once more (~470–730 copies per step of the bench model).
  * Anything else (strings, real casts) goes to the original kernel.
  */
 export function wasmIdentity(orig: KernelFunc): KernelFunc {

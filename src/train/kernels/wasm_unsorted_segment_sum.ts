@@ -25,7 +25,7 @@ interface HeapBackend {
 /**
  * `UnsortedSegmentSum` for the wasm backend, which has none in 4.22 — and it
  * is the gradient of `gather` (tfjs-core GatherV2_grad), so without it an
- * embedding lookup cannot be trained on wasm (issue 5). One pass over x; the
+ * embedding lookup cannot be trained on wasm. One pass over x; the
  * output is zeroed first (wasm heap memory is reused).
  */
 export const wasmUnsortedSegmentSum: KernelFunc = ({ inputs, backend, attrs }) => {
