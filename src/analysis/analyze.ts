@@ -6,7 +6,7 @@
  * model or the number of checkpoints. Tasks run on the main thread or, for large analyses, on a
  * pool of worker threads (pool.ts), two tasks queued per worker at most.
  *
- * Bad input policy (documented in the README): a tensor missing from a checkpoint and a shape
+ * Bad input policy (documented in docs/analysis.md): a tensor missing from a checkpoint and a shape
  * that differs from the base are errors (E_MISSING_TENSOR, E_SHAPE_MISMATCH, naming file and
  * tensor) because no number can be right; NaN/±Inf in a checkpoint's weight yields a row with
  * `flag = non_finite` and NaN deltas, kept in the tables and left out of the statistics.

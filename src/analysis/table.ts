@@ -1,7 +1,7 @@
 /**
  * The analysis tables: `decomposition.arrow` (Arrow IPC file format, which pandas
  * `read_feather`, polars and DuckDB read) and the same rows as CSV. Column order and types are
- * part of the public contract (README, "Output schema").
+ * part of the public contract (docs/analysis.md, "Output schema").
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';

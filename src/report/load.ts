@@ -1,5 +1,5 @@
 /**
- * Reads one analysis folder (format fixed in docs/contracts.md) into plain rows and
+ * Reads one analysis folder (format fixed in docs/analysis.md) into plain rows and
  * the summary, validating as it goes: a report of a broken folder fails with an
  * E_ANALYSIS_DIR error naming the file and the bad value, never a blank page.
  */

@@ -1,6 +1,6 @@
 /**
  * renderReport / renderCompare: analysis folder(s) → one self-contained HTML file, written atomically.
- * Returns the written path (contract: docs/contracts.md).
+ * Returns the written path (docs/report.md).
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';

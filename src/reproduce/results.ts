@@ -2,14 +2,14 @@
  * The results table of a reproduction: for each of the paper's methods, the correlation and the slope of
  * ΔM on ΔD (with the analysis's 95% bootstrap intervals) and the validation metric, beside the paper's
  * numbers, plus the paper's accuracy claims checked on our rank sweep. Pure: parsed summary.json and
- * metrics in, plain rows out; the verdicts follow a fixed rule stated here and in the README.
+ * metrics in, plain rows out; the verdicts follow a fixed rule stated here and in docs/reproduce.md.
  */
 import { DorascopeError, q } from '../errors.js';
 import { paperValue } from './paper.js';
 import type { MainRole, ReproMethod } from './plan.js';
 import type { RunMetric } from './metrics.js';
 
-/** Stats object of the analysis summary.json (docs/contracts.md). */
+/** Stats object of the analysis summary.json (docs/analysis.md). */
 export type { Stats } from '../analysis/stats.js';
 import type { Stats } from '../analysis/stats.js';
 

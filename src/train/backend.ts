@@ -218,11 +218,11 @@ function loadTensorflowBinding(): string {
       throw new DorascopeError('E_BACKEND',
         `${pkg} is installed but failed to load (${(e as Error).message.split('\n')[0]}). ` +
         'Its native libtensorflow is usually missing because the install-time download failed: reinstall with ' +
-        'TFJS_NODE_CDN_STORAGE=<your mirror> or place libtensorflow 2.9.1 in its deps/ folder (README, "Backends")', { backend: 'tensorflow' });
+        'TFJS_NODE_CDN_STORAGE=<your mirror> or place libtensorflow 2.9.1 in its deps/ folder (docs/train.md, "Backends")', { backend: 'tensorflow' });
     }
     return pkg.endsWith('-gpu') ? 'CUDA (libtensorflow via @tensorflow/tfjs-node-gpu)' : 'CPU (libtensorflow via @tensorflow/tfjs-node)';
   }
   throw new DorascopeError('E_BACKEND',
     `no TensorFlow binding installed (${missing.join(', ')}): install @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node ` +
-    'with a reachable libtensorflow mirror (README, "Backends"), or use --backend webgpu|wasm', { backend: 'tensorflow' });
+    'with a reachable libtensorflow mirror (docs/train.md, "Backends"), or use --backend webgpu|wasm', { backend: 'tensorflow' });
 }

@@ -1,4 +1,4 @@
-/** Writes an analysis folder in the documented schema (docs/contracts.md) with numbers the test chooses. */
+/** Writes an analysis folder in the documented schema (docs/analysis.md) with numbers the test chooses. */
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
