@@ -25,7 +25,7 @@ export { loadAnalysis, type Analysis, type DecompRow, type Stats, type RunSummar
 export { exportFigures } from './report/export.js';
 // train
 export { train, type TrainOptions, type TrainResult, type TrainMethod, type TrainProgress } from './train/train.js';
-export { selectBackend, BACKEND_CHOICES, type BackendChoice, type BackendInfo, type BackendName } from './train/backend.js';
+export { selectBackend, BACKEND_CHOICES, type BackendChoice, type BackendInfo, type BackendName } from './compute/backend.js';
 // reproduce
 export { reproduce, type ReproduceOptions, type ReproduceResult } from './reproduce/reproduce.js';
 export { QUICK, FULL, type Preset } from './reproduce/plan.js';

@@ -21,7 +21,7 @@
  *
  * Zero features follow decompose.ts: cos = 1 when both rows are zero, 0 when one is (counted).
  * Pure kernel: typed arrays in, numbers out; every sum in float64. The product c comes from the
- * caller (`base-product.ts`): a float64 loop or a float32 matmul on a tfjs backend.
+ * caller (`compute/base-times-a.ts`): a float64 loop or a float32 matmul on a tfjs backend.
  */
 import type { Decomposition } from './decompose.js';
 

@@ -1,6 +1,6 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { DorascopeError } from '../errors.js';
-import { tf } from './backend.js';
+import { tf } from '../compute/backend.js';
 import type { AdapterVariant, LoraParams } from './adapters/lora.js';
 
 type T = tfc.Tensor;
@@ -140,7 +140,7 @@ export function rope(x: T, theta: number): T {
 
 /**
  * Token embeddings [B, T, d]: rows of E gathered by id. Gather's gradient is UnsortedSegmentSum,
- * which tfjs-backend-wasm 4.22 lacks and src/train/kernels registers; the one-hot × E product used
+ * which tfjs-backend-wasm 4.22 lacks and src/compute/kernels registers; the one-hot × E product used
  * before cost 629 ms against gather's 17 ms per step at vocabulary 32,000 (issue 5).
  */
 export function embed(c: LlamaConfig, w: Weights, ids: tfc.Tensor2D): tfc.Tensor3D {

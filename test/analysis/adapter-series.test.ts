@@ -3,7 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { adapterDecompose, type SeriesFactors } from '../../src/analysis/adapter-series.js';
-import { jsProduct, tfjsProduct, type BaseProduct } from '../../src/analysis/base-product.js';
+import { jsProduct, tfjsProduct, type BaseProduct } from '../../src/compute/base-times-a.js';
 import { analyze, type AnalyzeOptions } from '../../src/analysis/analyze.js';
 import type { DecompositionRow } from '../../src/analysis/table.js';
 import { rng } from '../helpers/random.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../../src/train/backend.js';
+import { initBackend } from '../../src/compute/backend.js';
 import { initWeights, type LlamaConfig } from '../../src/train/model.js';
 import { saveBase } from '../../src/train/checkpoint.js';
 import { seededRandom } from '../../src/train/data.js';
