@@ -10,7 +10,7 @@
  * merge path, which is also kept for everything else (full weights, modules_to_save).
  */
 import type { MergedAdapterSource } from '../io/peft/merged-source.js';
-import { checkFactors, rowsAreOutputs, type LoraFactors } from './merge.js';
+import { checkFactors, rowsAreOutputs, type LoraFactors } from '../methods/merge.js';
 import { adapterDecompose } from './adapter-series.js';
 import { productFor, type BaseProduct, type ProductEngine } from '../compute/base-times-a.js';
 import type { Decomposition, FeatureAxis } from './decompose.js';

@@ -15,7 +15,7 @@ export interface MergeResult {
  * `dorascope merge`: writes base + adapter as one plain model folder
  * (`OUT/model.safetensors`, and the base's config.json when it has one). The
  * merge math is the PEFT layer's (`openMergedAdapter`, one implementation in
- * src/analysis/merge.ts); tensors are produced one at a time and each keeps
+ * src/methods/merge.ts); tensors are produced one at a time and each keeps
  * its base dtype, so memory stays at one tensor. Written atomically; inputs untouched.
  */
 export async function mergeAdapter(basePath: string, adapterDir: string, out: string): Promise<MergeResult> {
