@@ -50,8 +50,6 @@ export interface AnalyzeOptions {
   readonly write?: boolean | undefined;
   readonly perRow?: boolean | undefined;
   readonly quiet?: boolean | undefined;
-  /** Also render report.html into the output folder. */
-  readonly report?: boolean | undefined;
   /** The command line, for the manifest. */
   readonly command?: readonly string[] | undefined;
   /**
@@ -301,11 +299,6 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
       };
       await writeFileAtomic(join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
       say(`wrote ${rows.length} rows to ${join(out, 'decomposition.arrow')} (+ .csv, summary.json, manifest.json${o.perRow ? ', rows.arrow' : ''})`);
-      if (o.report) {
-        const { renderReport } = await import('../report/render.js');
-        const html = await renderReport({ dir: out });
-        say(`report: ${html}`);
-      }
     }
     return { rows, summary, out };
   } finally {
