@@ -12,7 +12,7 @@ import { cleanStaleTemps, saveBase, saveCheckpoint, writeFolderAtomic } from '..
 import { listRun } from '../../src/io/sources/trainer-run.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { seededRandom } from '../../src/train/data.js';
-import { mergeAdapter } from '../../src/train/merge.js';
+import { mergeAdapter } from '../../src/io/peft/merge-adapter.js';
 import { openSource } from '../../src/io/sources/open-source.js';
 import { openMergedAdapter } from '../../src/io/peft/merged-source.js';
 

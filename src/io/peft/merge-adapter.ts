@@ -1,9 +1,9 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { writeFileAtomic } from '../io/atomic.js';
-import { openSource } from '../io/sources/open-source.js';
-import { openMergedAdapter } from '../io/peft/merged-source.js';
-import { encodeFloat32, writeSafetensorsStreaming } from '../io/safetensors/writer.js';
+import { writeFileAtomic } from '../atomic.js';
+import { openSource } from '../sources/open-source.js';
+import { openMergedAdapter } from './merged-source.js';
+import { encodeFloat32, writeSafetensorsStreaming } from '../safetensors/writer.js';
 
 export interface MergeResult {
   out: string;
