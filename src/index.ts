@@ -16,7 +16,7 @@ export { decompose, featureNorms, type Decomposition, type FeatureAxis } from '.
 export { correlate, pearson, spearman, ols, averageRanks, BOOTSTRAP, type Stats as CorrelationStats } from './analysis/stats.js';
 export { readDecomposition, DECOMPOSITION_COLUMNS, type DecompositionRow } from './analysis/table.js';
 export { parseTensorName } from './analysis/names.js';
-export { adapterDecompose, gram, type SeriesFactors } from './analysis/adapter-series.js';
+export { adapterDecompose, gram, type SeriesFactors } from './analysis/exact-adapter-series.js';
 // progress (shared by analyze and train)
 export { Progress, stderrProgress, type ProgressOptions, type ProgressUpdate } from './progress.js';
 // report

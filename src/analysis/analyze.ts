@@ -22,7 +22,7 @@ import { listRun, readGlobalStep } from '../io/sources/trainer-run.js';
 import type { TensorSource } from '../io/types.js';
 import { VERSION } from '../version.js';
 import { Progress, stderrProgress } from '../progress.js';
-import type { ProductChoice } from './adapter-fast.js';
+import type { ProductChoice } from './adapter-fast-path.js';
 import { isDefaultTarget, parseTensorName } from './names.js';
 import { AnalysisPool, workerUrl } from './pool.js';
 import { openTaskCheckpoint, runTensorTask, type TaskCheckpoint, type TaskOptions, type TaskResult } from './tensor-task.js';
@@ -54,7 +54,7 @@ export interface AnalyzeOptions {
   readonly command?: readonly string[] | undefined;
   /**
    * How adapter checkpoints are analysed: `fast` (default) by exact algebra from W0·Aᵀ and A·Aᵀ
-   * (adapter-series.ts), `merge` through the merged weights W′ like any checkpoint.
+   * (exact-adapter-series.ts), `merge` through the merged weights W′ like any checkpoint.
    */
   readonly adapterPath?: 'fast' | 'merge' | undefined;
   /** The engine of the fast path's product W0·Aᵀ: `auto` (default), `tfjs` (wasm matmul) or `js` (float64 loop). */

@@ -1,5 +1,5 @@
 /**
- * The one expensive product of the adapter fast path (analysis/adapter-series.ts): c = W0·Aᵀ for the A
+ * The one expensive product of the adapter fast path (analysis/exact-adapter-series.ts): c = W0·Aᵀ for the A
  * matrices of all checkpoints of a module stacked into one (R×in) matrix, so W0 is read once.
  * The result is `out` rows of R values (feature n's row holds w_n·a_j for every stacked row j).
  *

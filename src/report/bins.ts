@@ -1,6 +1,6 @@
 /**
  * Fixed-edge histogram bins, pure: a quantile sketch for choosing the edges in a first pass, the edges, and
- * the bin of a value. Used by features.ts to bin rows.arrow without holding its values (issue 4).
+ * the bin of a value. Used by feature-histograms.ts to bin rows.arrow without holding its values (issue 4).
  *
  * Edge rule (one scale per module and quantity, shared by every run, layer and step so that dropdown views
  * and overlaid runs compare bar for bar): `lo` = the smallest finite value; `hi` = the 99.9th percentile

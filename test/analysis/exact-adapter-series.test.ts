@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { adapterDecompose, type SeriesFactors } from '../../src/analysis/adapter-series.js';
+import { adapterDecompose, type SeriesFactors } from '../../src/analysis/exact-adapter-series.js';
 import { jsProduct, tfjsProduct, type BaseProduct } from '../../src/compute/base-times-a.js';
 import { analyze, type AnalyzeOptions } from '../../src/analysis/analyze.js';
 import type { DecompositionRow } from '../../src/analysis/table.js';

@@ -1,6 +1,6 @@
 /**
  * The adapter fast path of the streaming analysis: for one base tensor, every checkpoint that is
- * a LoRA/DoRA adapter adapting it is analysed by exact algebra (adapter-series.ts) from one
+ * a LoRA/DoRA adapter adapting it is analysed by exact algebra (exact-adapter-series.ts) from one
  * stacked product W0·Aᵀ (compute/base-times-a.ts), instead of merging W′ = W0 + s·B·A per checkpoint.
  *
  * Covered: every layout the merge covers whose output features lie along the axis the analysis
@@ -11,7 +11,7 @@
  */
 import type { MergedAdapterSource } from '../io/peft/merged-source.js';
 import { checkFactors, rowsAreOutputs, type LoraFactors } from '../methods/merge.js';
-import { adapterDecompose } from './adapter-series.js';
+import { adapterDecompose } from './exact-adapter-series.js';
 import { productFor, type BaseProduct, type ProductEngine } from '../compute/base-times-a.js';
 import type { Decomposition, FeatureAxis } from './decompose.js';
 import { q } from '../errors.js';
