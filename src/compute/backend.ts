@@ -55,12 +55,6 @@ export interface BackendInfo {
   skipped: string[];
 }
 
-let current: BackendInfo | undefined;
-
-/** The backend chosen by the last successful `initBackend`, if any. */
-export function backendInfo(): BackendInfo | undefined {
-  return current;
-}
 
 /**
  * Selects a backend once; checks the boolean `setBackend` returns (it resolves
@@ -79,21 +73,18 @@ export async function selectBackend(choice: BackendChoice): Promise<BackendInfo>
   const t = tf();
   await registerGradients();
   if (choice !== 'auto') {
-    current = await activate(t, choice, false);
-    return current;
+    return activate(t, choice, false);
   }
   const skipped: string[] = [];
   for (const name of ['webgpu', 'tensorflow'] as const) {
     try {
-      current = { ...(await activate(t, name, true)), skipped };
-      return current;
+      return { ...(await activate(t, name, true)), skipped };
     } catch (e) {
       if (!(e instanceof DorascopeError) || e.code !== 'E_BACKEND') throw e;
       skipped.push(`${name}: ${e.message}`);
     }
   }
-  current = { ...(await activate(t, 'wasm', false)), skipped };
-  return current;
+  return { ...(await activate(t, 'wasm', false)), skipped };
 }
 
 let wasmLoaded = false;

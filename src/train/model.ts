@@ -17,8 +17,6 @@ export interface LlamaConfig {
   rope_theta: number;
 }
 
-export const LINEAR_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
-
 /** Frozen or trainable weights under their HF Llama names (linear weights out×in, as PyTorch stores them). */
 export type Weights = Map<string, tfc.Variable>;
 
