@@ -20,9 +20,9 @@ import { writeSafetensorsStreaming } from '../src/io/safetensors/writer.js';
 import { openSafetensors } from '../src/io/safetensors/reader.js';
 import { encodeFloat32 } from '../src/io/safetensors/writer.js';
 import { analyze } from '../src/analysis/analyze.js';
-import { jsProduct, matmulNoTranspose, tfjsProduct, useWasm } from '../src/analysis/base-product.js';
-import { adapterDecompose } from '../src/analysis/adapter-series.js';
-import { tf } from '../src/train/backend.js';
+import { jsProduct, matmulNoTranspose, tfjsProduct } from '../src/compute/base-times-a.js';
+import { adapterDecompose } from '../src/analysis/exact-adapter-series.js';
+import { tf, useWasm } from '../src/compute/backend.js';
 import { mulberry32 } from '../src/random.js';
 
 const small = process.argv.includes('--small');

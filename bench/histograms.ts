@@ -1,5 +1,5 @@
 /**
- * Peak RSS and time of binning a large rows.arrow (src/report/features.ts), and of the old way (the whole table
+ * Peak RSS and time of binning a large rows.arrow (src/report/feature-histograms.ts), and of the old way (the whole table
  * in memory, as loadFeatures did before) with --before. Generates the file under the OS temp folder and deletes
  * it afterwards. Each measurement runs in its own child process, so each peak RSS is its own.
  *
@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Float64, Int32, RecordBatchFileWriter, Table, Utf8, makeVector, tableFromIPC, vectorFromArray, type RecordBatch } from 'apache-arrow';
-import { binFeatures } from '../src/report/features.js';
+import { binFeatures } from '../src/report/feature-histograms.js';
 
 const MODULES: [string, number][] = [['q_proj', 8192], ['k_proj', 1024], ['v_proj', 1024], ['o_proj', 8192], ['gate_proj', 28672], ['up_proj', 28672], ['down_proj', 8192]];
 const STEPS = [250, 500, 750, 1000];

@@ -9,7 +9,7 @@
  * tensors left behind by the timed steps (goal 0). `--profile` adds, per method, the kernels that
  * dominate one step (tf.profile, each kernel's fastest of three steps, so other processes' noise
  * mostly drops out). `--baseline` also times, on wasm, one step of each method with tfjs-backend-wasm's
- * own kernels (src/train/kernels replaced) and prints the speed-up of ours. Everything is measured
+ * own kernels (src/compute/kernels replaced) and prints the speed-up of ours. Everything is measured
  * within one run; compare ratios, not milliseconds.
  *
  * Model FLOPs per token (PaLM appendix B's accounting): 2N forward for the N weights of the matrix
@@ -18,8 +18,8 @@
  * plus 12·L·T·d. Adapter products and elementwise work are not counted (they are overhead).
  */
 import type { Tensor } from '@tensorflow/tfjs-core';
-import { selectBackend, tf, type BackendName } from '../src/train/backend.js';
-import { registerWasmKernels, restoreWasmKernels } from '../src/train/kernels/register.js';
+import { selectBackend, tf, type BackendName } from '../src/compute/backend.js';
+import { registerWasmKernels, restoreWasmKernels } from '../src/compute/kernels/register.js';
 import { initWeights, lmLoss, weightShapes, type Adapters, type LlamaConfig } from '../src/train/model.js';
 import { initLora, loraScaling, loraVariant, type LoraParams } from '../src/train/adapters/lora.js';
 import { doraVariant, initMagnitude } from '../src/train/adapters/dora.js';

@@ -56,11 +56,6 @@ export class DorascopeError extends Error {
   }
 }
 
-/** Throws a DorascopeError when `cond` is false; the message is built only on failure. */
-export function check(cond: unknown, code: ErrorCode, msg: () => string): asserts cond {
-  if (!cond) throw new DorascopeError(code, msg());
-}
-
 export function isDorascopeError(e: unknown, code?: ErrorCode): e is DorascopeError {
   return e instanceof DorascopeError && (code === undefined || e.code === code);
 }

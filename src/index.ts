@@ -16,7 +16,7 @@ export { decompose, featureNorms, type Decomposition, type FeatureAxis } from '.
 export { correlate, pearson, spearman, ols, averageRanks, BOOTSTRAP, type Stats as CorrelationStats } from './analysis/stats.js';
 export { readDecomposition, DECOMPOSITION_COLUMNS, type DecompositionRow } from './analysis/table.js';
 export { parseTensorName } from './analysis/names.js';
-export { adapterDecompose, gram, type SeriesFactors } from './analysis/adapter-series.js';
+export { adapterDecompose, gram, type SeriesFactors } from './analysis/exact-adapter-series.js';
 // progress (shared by analyze and train)
 export { Progress, stderrProgress, type ProgressOptions, type ProgressUpdate } from './progress.js';
 // report
@@ -25,7 +25,7 @@ export { loadAnalysis, type Analysis, type DecompRow, type Stats, type RunSummar
 export { exportFigures } from './report/export.js';
 // train
 export { train, type TrainOptions, type TrainResult, type TrainMethod, type TrainProgress } from './train/train.js';
-export { selectBackend, BACKEND_CHOICES, type BackendChoice, type BackendInfo, type BackendName } from './train/backend.js';
+export { selectBackend, BACKEND_CHOICES, type BackendChoice, type BackendInfo, type BackendName } from './compute/backend.js';
 // reproduce
 export { reproduce, type ReproduceOptions, type ReproduceResult } from './reproduce/reproduce.js';
 export { QUICK, FULL, type Preset } from './reproduce/plan.js';

@@ -22,7 +22,7 @@ import { listRun, readGlobalStep } from '../io/sources/trainer-run.js';
 import type { TensorSource } from '../io/types.js';
 import { VERSION } from '../version.js';
 import { Progress, stderrProgress } from '../progress.js';
-import type { ProductChoice } from './adapter-fast.js';
+import type { ProductChoice } from './adapter-fast-path.js';
 import { isDefaultTarget, parseTensorName } from './names.js';
 import { AnalysisPool, workerUrl } from './pool.js';
 import { openTaskCheckpoint, runTensorTask, type TaskCheckpoint, type TaskOptions, type TaskResult } from './tensor-task.js';
@@ -50,13 +50,11 @@ export interface AnalyzeOptions {
   readonly write?: boolean | undefined;
   readonly perRow?: boolean | undefined;
   readonly quiet?: boolean | undefined;
-  /** Also render report.html into the output folder. */
-  readonly report?: boolean | undefined;
   /** The command line, for the manifest. */
   readonly command?: readonly string[] | undefined;
   /**
    * How adapter checkpoints are analysed: `fast` (default) by exact algebra from W0·Aᵀ and A·Aᵀ
-   * (adapter-series.ts), `merge` through the merged weights W′ like any checkpoint.
+   * (exact-adapter-series.ts), `merge` through the merged weights W′ like any checkpoint.
    */
   readonly adapterPath?: 'fast' | 'merge' | undefined;
   /** The engine of the fast path's product W0·Aᵀ: `auto` (default), `tfjs` (wasm matmul) or `js` (float64 loop). */
@@ -301,11 +299,6 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
       };
       await writeFileAtomic(join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
       say(`wrote ${rows.length} rows to ${join(out, 'decomposition.arrow')} (+ .csv, summary.json, manifest.json${o.perRow ? ', rows.arrow' : ''})`);
-      if (o.report) {
-        const { renderReport } = await import('../report/render.js');
-        const html = await renderReport({ dir: out });
-        say(`report: ${html}`);
-      }
     }
     return { rows, summary, out };
   } finally {

@@ -1,7 +1,7 @@
 /**
  * One unit of the streaming analysis: a base tensor against every checkpoint of every run. The
  * base tensor is read once and its feature norms are reused for all checkpoints; adapter
- * checkpoints that the fast path covers share one stacked product (adapter-fast.ts); the others
+ * checkpoints that the fast path covers share one stacked product (adapter-fast-path.ts); the others
  * are read (or merged) one at a time. Peak memory: W0, one W_t (or merged copy), and the product.
  *
  * The same function runs on the main thread and inside the analysis workers (worker.ts), so the
@@ -12,7 +12,7 @@ import { openMergedAdapter, type MergedAdapterSource } from '../io/peft/merged-s
 import { isAdapterDir } from '../io/peft/adapter.js';
 import { openSource } from '../io/sources/open-source.js';
 import type { TensorSource } from '../io/types.js';
-import { fastAdapterDecompose, fastPathApplies, type ProductChoice } from './adapter-fast.js';
+import { fastAdapterDecompose, fastPathApplies, type ProductChoice } from './adapter-fast-path.js';
 import { decompose, featureNorms, type Decomposition } from './decompose.js';
 import { featureAxisFor } from './names.js';
 
@@ -39,7 +39,7 @@ export async function runTensorTask(base: TensorSource, cks: readonly TaskCheckp
   const rows = shape[0]!;
   const cols = shape.slice(1).reduce((a, b) => a * b, 1);
   const axis = featureAxisFor(name);
-  // Adapter checkpoints the fast path covers share one stacked product (adapter-fast.ts); the others are
+  // Adapter checkpoints the fast path covers share one stacked product (adapter-fast-path.ts); the others are
   // read one at a time, the next one's read started before this one's ΔM/ΔD pass so that its file I/O runs
   // on libuv's thread pool meanwhile (one more tensor in memory: still a few, as the header says).
   const fast = o.adapterPath === 'fast'

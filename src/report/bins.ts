@@ -1,6 +1,6 @@
 /**
  * Fixed-edge histogram bins, pure: a quantile sketch for choosing the edges in a first pass, the edges, and
- * the bin of a value. Used by features.ts to bin rows.arrow without holding its values
+ * the bin of a value. Used by feature-histograms.ts to bin rows.arrow without holding its values
  * (a 70B model's --per-row table has ~10^8 rows; memory must not grow with it).
  *
  * Edge rule (one scale per module and quantity, shared by every run, layer and step so that dropdown views

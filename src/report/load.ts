@@ -7,8 +7,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { DorascopeError, q } from '../errors.js';
-import { trainableParams, type AnalysedTensor } from './params.js';
-import { binFeatures, type FeatureHistograms } from './features.js';
+import { trainableParams, type AnalysedTensor } from './trainable-params.js';
+import { binFeatures, type FeatureHistograms } from './feature-histograms.js';
 import type { RunStatistics } from '../analysis/run-summary.js';
 
 export interface DecompRow {
@@ -24,10 +24,10 @@ export interface RunSummary {
   checkpoints: { name: string; step: number }[]; overall: Stats | null; modules: Record<string, Stats | null>;
   /** Step/layer views, relative ΔM and signed magnitude change (absent in folders written before they existed). */
   detail?: RunStatistics['detail'];
-  /** Trainable parameters of the analysed tensors (src/report/params.ts); null when unknown. Set by loadAnalysis. */
+  /** Trainable parameters of the analysed tensors (src/report/trainable-params.ts); null when unknown. Set by loadAnalysis. */
   trainable?: number | null;
 }
-/** `features`: rows.arrow (written with --per-row) binned, not loaded (src/report/features.ts); null without it. */
+/** `features`: rows.arrow (written with --per-row) binned, not loaded (src/report/feature-histograms.ts); null without it. */
 export interface Analysis { dir: string; rows: DecompRow[]; runs: RunSummary[]; manifest: Record<string, unknown> | null; features: FeatureHistograms | null }
 
 const bad = (msg: string, details?: Record<string, unknown>): DorascopeError => new DorascopeError('E_ANALYSIS_DIR', msg, details);

@@ -5,15 +5,22 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DorascopeError, q } from '../errors.js';
+import type { BackendChoice } from '../compute/backend.js';
+import type { LlamaConfig } from '../train/model.js';
+import type { TrainOptions } from '../train/train.js';
 import type { Engine, TrainOutcome } from './engine.js';
 import type { ModelShape } from './plan.js';
 
-/** Loads a sibling library module lazily; a missing one is a clear error, not a crash. */
-async function load<T>(spec: string, what: string): Promise<T> {
+/**
+ * Loads a library module lazily (so `reproduce --help` does not load TensorFlow.js); the
+ * `import()` names a known module, so the compiler checks every call made on it. A module
+ * that fails to load is a clear error, not a crash.
+ */
+async function load<T>(importer: () => Promise<T>, what: string): Promise<T> {
   try {
-    return (await import(spec)) as T;
+    return await importer();
   } catch (e) {
-    throw new DorascopeError('E_INTERNAL', `reproduce needs ${what} (${spec}), which could not be loaded: ${(e as Error).message}`, undefined, { cause: e });
+    throw new DorascopeError('E_INTERNAL', `reproduce needs ${what}, which could not be loaded: ${(e as Error).message}`, undefined, { cause: e });
   }
 }
 
@@ -29,7 +36,7 @@ export async function lastCheckpoint(runDir: string): Promise<string> {
 }
 
 /** The preset's model shape in the trainer's LlamaConfig field names (byte vocabulary). */
-function llamaConfig(m: ModelShape): Record<string, number> {
+function llamaConfig(m: ModelShape): Partial<LlamaConfig> {
   return {
     vocab_size: 256, hidden_size: m.dModel, intermediate_size: m.dFf, num_hidden_layers: m.layers,
     num_attention_heads: m.heads, max_position_embeddings: m.context,
@@ -37,45 +44,47 @@ function llamaConfig(m: ModelShape): Record<string, number> {
 }
 
 export function dorascopeEngine(): Engine {
-  const train = async (options: Record<string, unknown>, out: string): Promise<TrainOutcome> => {
-    const mod = await load<{ train: (o: Record<string, unknown>) => Promise<{ backend?: string } | undefined> }>('../train/train.js', 'the trainer');
+  const train = async (options: TrainOptions & { out: string }): Promise<TrainOutcome> => {
+    const mod = await load(() => import('../train/train.js'), 'the trainer');
     const res = await mod.train(options);
-    return { runDir: out, lastCheckpoint: await lastCheckpoint(out), backend: res?.backend ?? String(options['backend']) };
+    return { runDir: options.out, lastCheckpoint: await lastCheckpoint(options.out), backend: res.backend };
+  };
+  const backendChoice = async (name: string): Promise<BackendChoice> => {
+    const { BACKEND_CHOICES } = await load(() => import('../compute/backend.js'), 'the tfjs backends');
+    const choice = BACKEND_CHOICES.find((c) => c === name);
+    if (choice === undefined) throw new DorascopeError('E_USAGE', `--backend ${JSON.stringify(name)} is not one of ${BACKEND_CHOICES.join(', ')}`);
+    return choice;
   };
   return {
-    pretrain: (s) =>
-      train(
-        { method: 'full', init: 'random', data: 'sotu', config: llamaConfig(s.model), contextLength: s.model.context, steps: s.steps, saveEvery: s.steps, lr: s.lr, batchSize: s.batchSize, seed: s.seed, backend: s.backend, out: s.out, quiet: true },
-        s.out,
-      ),
-    finetune: (s) =>
-      train(
-        {
-          method: s.method,
-          init: s.base,
-          data: 'cmudict',
-          steps: s.steps,
-          saveEvery: s.saveEvery,
-          lr: s.lr,
-          batchSize: s.batchSize,
-          seed: s.seed,
-          backend: s.backend,
-          out: s.out,
-          quiet: true,
-          ...(s.rank === undefined ? {} : { r: s.rank, alpha: s.alpha, target: [...s.targetModules] }),
-        },
-        s.out,
-      ),
+    pretrain: async (s) =>
+      train({
+        method: 'full', init: 'random', dataName: 'sotu', config: llamaConfig(s.model), contextLength: s.model.context, steps: s.steps,
+        saveEvery: s.steps, lr: s.lr, batchSize: s.batchSize, seed: s.seed, backend: await backendChoice(s.backend), out: s.out,
+      }),
+    finetune: async (s) =>
+      train({
+        method: s.method,
+        init: s.base,
+        dataName: 'cmudict',
+        steps: s.steps,
+        saveEvery: s.saveEvery,
+        lr: s.lr,
+        batchSize: s.batchSize,
+        seed: s.seed,
+        backend: await backendChoice(s.backend),
+        out: s.out,
+        ...(s.rank === undefined ? {} : { r: s.rank, ...(s.alpha === undefined ? {} : { alpha: s.alpha }), target: [...s.targetModules] }),
+      }),
     analyze: async (s) => {
-      const mod = await load<{ analyze: (o: Record<string, unknown>) => Promise<unknown> }>('../analysis/analyze.js', 'the analysis engine');
+      const mod = await load(() => import('../analysis/analyze.js'), 'the analysis engine');
       await mod.analyze({ base: s.base, runs: s.runs.map((r) => ({ path: r.path, label: r.label })), modules: [...s.modules], out: s.out, quiet: true });
     },
     compare: async (s) => {
-      const mod = await load<{ renderCompare: (o: Record<string, unknown>) => Promise<string> }>('../report/render.js', 'the report');
+      const mod = await load(() => import('../report/render.js'), 'the report');
       return mod.renderCompare({ dirs: [...s.dirs], out: s.out, title: s.title });
     },
     png: async (s) => {
-      const mod = await load<{ exportFigures: (html: string, dir: string, format: 'png' | 'svg') => Promise<string[]> }>('../report/export.js', 'the report image export');
+      const mod = await load(() => import('../report/export.js'), 'the report image export');
       return mod.exportFigures(s.out, s.pngDir, 'png');
     },
     describeData: async () => ({

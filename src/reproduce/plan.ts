@@ -102,10 +102,6 @@ export function runName(method: TrainMethod, rank?: number): string {
   return method === 'full' ? 'ft' : `${method}-r${rank}`;
 }
 
-export function analysisMethod(method: TrainMethod): ReproMethod {
-  return method === 'full' ? 'ft' : method;
-}
-
 /** One of the paper's four methods, pointing at the trained run that plays it. */
 export interface MainRole {
   /** Label shown in tables and the report: FT, LoRA r8, DoRA r8, DoRA† r4. */

@@ -1,5 +1,5 @@
 import type * as tfc from '@tensorflow/tfjs-core';
-import { tf } from './backend.js';
+import { tf } from '../compute/backend.js';
 
 export interface AdamWOptions {
   lr: number;

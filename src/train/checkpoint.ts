@@ -58,13 +58,6 @@ export const FILES = {
   trainerState: 'trainer_state.json',
 } as const;
 
-/**
- * Test-only: when this environment variable equals a checkpoint's step, the writer stops
- * after the weights file of that checkpoint, prints one line on stderr and waits forever,
- * so a test can SIGKILL it mid-write deterministically (test/train/resume-kill.test.ts).
- */
-export const PAUSE_ENV = 'DORASCOPE_TEST_PAUSE_CHECKPOINT';
-
 /** Temporary siblings a killed writer may leave: `.checkpoint-<n>.tmp-<pid>-<hex>` and `.old-` (see writeFolderAtomic). */
 const STALE_RE = /^\.(checkpoint-\d+|base)\.(tmp|old)-\d+-[0-9a-f]+$/u;
 
@@ -151,10 +144,6 @@ export async function saveCheckpoint(runDir: string, c: CheckpointInfo): Promise
   const dir = join(runDir, `checkpoint-${c.step}`);
   await writeFolderAtomic(dir, async (tmp) => {
     await writeWeights(tmp, c);
-    if (process.env[PAUSE_ENV] === String(c.step)) {
-      process.stderr.write(`${PAUSE_ENV}: checkpoint-${c.step} half written in ${tmp}; waiting to be killed\n`);
-      await new Promise(() => setInterval(() => undefined, 1 << 30));
-    }
     if (c.state !== undefined) await writeState(tmp, c, c.state);
     await writeTrainerState(tmp, c);
   });

@@ -1,6 +1,6 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { DorascopeError } from '../errors.js';
-import { tf } from './backend.js';
+import { tf } from '../compute/backend.js';
 import type { AdapterVariant, LoraParams } from './adapters/lora.js';
 
 type T = tfc.Tensor;
@@ -16,8 +16,6 @@ export interface LlamaConfig {
   rms_norm_eps: number;
   rope_theta: number;
 }
-
-export const LINEAR_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 
 /** Frozen or trainable weights under their HF Llama names (linear weights out×in, as PyTorch stores them). */
 export type Weights = Map<string, tfc.Variable>;
@@ -140,7 +138,7 @@ export function rope(x: T, theta: number): T {
 
 /**
  * Token embeddings [B, T, d]: rows of E gathered by id. Gather's gradient is UnsortedSegmentSum,
- * which tfjs-backend-wasm 4.22 lacks and src/train/kernels registers; the one-hot × E product used
+ * which tfjs-backend-wasm 4.22 lacks and src/compute/kernels registers; the one-hot × E product used
  * before cost 629 ms against gather's 17 ms per step at vocabulary 32,000.
  */
 export function embed(c: LlamaConfig, w: Weights, ids: tfc.Tensor2D): tfc.Tensor3D {

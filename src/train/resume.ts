@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { DorascopeError, q } from '../errors.js';
 import { openSafetensors } from '../io/safetensors/reader.js';
 import { listRun } from '../io/sources/trainer-run.js';
-import { tf } from './backend.js';
+import { tf } from '../compute/backend.js';
 import type { AdamW } from './adamw.js';
 import { FILES, type Trainable } from './checkpoint.js';
 

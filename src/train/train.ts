@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { DorascopeError } from '../errors.js';
-import { selectBackend, tf, type BackendChoice, type BackendInfo, type BackendName } from './backend.js';
+import { selectBackend, tf, type BackendChoice, type BackendInfo, type BackendName } from '../compute/backend.js';
 import { buildAdapters } from './adapters/build.js';
 import { AdamW } from './adamw.js';
 import { runLoop, type StepInfo } from './loop.js';

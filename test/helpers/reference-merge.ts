@@ -1,7 +1,7 @@
 /**
  * An independent float64 reference for PEFT's merge, written from the formulas (PEFT
  * `layer.py` get_delta_weight; DoRA paper eq. 5) with plain index arithmetic on
- * explicit (row, col) matrices, deliberately sharing no code with src/analysis/merge*.ts.
+ * explicit (row, col) matrices, deliberately sharing no code with src/methods/*.ts.
  */
 
 /** Plain 2-D float64 matrix. */

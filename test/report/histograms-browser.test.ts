@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { findChromium, launchChromium } from '../../src/report/chromium.js';
 import { renderReport } from '../../src/report/render.js';
-import { binFeatures } from '../../src/report/features.js';
+import { binFeatures } from '../../src/report/feature-histograms.js';
 import { grid, writeAnalysis, writeFeatureRows } from './helpers.js';
 
 const exe = findChromium();

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Float64, Int32, RecordBatchFileWriter, RecordBatchStreamWriter, Table, Utf8, makeVector, tableFromIPC, vectorFromArray, type RecordBatch } from 'apache-arrow';
 import { loadAnalysis } from '../../src/report/load.js';
-import { binFeatures, type FeatureHistograms } from '../../src/report/features.js';
+import { binFeatures, type FeatureHistograms } from '../../src/report/feature-histograms.js';
 import { histogramFigure } from '../../src/report/figures/histograms.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { writePerRow } from '../../src/analysis/table.js';

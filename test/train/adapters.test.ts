@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend, tf } from '../../src/train/backend.js';
+import { initBackend, tf } from '../../src/compute/backend.js';
 import { initLora, loraScaling, loraVariant, type LoraParams } from '../../src/train/adapters/lora.js';
 import { doraVariant, initMagnitude } from '../../src/train/adapters/dora.js';
 

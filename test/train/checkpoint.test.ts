@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend, tf } from '../../src/train/backend.js';
+import { initBackend, tf } from '../../src/compute/backend.js';
 import { initWeights, lmLoss, weightShapes, type Adapters, type LlamaConfig } from '../../src/train/model.js';
 import { initLora, loraScaling, loraVariant, type LoraParams } from '../../src/train/adapters/lora.js';
 import { doraVariant, initMagnitude } from '../../src/train/adapters/dora.js';
@@ -12,7 +12,7 @@ import { cleanStaleTemps, saveBase, saveCheckpoint, writeFolderAtomic } from '..
 import { listRun } from '../../src/io/sources/trainer-run.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { seededRandom } from '../../src/train/data.js';
-import { mergeAdapter } from '../../src/train/merge.js';
+import { mergeAdapter } from '../../src/io/peft/merge-adapter.js';
 import { openSource } from '../../src/io/sources/open-source.js';
 import { openMergedAdapter } from '../../src/io/peft/merged-source.js';
 

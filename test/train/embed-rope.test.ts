@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import type * as tfc from '@tensorflow/tfjs-core';
-import { initBackend, tf } from '../../src/train/backend.js';
+import { initBackend, tf } from '../../src/compute/backend.js';
 import {
   disposeRopeTables, forward, forwardEmbeds, initWeights, lmLoss, rope, weightShapes, type Adapters, type LlamaConfig,
 } from '../../src/train/model.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { initBackend, tf, type BackendName } from '../../src/train/backend.js';
+import { initBackend, tf, type BackendName } from '../../src/compute/backend.js';
 import { initLora, loraVariant, type LoraParams } from '../../src/train/adapters/lora.js';
 import { doraVariant, initMagnitude } from '../../src/train/adapters/dora.js';
 import { AdamW } from '../../src/train/adamw.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../../src/train/backend.js';
+import { initBackend } from '../../src/compute/backend.js';
 import { initWeights, type LlamaConfig } from '../../src/train/model.js';
 import { saveBase } from '../../src/train/checkpoint.js';
 import { seededRandom } from '../../src/train/data.js';
@@ -13,9 +13,11 @@ import { seededRandom } from '../../src/train/data.js';
 // A real `dorascope train` process (the built dist/, as users run it) is SIGKILLed while it
 // writes a checkpoint; `--resume` must then finish the run with exactly the bytes of a run
 // that was never interrupted, and leave the --init base untouched. The kill point is made
-// deterministic by DORASCOPE_TEST_PAUSE_CHECKPOINT (src/train/checkpoint.ts).
+// deterministic from outside the library: test/helpers/pause-after-weights.mjs, preloaded with
+// `node --import`, stops the process once checkpoint-6's weights file is written.
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const bin = join(root, 'bin', 'dorascope.js');
+const pauseHook = new URL('../helpers/pause-after-weights.mjs', import.meta.url).href;
 const tmp = mkdtempSync(join(tmpdir(), 'dorascope-kill-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -51,14 +53,14 @@ describe('a train process killed mid-checkpoint resumes to the same weights', ()
     expect(ref.stderr).toMatch(/ETA/);
 
     const killed = join(tmp, 'killed');
-    const child = spawn(process.execPath, args(killed), {
-      env: { ...process.env, DORASCOPE_TEST_PAUSE_CHECKPOINT: '6' }, stdio: ['ignore', 'ignore', 'pipe'],
+    const child = spawn(process.execPath, ['--import', pauseHook, ...args(killed)], {
+      env: { ...process.env, PAUSE_AFTER_WEIGHTS_OF: '6' }, stdio: ['ignore', 'ignore', 'pipe'],
     });
     let err = '';
     const paused = new Promise<void>((resolve, reject) => {
       child.stderr.on('data', (d: Buffer) => {
         err += d.toString();
-        if (err.includes('DORASCOPE_TEST_PAUSE_CHECKPOINT: checkpoint-6 half written')) resolve();
+        if (err.includes('paused: checkpoint-6 half written')) resolve();
       });
       child.on('exit', (code) => reject(new Error(`child exited (${code}) before pausing:\n${err}`)));
     });

@@ -78,12 +78,17 @@ export const analyzeCommand: CommandModule<object, Args> = {
       out: argv.out,
       perRow: argv.perRow,
       quiet: argv.quiet,
-      report: argv.report,
       adapterPath: argv.adapterPath,
       workers: argv.workers,
       groups,
       command,
     });
+    if (argv.report) {
+      // Rendered here, above the analysis, so analysis never imports the report layer.
+      const { renderReport } = await import('../../report/render.js');
+      const html = await renderReport({ dir: argv.out });
+      if (!argv.quiet) process.stderr.write(`report: ${html}\n`);
+    }
     process.stdout.write(`${argv.out}\n`);
   },
 };

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { exportImages, openOrPrint } from './open-report.js';
+import { exportImages, openOrPrint } from '../report-output.js';
 
 export const compareCommand: CommandModule = {
   command: 'compare <dirs..>',

@@ -20,7 +20,7 @@ export const mergeCommand: CommandModule<object, Args> = {
       .option('out', { type: 'string', demandOption: true, describe: 'Output folder for model.safetensors (+ config.json copied from the base)' })
       .example('$0 merge --base runs/dora/base --adapter runs/dora/checkpoint-300 --out merged/', 'merge a trained DoRA adapter') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
-    const { mergeAdapter } = await import('../../train/merge.js');
+    const { mergeAdapter } = await import('../../io/peft/merge-adapter.js');
     const r = await mergeAdapter(argv.base, argv.adapter, argv.out);
     process.stdout.write(`wrote ${r.out}: ${r.tensors} tensors, ${r.adapted} adapted\n`);
   },

@@ -5,7 +5,7 @@
  * terminal, plain lines otherwise.
  */
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { BACKEND_CHOICES, type BackendChoice } from '../../train/backend.js';
+import { BACKEND_CHOICES, type BackendChoice } from '../../compute/backend.js';
 
 interface Args {
   method: 'full' | 'lora' | 'dora';

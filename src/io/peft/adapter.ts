@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DorascopeError, q } from '../../errors.js';
-import type { LoraFactors, Layout } from '../../analysis/merge.js';
+import type { LoraFactors, Layout } from '../../methods/merge.js';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader.js';
 import type { TensorInfo } from '../types.js';
 import { type AdapterConfig, readAdapterConfig, scalingFor } from './adapter-config.js';

@@ -6,11 +6,11 @@
  *
  * Listed infos keep the base's dtype (what `merge_and_unload` would write) with
  * byteLength 0 for computed tensors; `read` always returns float32 computed with
- * float64 accumulation (see analysis/merge.ts).
+ * float64 accumulation (see methods/merge.ts).
  */
 import { DorascopeError, q } from '../../errors.js';
-import type { LoraFactors } from '../../analysis/merge.js';
-import { mergeFactors } from '../../analysis/merge-dora.js';
+import type { LoraFactors } from '../../methods/merge.js';
+import { mergeFactors } from '../../methods/variants.js';
 import type { TensorInfo, TensorSource } from '../types.js';
 import { type Adapter, type AdapterModule, openAdapter } from './adapter.js';
 

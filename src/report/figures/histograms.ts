@@ -3,13 +3,13 @@
  * output feature of one layer at each run's last checkpoint, a dropdown choosing the layer. Means of these are
  * exactly ΔM and ΔD (DoRA paper §3, Eq. 5), so the histograms show what the averages hide.
  *
- * The page gets counts and edges only (binned in Node, src/report/features.ts), as Plotly `bar` traces: one
+ * The page gets counts and edges only (binned in Node, src/report/feature-histograms.ts), as Plotly `bar` traces: one
  * per (run, module, quantity), the first module shown and the others a legend click away (their scales differ,
  * so overlaying all would squeeze the small ones). The dropdown restyles the counts and hover of the same
  * traces, so a module toggled in the legend stays toggled across layers.
  */
 import { ABOVE, NOT_FINITE, type BinScale } from '../bins.js';
-import type { FeatureGroup, FeatureHistograms, Quantity } from '../features.js';
+import type { FeatureGroup, FeatureHistograms, Quantity } from '../feature-histograms.js';
 import { PALETTE, hoverNum, plotlyText, type Figure } from './common.js';
 
 /** User text inside a hovertemplate: markup entity-escaped, and `%` too, so a name cannot open a `%{…}` field. */

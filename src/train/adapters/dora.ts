@@ -1,6 +1,6 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { DorascopeError } from '../../errors.js';
-import { tf } from '../backend.js';
+import { tf } from '../../compute/backend.js';
 import { loraVariant, type AdapterVariant, type LoraParams } from './lora.js';
 
 type T = tfc.Tensor;

@@ -1,5 +1,5 @@
 /**
- * The one expensive product of the adapter fast path (adapter-series.ts): c = W0·Aᵀ for the A
+ * The one expensive product of the adapter fast path (analysis/exact-adapter-series.ts): c = W0·Aᵀ for the A
  * matrices of all checkpoints of a module stacked into one (R×in) matrix, so W0 is read once.
  * The result is `out` rows of R values (feature n's row holds w_n·a_j for every stacked row j).
  *
@@ -16,11 +16,8 @@
  *   is ~1e-7·√in relative and averages out over the features of ΔM/ΔD (measured in the tests
  *   against a float64 loop: well inside 1e-6).
  */
-import { createRequire } from 'node:module';
-import { DorascopeError } from '../errors.js';
-import { tf } from '../train/backend.js';
-
-const require = createRequire(import.meta.url);
+import { useWasm } from './backend.js';
+import { tf } from './tfjs.js';
 
 export type ProductEngine = 'js' | 'tfjs';
 
@@ -58,31 +55,6 @@ export const jsProduct: BaseProduct = (w0, aStack, out, inDim, R, featuresAreRow
   for (let j = 0; j < R; j++) for (let n = 0; n < out; n++) c[n * R + j] = ct[j * out + n]!;
   return Promise.resolve(c);
 };
-
-let registered = false;
-
-/**
- * Makes the wasm backend current and returns a function that restores the previous one (the
- * trainer may hold tensors on `cpu` in the same process). Not `initBackend` of train/backend.ts:
- * that also registers tfjs's gradients through an ESM resolve hook, seconds of imports that a
- * forward matmul does not need. The .wasm binaries are read from node_modules, never fetched.
- */
-export async function useWasm(): Promise<() => Promise<void>> {
-  const t = tf();
-  if (!registered) {
-    const wasm = require('@tensorflow/tfjs-backend-wasm') as { setWasmPaths: (p: string) => void };
-    const file = require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm');
-    wasm.setWasmPaths(file.slice(0, file.lastIndexOf('/') + 1));
-    registered = true;
-  }
-  const previous = t.getBackend() as string | undefined;
-  if (previous === 'wasm') return async () => undefined;
-  if (!(await t.setBackend('wasm')) || t.getBackend() !== 'wasm') {
-    throw new DorascopeError('E_BACKEND', "tfjs backend 'wasm' failed to initialise (for the adapter fast path; --adapter-path merge avoids it)");
-  }
-  await t.ready();
-  return async () => { if (previous !== undefined) await t.setBackend(previous); };
-}
 
 /** tfjs-backend-wasm's matmul, with no transposed operand (see the header). */
 export const tfjsProduct: BaseProduct = async (w0, aStack, out, inDim, R, featuresAreRows) => {

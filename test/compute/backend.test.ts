@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { selectBackend, tf } from '../../src/train/backend.js';
+import { selectBackend, tf } from '../../src/compute/backend.js';
 import { DorascopeError } from '../../src/errors.js';
 import { train } from '../../src/train/train.js';
 import { openSafetensors } from '../../src/io/safetensors/reader.js';

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend, tf } from '../../src/train/backend.js';
-import { planMatMul } from '../../src/train/kernels/matmul_plan.js';
-import { registerWasmKernels, wasmTransposeCache } from '../../src/train/kernels/register.js';
+import { initBackend, tf } from '../../src/compute/backend.js';
+import { planMatMul } from '../../src/compute/kernels/matmul-plan.js';
+import { registerWasmKernels, wasmTransposeCache } from '../../src/compute/kernels/register.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { initWeights, lmLoss, type LlamaConfig } from '../../src/train/model.js';
 import { AdamW } from '../../src/train/adamw.js';

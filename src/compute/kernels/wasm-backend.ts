@@ -3,7 +3,7 @@ import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 /**
  * The members of tfjs-backend-wasm 4.x's `BackendWasm` that our kernels use.
  * Declared structurally (not imported) so the dependency is visible in one
- * place; `test/train/kernels*.test.ts` fails if a tfjs upgrade changes them.
+ * place; `test/compute/kernels*.test.ts` fails if a tfjs upgrade changes them.
  *
  * Tensor memory lives on the wasm heap: `dataIdMap.get(id).memoryOffset` is a
  * byte offset, and the C++ side knows a tensor by the integer `id` that

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { initBackend, tf } from '../../src/train/backend.js';
+import { initBackend, tf } from '../../src/compute/backend.js';
 import { isDorascopeError } from '../../src/errors.js';
 
 function rng(seed: number): () => number {

@@ -15,13 +15,13 @@
  * |‖v‖ − ‖w‖| = |2 w·δ + ‖δ‖²| / (‖v‖ + ‖w‖). Both stay accurate when δ is tiny, where the merge
  * path (W′ rounded to float32) loses δ altogether.
  *
- * DoRA (paper eq. 5; PEFT's merge, see merge-dora.ts) merges feature n to m_n·v/‖v‖, so its
+ * DoRA (paper eq. 5; PEFT's merge, see methods/dora.ts) merges feature n to m_n·v/‖v‖, so its
  * magnitude is |m_n| and its cosine with w is sign(m_n)·cos(w, v); when ‖v‖ = 0 the merged row is
  * zero (our documented zero-norm rule), and when m_n = 0 it is zero too.
  *
  * Zero features follow decompose.ts: cos = 1 when both rows are zero, 0 when one is (counted).
  * Pure kernel: typed arrays in, numbers out; every sum in float64. The product c comes from the
- * caller (`base-product.ts`): a float64 loop or a float32 matmul on a tfjs backend.
+ * caller (`compute/base-times-a.ts`): a float64 loop or a float32 matmul on a tfjs backend.
  */
 import type { Decomposition } from './decompose.js';
 

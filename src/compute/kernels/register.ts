@@ -1,25 +1,25 @@
 import type { KernelConfig, KernelFunc } from '@tensorflow/tfjs-core';
 import { DorascopeError } from '../../errors.js';
-import type { Tf } from '../backend.js';
-import { TransposeCache } from './transpose_cache.js';
-import { wasmBatchMatMul } from './wasm_batch_matmul.js';
-import { wasmCast, wasmIdentity } from './wasm_identity.js';
-import { wasmConcat, wasmSlice, wasmSplitV } from './wasm_slice.js';
-import { wasmUnsortedSegmentSum } from './wasm_unsorted_segment_sum.js';
+import type { Tf } from '../tfjs.js';
+import { TransposeCache } from './transpose-cache.js';
+import { wasmBatchMatMul } from './wasm-batch-matmul.js';
+import { wasmCast, wasmIdentity } from './wasm-identity.js';
+import { wasmConcat, wasmSlice, wasmSplitV } from './wasm-slice.js';
+import { wasmUnsortedSegmentSum } from './wasm-unsorted-segment-sum.js';
 
 const ours = new WeakSet<KernelFunc>();
 const originals = new Map<string, KernelConfig>();
 
 let registeredWith: Tf | undefined;
 
-/** Transposes of frozen weights kept by the wasm matmul (≤ 64 MiB; transpose_cache.ts); none in tfjs's test mode. */
+/** Transposes of frozen weights kept by the wasm matmul (≤ 64 MiB; transpose-cache.ts); none in tfjs's test mode. */
 export const wasmTransposeCache = new TransposeCache(64 * 2 ** 20, () => registeredWith?.env().getBool('IS_TEST') !== true);
 
 /**
  * Replaces six tfjs-backend-wasm kernels with ours: `BatchMatMul` (every
- * shape reaches XNNPACK; wasm_batch_matmul.ts), zero-copy `Identity` and
- * same-dtype `Cast` (wasm_identity.ts), heap-copy `Slice`, `SplitV` and
- * `Concat` (wasm_slice.ts), and adds the missing
+ * shape reaches XNNPACK; wasm-batch-matmul.ts), zero-copy `Identity` and
+ * same-dtype `Cast` (wasm-identity.ts), heap-copy `Slice`, `SplitV` and
+ * `Concat` (wasm-slice.ts), and adds the missing
  * `UnsortedSegmentSum` (gather's gradient). Call after
  * `@tensorflow/tfjs-backend-wasm` is loaded (its import registers the
  * kernels), before or after the backend initialises: each original kernel's

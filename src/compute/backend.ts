@@ -1,10 +1,11 @@
 import { createRequire, register } from 'node:module';
 import { DorascopeError } from '../errors.js';
 import { registerWasmKernels } from './kernels/register.js';
+import { tf, type Tf } from './tfjs.js';
 
-// tfjs-core is loaded through its CJS bundle (`tf-core.node.js`, package
-// "main") with createRequire, because the backend bundles require that same
-// file: one engine, one kernel registry. That bundle registers no gradients,
+export { tf, type Tf } from './tfjs.js';
+
+// tfjs-core is loaded through its CJS bundle (tfjs.ts). That bundle registers no gradients,
 // and the gradient configs exist only as ESM files with extensionless relative
 // imports (`./gradients/Abs_grad`), which Node's ESM resolver rejects
 // (ERR_MODULE_NOT_FOUND: ESM requires full file names).
@@ -40,7 +41,6 @@ export function registerGradients(): Promise<void> {
   return gradientsReady;
 }
 
-export type Tf = typeof import('@tensorflow/tfjs-core');
 export type BackendName = 'cpu' | 'wasm' | 'webgpu' | 'tensorflow';
 export type BackendChoice = BackendName | 'auto';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'];
@@ -56,21 +56,6 @@ export interface BackendInfo {
   skipped: string[];
 }
 
-let tfInstance: Tf | undefined;
-let current: BackendInfo | undefined;
-
-/** The single tfjs-core instance shared by the trainer (with gradients registered). */
-export function tf(): Tf {
-  if (tfInstance === undefined) {
-    tfInstance = require('@tensorflow/tfjs-core') as Tf;
-  }
-  return tfInstance;
-}
-
-/** The backend chosen by the last successful `initBackend`, if any. */
-export function backendInfo(): BackendInfo | undefined {
-  return current;
-}
 
 /**
  * Selects a backend once; checks the boolean `setBackend` returns (it resolves
@@ -89,21 +74,54 @@ export async function selectBackend(choice: BackendChoice): Promise<BackendInfo>
   const t = tf();
   await registerGradients();
   if (choice !== 'auto') {
-    current = await activate(t, choice, false);
-    return current;
+    return activate(t, choice, false);
   }
   const skipped: string[] = [];
   for (const name of ['webgpu', 'tensorflow'] as const) {
     try {
-      current = { ...(await activate(t, name, true)), skipped };
-      return current;
+      return { ...(await activate(t, name, true)), skipped };
     } catch (e) {
       if (!(e instanceof DorascopeError) || e.code !== 'E_BACKEND') throw e;
       skipped.push(`${name}: ${e.message}`);
     }
   }
-  current = { ...(await activate(t, 'wasm', false)), skipped };
-  return current;
+  return { ...(await activate(t, 'wasm', false)), skipped };
+}
+
+let wasmLoaded = false;
+
+/**
+ * Loads tfjs-backend-wasm (the .wasm binaries are read from node_modules, never fetched) and
+ * registers our kernels on it (kernels/register.ts: XNNPACK for every matmul shape). The one
+ * wasm set-up, used by `selectBackend` and by `useWasm` (the analysis's forward matmul).
+ */
+export function loadWasm(t: Tf = tf()): void {
+  if (!wasmLoaded) {
+    const wasm = require('@tensorflow/tfjs-backend-wasm') as { setWasmPaths: (p: string) => void };
+    // Absolute folder holding the .wasm binaries; nothing is fetched over the network.
+    const dir = require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm');
+    wasm.setWasmPaths(dir.slice(0, dir.lastIndexOf('/') + 1));
+    wasmLoaded = true;
+  }
+  registerWasmKernels(t); // idempotent
+}
+
+/**
+ * Makes the wasm backend current and returns a function that restores the previous one (the
+ * trainer may hold tensors on `cpu` in the same process). Not `selectBackend`: that also
+ * registers tfjs's gradients through an ESM resolve hook, seconds of imports that a forward
+ * matmul does not need.
+ */
+export async function useWasm(): Promise<() => Promise<void>> {
+  const t = tf();
+  loadWasm(t);
+  const previous = t.getBackend() as string | undefined;
+  if (previous === 'wasm') return async () => undefined;
+  if (!(await t.setBackend('wasm')) || t.getBackend() !== 'wasm') {
+    throw new DorascopeError('E_BACKEND', "tfjs backend 'wasm' failed to initialise (for the adapter fast path; --adapter-path merge avoids it)");
+  }
+  await t.ready();
+  return async () => { if (previous !== undefined) await t.setBackend(previous); };
 }
 
 async function activate(t: Tf, name: BackendName, hardwareOnly: boolean): Promise<BackendInfo> {
@@ -113,13 +131,7 @@ async function activate(t: Tf, name: BackendName, hardwareOnly: boolean): Promis
     require('@tensorflow/tfjs-backend-cpu');
     device = 'CPU (tfjs-backend-cpu, plain JavaScript)';
   } else if (name === 'wasm') {
-    const wasm = require('@tensorflow/tfjs-backend-wasm') as {
-      setWasmPaths: (p: string) => void;
-    };
-    // Absolute folder holding the .wasm binaries; nothing is fetched over the network.
-    const dir = require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm');
-    wasm.setWasmPaths(dir.slice(0, dir.lastIndexOf('/') + 1));
-    registerWasmKernels(t); // XNNPACK for every matmul shape (src/train/kernels/wasm_batch_matmul.ts)
+    loadWasm(t);
     device = 'CPU (tfjs-backend-wasm, SIMD, one thread)';
   } else if (name === 'webgpu') {
     const gpu = await openWebgpu(hardwareOnly);

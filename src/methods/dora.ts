@@ -15,7 +15,7 @@
  * factor is a zero row, so we leave such a feature as V (all zeros) instead of NaN.
  * This is the only place we differ from PEFT, and only where PEFT returns NaN.
  */
-import { type LoraFactors, type MergeVariant, loraRow, loraVariant, mergeModule, rowsAreOutputs, storageShape, transposeB } from './merge.js';
+import { type MergeVariant, loraRow, rowsAreOutputs, storageShape, transposeB } from './merge.js';
 
 /** The per-feature factor m/‖V‖, with 0 where ‖V‖ = 0 (see the note on issue #2049). */
 export function doraFactor(m: number, norm: number): number {
@@ -58,13 +58,3 @@ export const doraVariant: MergeVariant = {
     }
   },
 };
-
-/** The merge variant for a module's factors: DoRA when it carries a magnitude vector, else plain LoRA. */
-export function variantFor(f: LoraFactors): MergeVariant {
-  return f.magnitude ? doraVariant : loraVariant;
-}
-
-/** W' for one module, exactly as PEFT merges it (LoRA or DoRA, chosen by the factors). */
-export function mergeFactors(W: Float32Array, f: LoraFactors, what = 'tensor'): Float32Array {
-  return mergeModule(W, f, variantFor(f), what);
-}

@@ -1,9 +1,9 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { writeFileAtomic } from '../io/atomic.js';
-import { openSource } from '../io/sources/open-source.js';
-import { openMergedAdapter } from '../io/peft/merged-source.js';
-import { encodeFloat32, writeSafetensorsStreaming } from '../io/safetensors/writer.js';
+import { writeFileAtomic } from '../atomic.js';
+import { openSource } from '../sources/open-source.js';
+import { openMergedAdapter } from './merged-source.js';
+import { encodeFloat32, writeSafetensorsStreaming } from '../safetensors/writer.js';
 
 export interface MergeResult {
   out: string;
@@ -15,7 +15,7 @@ export interface MergeResult {
  * `dorascope merge`: writes base + adapter as one plain model folder
  * (`OUT/model.safetensors`, and the base's config.json when it has one). The
  * merge math is the PEFT layer's (`openMergedAdapter`, one implementation in
- * src/analysis/merge.ts); tensors are produced one at a time and each keeps
+ * src/methods/merge.ts); tensors are produced one at a time and each keeps
  * its base dtype, so memory stays at one tensor. Written atomically; inputs untouched.
  */
 export async function mergeAdapter(basePath: string, adapterDir: string, out: string): Promise<MergeResult> {

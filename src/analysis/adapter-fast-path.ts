@@ -1,7 +1,7 @@
 /**
  * The adapter fast path of the streaming analysis: for one base tensor, every checkpoint that is
- * a LoRA/DoRA adapter adapting it is analysed by exact algebra (adapter-series.ts) from one
- * stacked product W0·Aᵀ (base-product.ts), instead of merging W′ = W0 + s·B·A per checkpoint.
+ * a LoRA/DoRA adapter adapting it is analysed by exact algebra (exact-adapter-series.ts) from one
+ * stacked product W0·Aᵀ (compute/base-times-a.ts), instead of merging W′ = W0 + s·B·A per checkpoint.
  *
  * Covered: every layout the merge covers whose output features lie along the axis the analysis
  * uses for that tensor name (linear and conv: rows; GPT-2 Conv1D with fan_in_fan_out: columns).
@@ -10,9 +10,9 @@
  * merge path, which is also kept for everything else (full weights, modules_to_save).
  */
 import type { MergedAdapterSource } from '../io/peft/merged-source.js';
-import { checkFactors, rowsAreOutputs, type LoraFactors } from './merge.js';
-import { adapterDecompose } from './adapter-series.js';
-import { productFor, type BaseProduct, type ProductEngine } from './base-product.js';
+import { checkFactors, rowsAreOutputs, type LoraFactors } from '../methods/merge.js';
+import { adapterDecompose } from './exact-adapter-series.js';
+import { productFor, type BaseProduct, type ProductEngine } from '../compute/base-times-a.js';
 import type { Decomposition, FeatureAxis } from './decompose.js';
 import { q } from '../errors.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { initBackend, tf } from '../../src/train/backend.js';
-import { sliceRanges } from '../../src/train/kernels/wasm_slice.js';
+import { initBackend, tf } from '../../src/compute/backend.js';
+import { sliceRanges } from '../../src/compute/kernels/wasm-slice.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;

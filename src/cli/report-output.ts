@@ -16,7 +16,7 @@ export async function openOrPrint(path: string, open: boolean): Promise<void> {
 /** `--png DIR` / `--svg DIR`: images of each figure through headless Chromium (E_CHROMIUM when none). */
 export async function exportImages(html: string, o: { png?: string; svg?: string }): Promise<void> {
   if (!o.png && !o.svg) return;
-  const { exportFigures } = await import('../../report/export.js');
+  const { exportFigures } = await import('../report/export.js');
   for (const [fmt, dir] of [['png', o.png], ['svg', o.svg]] as const) {
     if (dir) for (const p of await exportFigures(html, dir, fmt)) process.stdout.write(`${p}\n`);
   }

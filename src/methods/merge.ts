@@ -1,8 +1,9 @@
 /**
  * The LoRA merge, as PEFT computes it (huggingface/peft `tuners/lora/layer.py`,
  * `get_delta_weight` of Linear, Conv and Embedding): W' = W + s·(B·A), with the
- * product laid onto W's storage layout. DoRA is a *variant* of this merge
- * (`merge-dora.ts`): it post-processes V = W + s·B·A per output feature.
+ * product laid onto W's storage layout. Each method is a *variant* of this merge
+ * (`MergeVariant`: lora.ts keeps V = W + s·B·A, dora.ts rescales it per output feature;
+ * variants.ts picks one from the factors).
  *
  * Pure numeric kernel: Float32Arrays in (already decoded from F32/F16/BF16 at the
  * reader), Float32Array out. Every product and sum is accumulated in float64 and
@@ -111,23 +112,9 @@ export interface MergeVariant {
   apply(W: Float32Array, f: LoraFactors, out: Float32Array): void;
 }
 
-/** Plain LoRA: W' = V = W + s·ΔW. */
-export const loraVariant: MergeVariant = {
-  name: 'lora',
-  apply(W, f, out) {
-    const [rows, cols] = storageShape(f);
-    const row = new Float64Array(cols);
-    const bt = rowsAreOutputs(f.layout) ? null : transposeB(f);
-    for (let i = 0; i < rows; i++) {
-      loraRow(W, f, i, row, bt);
-      out.set(row, i * cols);
-    }
-  },
-};
-
 /**
  * Merges one adapted module onto its base tensor W (storage layout, decoded to
- * float32). The variant is picked by the caller (`variantFor`), never by an `if` here.
+ * float32). The variant is picked by the caller (`variantFor` in variants.ts), never by an `if` here.
  */
 export function mergeModule(W: Float32Array, f: LoraFactors, variant: MergeVariant, what = 'tensor'): Float32Array {
   checkFactors(f, W.length, what);

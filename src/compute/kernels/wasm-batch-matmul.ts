@@ -1,7 +1,7 @@
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import { planMatMul } from './matmul_plan.js';
-import { TransposeCache } from './transpose_cache.js';
-import { copyInto, heapView, relabel, releaseView, swapLastTwo, type WasmBackend } from './wasm_backend.js';
+import { planMatMul } from './matmul-plan.js';
+import { TransposeCache } from './transpose-cache.js';
+import { copyInto, heapView, relabel, releaseView, swapLastTwo, type WasmBackend } from './wasm-backend.js';
 
 /**
  * `BatchMatMul` for the wasm backend that always reaches XNNPACK.

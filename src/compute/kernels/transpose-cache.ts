@@ -1,5 +1,5 @@
 import type { TensorInfo } from '@tensorflow/tfjs-core';
-import type { WasmBackend } from './wasm_backend.js';
+import type { WasmBackend } from './wasm-backend.js';
 
 /**
  * Keeps the transpose of a long-lived matrix for as long as the matrix lives.

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { type LoraFactors, loraVariant, mergeModule } from '../../src/analysis/merge.js';
-import { doraVariant, mergeFactors } from '../../src/analysis/merge-dora.js';
+import { type LoraFactors, mergeModule } from '../../src/methods/merge.js';
+import { loraVariant } from '../../src/methods/lora.js';
+import { doraVariant } from '../../src/methods/dora.js';
+import { mergeFactors } from '../../src/methods/variants.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { rng, randn } from '../helpers/random.js';
 import { maxRelErr, referenceMerge } from '../helpers/reference-merge.js';

@@ -3,7 +3,7 @@ import { loadAnalysis } from '../../src/report/load.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildFigures, renderReport } from '../../src/report/render.js';
-import { trainableParams, type AnalysedTensor } from '../../src/report/params.js';
+import { trainableParams, type AnalysedTensor } from '../../src/report/trainable-params.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { writeAnalysis, type Row } from './helpers.js';
 

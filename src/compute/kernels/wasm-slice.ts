@@ -1,5 +1,5 @@
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import type { Tf } from '../backend.js';
+import type { Tf } from '../tfjs.js';
 
 /**
  * Pure: copies the box `begin`/`size` of a row-major array of `shape` into
