@@ -60,6 +60,8 @@ export function dorascopeEngine(): Engine {
       train({
         method: 'full', init: 'random', dataName: 'sotu', config: llamaConfig(s.model), contextLength: s.model.context, steps: s.steps,
         saveEvery: s.steps, lr: s.lr, batchSize: s.batchSize, seed: s.seed, backend: await backendChoice(s.backend), out: s.out,
+        // Cosine decay after a short warmup lets the held-out loss settle by the end (the curve is reported).
+        lrScheduler: 'cosine', warmupRatio: 0.05, evalEvery: s.evalEvery,
       }),
     finetune: async (s) =>
       train({
@@ -69,6 +71,9 @@ export function dorascopeEngine(): Engine {
         steps: s.steps,
         saveEvery: s.saveEvery,
         lr: s.lr,
+        lrScheduler: s.scheduler,
+        warmupRatio: s.warmupRatio,
+        weightDecay: s.weightDecay,
         batchSize: s.batchSize,
         seed: s.seed,
         backend: await backendChoice(s.backend),

@@ -14,6 +14,8 @@ export interface PretrainSpec {
   readonly batchSize: number;
   readonly seed: number;
   readonly backend: string;
+  /** Held-out loss every this many steps, recorded in trainer_state.json (the pretraining curve). */
+  readonly evalEvery: number;
 }
 
 export interface FinetuneSpec extends RunSpec {

@@ -59,3 +59,40 @@ export function finalMetric(state: unknown, path: string, preferred?: string): R
     evalLoss: num(best['eval_loss']),
   };
 }
+
+/** One held-out evaluation of a run's `log_history`. */
+export interface EvalPoint {
+  readonly step: number;
+  readonly evalLoss: number;
+}
+
+/** Every `eval_loss` of `<checkpointDir>/trainer_state.json`, in step order: the learning curve. */
+export async function readEvalCurve(checkpointDir: string): Promise<EvalPoint[]> {
+  const path = join(checkpointDir, 'trainer_state.json');
+  let state: unknown;
+  try {
+    state = JSON.parse(await readFile(path, 'utf8'));
+  } catch (e) {
+    throw new DorascopeError('E_TRAINER_STATE', `cannot read ${q(path)}: ${(e as Error).message}`, undefined, { cause: e });
+  }
+  const history = (state as { log_history?: unknown } | null)?.log_history;
+  if (!Array.isArray(history)) throw new DorascopeError('E_TRAINER_STATE', `${q(path)} has no log_history array`);
+  const out: EvalPoint[] = [];
+  for (const e of history) {
+    const step = (e as { step?: unknown } | null)?.step, loss = (e as { eval_loss?: unknown } | null)?.eval_loss;
+    if (typeof step === 'number' && typeof loss === 'number' && Number.isFinite(loss)) out.push({ step, evalLoss: loss });
+  }
+  return out.sort((a, b) => a.step - b.step);
+}
+
+/**
+ * How much the held-out loss still fell over the last quarter of training, relative to its final
+ * value: near 0 when the curve has flattened. null with fewer than two evaluations.
+ */
+export function lateImprovement(curve: readonly EvalPoint[]): number | null {
+  if (curve.length < 2) return null;
+  const last = curve[curve.length - 1]!;
+  const from = last.step - (last.step - curve[0]!.step) / 4;
+  const ref = curve.find((p) => p.step >= from) ?? curve[0]!;
+  return (ref.evalLoss - last.evalLoss) / last.evalLoss;
+}

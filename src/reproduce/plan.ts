@@ -1,15 +1,28 @@
 /**
- * The reproduction's plan as plain data: which model to pretrain, which fine-tuning runs to make
- * (the paper's four methods, the rank sweep, the learning-rate sweep) and how long each trains.
- * Building the plan is pure, so tests and the README read the same numbers the pipeline runs.
+ * The reproduction's plan as plain data: which bases to pretrain (one per base seed), which fine-tuning
+ * runs to make (the paper's four methods per base and fine-tuning seed, a weight-decay control of full
+ * fine-tuning, a rank sweep, a learning-rate sweep) and how long each trains. Building the plan is
+ * pure, so tests and the README read the same numbers the pipeline runs.
  *
  * Methods (paper §3.2, §5): full fine-tuning, LoRA at rank r, DoRA at rank r, DoRA† = DoRA at r/2.
- * All runs share data, steps, seed and checkpoint schedule; only the learning rate differs, chosen per
- * method family by a small sweep (the paper also tunes per method; tuning the recipe is allowed, tuning
- * the analysis is not). LoRA alpha is 2r, so the scaling alpha/r = 2 stays fixed across the rank sweep
- * (LoRA paper §4.1 keeps alpha fixed per r for the same reason: the learning rate need not be retuned).
+ *
+ * The recipe follows the VL-BART setup the paper's Figure 2 was measured on (NVlabs/DoRA,
+ * image_video_text_understanding/VL-T5/scripts/image/dora.sh, which follows VL-Adapter):
+ * AdamW with decoupled weight decay, linear decay after a warmup of 10% of the steps, and full
+ * fine-tuning at a learning rate 10× below the adapters' (VL-Adapter, ylsung/VL_adapter
+ * VL-T5/scripts/image/full_finetuning.sh: lr 1e-4; single_lora.sh: lr 1e-3). One weight decay is
+ * used for every method, as there. Those runs train for about 10^5 steps (20 epochs at batch 300–500
+ * over four V&L training sets of about 10^6 examples together), so their decay budget — weight
+ * decay × the sum of the learning rates over the run — is of order 0.1 for full fine-tuning
+ * (0.01 × 1e-4 × ~10^5 / 2) and 10× that for the adapters. A run of a few hundred steps reaches the
+ * same budget only with a larger weight decay; `decayBudget` prints it beside every run, and the
+ * weight-decay control (0, 0.1, 1, 3) shows how the result moves with it.
+ *
+ * The learning rate of the adapters is chosen by a small sweep on the task metric only (tuning the
+ * recipe is allowed, tuning the analysis is not); LoRA alpha is 2r, so alpha/r = 2 stays fixed across
+ * the rank sweep (LoRA paper §4.1).
  */
-import { DorascopeError } from '../errors.js';
+import { DorascopeError, q } from '../errors.js';
 
 /** Method names as the analysis records them (`ft` = full fine-tuning). */
 export type ReproMethod = 'ft' | 'lora' | 'dora';
@@ -24,9 +37,22 @@ export interface ModelShape {
   readonly context: number;
 }
 
+/** The optimiser and schedule every fine-tuning run uses (see the header for where they come from). */
+export interface Recipe {
+  /** Hugging Face scheduler name; `linear`: warmup, then linear decay to 0. */
+  readonly scheduler: 'linear';
+  readonly warmupRatio: number;
+  /** AdamW decoupled weight decay of the main runs, every method. */
+  readonly weightDecay: number;
+  /** Full fine-tuning's learning rate as a fraction of the adapters' chosen rate. */
+  readonly ftLrFactor: number;
+}
+
 export interface RunSpec {
-  /** Folder and label of the run, e.g. `lora-r8`. */
+  /** Folder and label of the run, e.g. `lora-r8-b0s0`. */
   readonly name: string;
+  /** The configuration it is a seed of, e.g. `lora-r8` (`ft-wd0.1` for the weight-decay control). */
+  readonly config: string;
   readonly method: TrainMethod;
   /** LoRA/DoRA rank; undefined for full fine-tuning. */
   readonly rank?: number;
@@ -34,124 +60,206 @@ export interface RunSpec {
   readonly lr: number;
   readonly steps: number;
   readonly saveEvery: number;
-}
-
-export interface Preset {
-  readonly name: 'quick' | 'full';
-  readonly model: ModelShape;
-  readonly pretrainSteps: number;
-  readonly pretrainLr: number;
-  readonly batchSize: number;
-  readonly steps: number;
-  /** steps / saveEvery checkpoints per run; the paper uses three intermediate and the final one. */
-  readonly saveEvery: number;
-  /** Steps of each learning-rate sweep run (shorter than the real runs). */
-  readonly sweepSteps: number;
-  readonly mainRank: number;
-  readonly ranks: readonly number[];
-  /** Learning rates tried per method family. */
-  readonly lrGrid: Readonly<Record<TrainMethod, readonly number[]>>;
-  /** Modules whose LoRA/DoRA adapters are trained (PEFT's default for Llama: q_proj, v_proj). */
-  readonly targetModules: readonly string[];
+  readonly weightDecay: number;
+  readonly scheduler: string;
+  readonly warmupRatio: number;
+  /** Index into the preset's base seeds (which base it fine-tunes) and its own fine-tuning seed. */
+  readonly baseIndex: number;
   readonly seed: number;
 }
 
-/** Tiny model: `dorascope demo` and CI, < 5 minutes on 2 CPU cores end to end. */
-export const QUICK: Preset = {
-  name: 'quick',
-  model: { layers: 2, dModel: 32, heads: 2, dFf: 64, context: 32 },
-  pretrainSteps: 60,
-  pretrainLr: 3e-3,
-  batchSize: 16,
-  steps: 24,
-  saveEvery: 6,
-  sweepSteps: 8,
-  mainRank: 4,
-  ranks: [2, 4, 8, 16],
-  lrGrid: { full: [1e-3, 3e-3], lora: [3e-3, 1e-2], dora: [3e-3, 1e-2] },
-  targetModules: ['q_proj', 'v_proj'],
-  seed: 1234,
-};
-
-/** The published run: small enough for ≤ 25 minutes on 2 shared CPU cores. */
-export const FULL: Preset = {
-  name: 'full',
-  // Sized to finish in about ten minutes on two CPU cores (wasm backend), so the published report
-  // can be regenerated by anyone; a bigger model needs a GPU backend.
-  model: { layers: 4, dModel: 64, heads: 4, dFf: 172, context: 32 },
-  pretrainSteps: 300,
-  pretrainLr: 3e-3,
-  batchSize: 16,
-  steps: 120,
-  saveEvery: 30,
-  sweepSteps: 30,
-  mainRank: 8,
-  ranks: [2, 4, 8, 16],
-  lrGrid: { full: [1e-3, 3e-3], lora: [3e-3, 1e-2], dora: [3e-3, 1e-2] },
-  targetModules: ['q_proj', 'v_proj'],
-  seed: 1234,
-};
-
-export function presetByName(name: string): Preset {
-  if (name === 'quick') return QUICK;
-  if (name === 'full') return FULL;
-  throw new DorascopeError('E_USAGE', `unknown reproduction preset ${JSON.stringify(name)} (expected quick or full)`);
+export interface Preset {
+  readonly name: 'quick' | 'full' | 'gpu';
+  readonly model: ModelShape;
+  readonly pretrainSteps: number;
+  readonly pretrainLr: number;
+  /** Held-out loss every this many pretraining steps: the curve shows whether the base has converged. */
+  readonly pretrainEvalEvery: number;
+  readonly batchSize: number;
+  readonly steps: number;
+  readonly saveEvery: number;
+  /** Checkpoints the headline statistics use, evenly spaced ending at the last (the paper: three intermediate and the final). */
+  readonly headlineCheckpoints: number;
+  /** Steps of each learning-rate sweep run (shorter than the real runs). */
+  readonly sweepSteps: number;
+  readonly mainRank: number;
+  /** Ranks of the accuracy sweep (paper Figure 5), trained on the first base and seed only. */
+  readonly ranks: readonly number[];
+  /** Learning rates tried for the adapters; full fine-tuning takes `recipe.ftLrFactor` × LoRA's choice. */
+  readonly lrGrid: Readonly<Record<'lora' | 'dora', readonly number[]>>;
+  readonly recipe: Recipe;
+  /** Full fine-tuning repeated at these weight decays (same data, steps and learning rate). */
+  readonly weightDecayControl: readonly number[];
+  /** Modules whose LoRA/DoRA adapters are trained (PEFT's default for Llama: q_proj, v_proj). */
+  readonly targetModules: readonly string[];
+  /** One base is pretrained per seed; every fine-tuning seed runs on every base. */
+  readonly baseSeeds: readonly number[];
+  readonly ftSeeds: readonly number[];
 }
 
-export function runName(method: TrainMethod, rank?: number): string {
+const RECIPE: Recipe = { scheduler: 'linear', warmupRatio: 0.1, weightDecay: 1, ftLrFactor: 0.1 };
+
+/** Tiny model: `dorascope demo` and CI, about a minute on 2 CPU cores. Three layers: the fewest a within-checkpoint r needs. */
+export const QUICK: Preset = {
+  name: 'quick',
+  model: { layers: 3, dModel: 32, heads: 2, dFf: 64, context: 32 },
+  pretrainSteps: 40,
+  pretrainLr: 3e-3,
+  pretrainEvalEvery: 10,
+  batchSize: 16,
+  steps: 16,
+  saveEvery: 2,
+  headlineCheckpoints: 4,
+  sweepSteps: 6,
+  mainRank: 4,
+  ranks: [2, 4],
+  lrGrid: { lora: [1e-2], dora: [1e-2] },
+  recipe: RECIPE,
+  weightDecayControl: [0, 1],
+  targetModules: ['q_proj', 'v_proj'],
+  baseSeeds: [1234, 1235],
+  ftSeeds: [1],
+};
+
+/** The published run: 8 layers, 2 bases × 2 fine-tuning seeds; about half an hour on 2 CPU cores (wasm). */
+export const FULL: Preset = {
+  name: 'full',
+  model: { layers: 8, dModel: 64, heads: 4, dFf: 172, context: 32 },
+  pretrainSteps: 800,
+  pretrainLr: 3e-3,
+  pretrainEvalEvery: 50,
+  batchSize: 16,
+  steps: 160,
+  saveEvery: 20,
+  headlineCheckpoints: 4,
+  sweepSteps: 40,
+  mainRank: 8,
+  ranks: [2, 4, 8, 16],
+  lrGrid: { lora: [3e-3, 1e-2], dora: [3e-3, 1e-2] },
+  recipe: RECIPE,
+  weightDecayControl: [0, 0.1, 1, 3],
+  targetModules: ['q_proj', 'v_proj'],
+  baseSeeds: [1234, 1235],
+  ftSeeds: [1, 2],
+};
+
+/** For a GPU backend (`--backend webgpu`): wider, deeper and longer; not run on CPU. */
+export const GPU: Preset = {
+  ...FULL,
+  name: 'gpu',
+  model: { layers: 12, dModel: 256, heads: 8, dFf: 688, context: 64 },
+  pretrainSteps: 4000,
+  pretrainLr: 1e-3,
+  pretrainEvalEvery: 200,
+  batchSize: 32,
+  steps: 800,
+  saveEvery: 100,
+  sweepSteps: 200,
+  mainRank: 16,
+  ranks: [4, 8, 16, 32],
+  lrGrid: { lora: [1e-3, 3e-3], dora: [1e-3, 3e-3] },
+  ftSeeds: [1, 2, 3],
+};
+
+export const PRESETS = { quick: QUICK, full: FULL, gpu: GPU } as const;
+
+export function presetByName(name: string): Preset {
+  const p = (PRESETS as Record<string, Preset>)[name];
+  if (p === undefined) throw new DorascopeError('E_USAGE', `unknown reproduction preset ${q(name)} (expected ${Object.keys(PRESETS).join(', ')})`);
+  return p;
+}
+
+/** `ft`, `lora-r8`, … : the configuration without base and seed. */
+export function configName(method: TrainMethod, rank?: number): string {
   return method === 'full' ? 'ft' : `${method}-r${rank}`;
 }
 
-/** One of the paper's four methods, pointing at the trained run that plays it. */
+/** The weight-decay control's configuration names, e.g. `ft-wd0.1`. */
+export function wdConfigName(wd: number): string {
+  return `ft-wd${wd}`;
+}
+
+export function runName(config: string, base: number, seed: number): string {
+  return `${config}-b${base}s${seed}`;
+}
+
+/** One of the paper's four methods, as a configuration trained on every base and seed. */
 export interface MainRole {
   /** Label shown in tables and the report: FT, LoRA r8, DoRA r8, DoRA† r4. */
   readonly label: string;
   readonly method: ReproMethod;
-  readonly run: string;
+  readonly config: string;
   readonly rank: number | null;
 }
 
+export function roles(p: Preset): MainRole[] {
+  const half = p.mainRank / 2;
+  if (!Number.isInteger(half) || half < 1) {
+    throw new DorascopeError('E_USAGE', `the main rank must be even and ≥ 2 for DoRA† (r/2), got ${p.mainRank}`);
+  }
+  return [
+    { label: 'FT', method: 'ft', config: 'ft', rank: null },
+    { label: `LoRA r${p.mainRank}`, method: 'lora', config: configName('lora', p.mainRank), rank: p.mainRank },
+    { label: `DoRA r${p.mainRank}`, method: 'dora', config: configName('dora', p.mainRank), rank: p.mainRank },
+    { label: `DoRA† r${half}`, method: 'dora', config: configName('dora', half), rank: half },
+  ];
+}
+
+const common = (p: Preset, steps: number, saveEvery: number) =>
+  ({ steps, saveEvery, scheduler: p.recipe.scheduler, warmupRatio: p.recipe.warmupRatio });
+
+/** The adapters' learning-rate sweep: on the first base and fine-tuning seed, at the main rank. */
 export function lrSweepRuns(p: Preset): RunSpec[] {
   const out: RunSpec[] = [];
-  for (const method of ['full', 'lora', 'dora'] as const) {
-    const rank = method === 'full' ? undefined : p.mainRank;
+  for (const method of ['lora', 'dora'] as const) {
     for (const lr of p.lrGrid[method]) {
       out.push({
-        name: `sweep-${runName(method, rank)}-lr${lr}`,
-        method,
-        ...(rank === undefined ? {} : { rank, alpha: 2 * rank }),
-        lr,
-        steps: p.sweepSteps,
-        saveEvery: p.sweepSteps,
+        name: `sweep-${configName(method, p.mainRank)}-lr${lr}`, config: `sweep-${configName(method, p.mainRank)}`, method, rank: p.mainRank, alpha: 2 * p.mainRank, lr,
+        weightDecay: p.recipe.weightDecay, baseIndex: 0, seed: p.ftSeeds[0]!, ...common(p, p.sweepSteps, p.sweepSteps),
       });
     }
   }
   return out;
 }
 
+export interface Plan {
+  readonly runs: RunSpec[];
+  readonly roles: MainRole[];
+  /** Weight-decay control: configuration per weight decay (the main FT configuration where they coincide). */
+  readonly control: { readonly weightDecay: number; readonly config: string }[];
+  readonly lr: Readonly<Record<TrainMethod, number>>;
+}
+
 /**
- * The real runs, deduplicated: FT, LoRA and DoRA at every rank of the sweep (which includes the main
- * rank r and r/2, so DoRA† is the DoRA run at r/2 and is trained once).
+ * Every run, each trained once: the four roles and the weight-decay control on every base × seed;
+ * the rank sweep's other ranks on the first base and seed (DoRA† is the DoRA run at r/2).
  */
-export function mainRuns(p: Preset, lr: Readonly<Record<TrainMethod, number>>): { runs: RunSpec[]; roles: MainRole[] } {
-  const half = p.mainRank / 2;
-  if (!Number.isInteger(half) || half < 1) {
-    throw new DorascopeError('E_USAGE', `the main rank must be even and ≥ 2 for DoRA† (r/2), got ${p.mainRank}`);
-  }
-  const ranks = [...new Set([...p.ranks, p.mainRank, half])].sort((a, b) => a - b);
-  const runs: RunSpec[] = [{ name: 'ft', method: 'full', lr: lr.full, steps: p.steps, saveEvery: p.saveEvery }];
+export function mainRuns(p: Preset, adapterLr: Readonly<Record<'lora' | 'dora', number>>): Plan {
+  const rs = roles(p);
+  const lr = { full: adapterLr.lora * p.recipe.ftLrFactor, ...adapterLr };
+  const wd = p.recipe.weightDecay;
+  const control = p.weightDecayControl.map((w) => ({ weightDecay: w, config: w === wd ? 'ft' : wdConfigName(w) }));
+  const runs: RunSpec[] = [];
+  const adapter = (method: 'lora' | 'dora', rank: number, base: number, seed: number): RunSpec => ({
+    name: runName(configName(method, rank), base, seed), config: configName(method, rank), method, rank, alpha: 2 * rank, lr: lr[method], weightDecay: wd, baseIndex: base, seed, ...common(p, p.steps, p.saveEvery),
+  });
+  p.baseSeeds.forEach((_, b) => {
+    for (const seed of p.ftSeeds) {
+      runs.push({ name: runName('ft', b, seed), config: 'ft', method: 'full', lr: lr.full, weightDecay: wd, baseIndex: b, seed, ...common(p, p.steps, p.saveEvery) });
+      for (const c of control) {
+        if (c.config !== 'ft') runs.push({ name: runName(c.config, b, seed), config: c.config, method: 'full', lr: lr.full, weightDecay: c.weightDecay, baseIndex: b, seed, ...common(p, p.steps, p.saveEvery) });
+      }
+      for (const r of rs) if (r.method !== 'ft') runs.push(adapter(r.method, r.rank!, b, seed));
+    }
+  });
+  const have = new Set(runs.map((r) => r.name));
   for (const method of ['lora', 'dora'] as const) {
-    for (const rank of ranks) {
-      runs.push({ name: runName(method, rank), method, rank, alpha: 2 * rank, lr: lr[method], steps: p.steps, saveEvery: p.saveEvery });
+    for (const rank of p.ranks) {
+      const spec = adapter(method, rank, 0, p.ftSeeds[0]!);
+      if (!have.has(spec.name)) { runs.push(spec); have.add(spec.name); }
     }
   }
-  const roles: MainRole[] = [
-    { label: 'FT', method: 'ft', run: 'ft', rank: null },
-    { label: `LoRA r${p.mainRank}`, method: 'lora', run: runName('lora', p.mainRank), rank: p.mainRank },
-    { label: `DoRA r${p.mainRank}`, method: 'dora', run: runName('dora', p.mainRank), rank: p.mainRank },
-    { label: `DoRA† r${half}`, method: 'dora', run: runName('dora', half), rank: half },
-  ];
-  return { runs, roles };
+  return { runs, roles: rs, control, lr };
 }
 
 /** Checkpoint steps a run writes: saveEvery, 2·saveEvery, ..., steps (the last always saved). */
@@ -160,4 +268,25 @@ export function checkpointSteps(run: Pick<RunSpec, 'steps' | 'saveEvery'>): numb
   for (let s = run.saveEvery; s < run.steps; s += run.saveEvery) out.push(s);
   out.push(run.steps);
   return out;
+}
+
+/**
+ * `count` checkpoints evenly spaced over `steps`, ending at the last (the paper's Figure 2 uses three
+ * intermediate checkpoints and the final one): of 8 checkpoints, the 2nd, 4th, 6th and 8th.
+ */
+export function headlineSteps(steps: readonly number[], count: number): number[] {
+  if (steps.length <= count) return [...steps];
+  const out: number[] = [];
+  for (let k = count; k >= 1; k--) out.unshift(steps[Math.round((steps.length * k) / count) - 1]!);
+  return [...new Set(out)];
+}
+
+/**
+ * The decay budget wd · Σ_t lr_t: AdamW's decoupled decay multiplies every weight by (1 − lr_t·wd) at
+ * step t, so without gradients a weight would shrink by about exp(−budget) over the run.
+ */
+export function decayBudget(weightDecay: number, lrs: readonly number[]): number {
+  let s = 0;
+  for (const lr of lrs) s += lr;
+  return weightDecay * s;
 }

@@ -1,12 +1,14 @@
 /**
- * The rank-sweep figure (a smaller version of the paper's Figure 5): validation metric against rank for
- * LoRA and DoRA, as a Plotly spec (plain data, testable) and a self-contained offline HTML page with
- * plotly.js inlined from the npm package (no network request, like the main report).
+ * The reproduction's own figures as Plotly specs (plain data, testable) and a self-contained offline
+ * HTML page with plotly.js inlined from the npm package (no network request, like the main report):
+ * the rank sweep (a smaller version of the paper's Figure 5: validation metric against rank for LoRA
+ * and DoRA) and the pretraining curves of the bases (held-out loss against step).
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { RankPoint } from './results.js';
+import type { EvalPoint } from './metrics.js';
 
 export interface PlotlyFigure {
   readonly data: readonly Record<string, unknown>[];
@@ -42,6 +44,22 @@ export function rankFigure(points: readonly RankPoint[], metricName: string): Pl
   };
 }
 
+/** Held-out loss against step while pretraining, one line per base: has it flattened? */
+export function pretrainFigure(curves: readonly { label: string; curve: readonly EvalPoint[] }[]): PlotlyFigure {
+  return {
+    data: curves.map((c) => ({
+      type: 'scatter', mode: 'lines+markers', name: c.label,
+      x: c.curve.map((p) => p.step), y: c.curve.map((p) => p.evalLoss),
+    })),
+    layout: {
+      title: { text: 'Pretraining: held-out loss against step' },
+      xaxis: { title: { text: 'step' } },
+      yaxis: { title: { text: 'held-out loss (nats per byte)' } },
+      legend: { orientation: 'h' },
+    },
+  };
+}
+
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
@@ -51,14 +69,14 @@ function scriptJson(v: unknown): string {
   return JSON.stringify(v).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
 }
 
-export async function writeRankPage(path: string, title: string, fig: PlotlyFigure): Promise<void> {
+export async function writeFigurePage(path: string, title: string, intro: string, fig: PlotlyFigure): Promise<void> {
   const plotly = await readFile(createRequire(import.meta.url).resolve('plotly.js-dist-min'), 'utf8');
   const html = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:">
 <style>body{font-family:system-ui,sans-serif;margin:1.5rem;max-width:60rem}#fig{height:32rem}</style></head>
 <body><h1>${escapeHtml(title)}</h1>
-<p>One fine-tuning run per point (same data, steps and seed; learning rate per method from the sweep; alpha = 2r).</p>
+<p>${escapeHtml(intro)}</p>
 <div id="fig"></div>
 <script>${plotly.replace(/<\/script/gi, '<\\/script')}</script>
 <script>const fig = ${scriptJson(fig)}; Plotly.newPlot('fig', fig.data, fig.layout, {responsive: true, displaylogo: false});</script>

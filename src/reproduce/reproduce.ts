@@ -1,12 +1,14 @@
 /**
  * `dorascope reproduce`: the DoRA paper's weight-decomposition analysis (arXiv 2402.09353, §3.2,
- * Figure 2) end to end on a model trained here, following plan.ts:
- *   1. pretrain a small base on real text (or take `--base`);
- *   2. sweep the learning rate per method family (task metric only);
- *   3. fine-tune FT, LoRA and DoRA at every rank of the sweep (DoRA† = DoRA at r/2), same data, steps, seed;
- *   4. analyse q_proj and v_proj of every layer of the four paper methods (and all projections for the
- *      extra report), render the compare report and the rank-sweep figure;
- *   5. write summary.json, results tables and README.md with the command, machine, backend and time.
+ * Figure 2) end to end on models trained here, following plan.ts:
+ *   1. pretrain one base per base seed (or take `--base`), recording the held-out loss curve;
+ *   2. sweep the adapters' learning rate (task metric only); full fine-tuning takes 1/10 of it;
+ *   3. fine-tune FT, LoRA, DoRA and DoRA† on every base × fine-tuning seed, the weight-decay control of
+ *      FT beside them, and the rank sweep on the first base and seed;
+ *   4. analyse q_proj and v_proj of every run against its base; render the compare reports (Figure 2 of
+ *      the first base and seed, every projection, the weight-decay control) and the figure pages;
+ *   5. compute the headline statistics on evenly spaced checkpoints with a verdict per method and
+ *      statistic (headline.ts, verdict.ts), and write summary.json, the tables and README.md.
  * Checkpoints go to `work` (default OUT/checkpoints) so the published folder stays small.
  */
 import { mkdir, readFile, rm } from 'node:fs/promises';
@@ -14,20 +16,23 @@ import { join, resolve, relative } from 'node:path';
 import { tableFromArrays, tableToIPC } from 'apache-arrow';
 import { writeFileAtomic } from '../io/atomic.js';
 import { DorascopeError, q } from '../errors.js';
+import { readDecomposition } from '../analysis/table.js';
+import { lrAt, makeSchedule, resolveWarmup } from '../train/schedule.js';
 import { VERSION } from '../version.js';
 import type { Engine, TrainOutcome } from './engine.js';
-import { readFinalMetric, type RunMetric } from './metrics.js';
-import { FULL, QUICK, lrSweepRuns, mainRuns, type Preset, type RunSpec, type TrainMethod } from './plan.js';
+import { lateImprovement, readEvalCurve, readFinalMetric, type EvalPoint, type RunMetric } from './metrics.js';
+import { FULL, QUICK, checkpointSteps, decayBudget, headlineSteps, lrSweepRuns, mainRuns, type Plan, type Preset, type RunSpec } from './plan.js';
 import { chooseLearningRate } from './sweep.js';
-import { accuracyClaims, resultRows, summaryRuns, type RankPoint, type ResultRow } from './results.js';
-import { describeMachine, renderReadme, type ReproRecord, type SweepRow } from './readme.js';
-import { rankFigure, writeRankPage } from './rank-figure.js';
+import { accuracyClaims, type RankPoint } from './results.js';
+import { headline, type ControlRow, type HeadlineRow } from './headline.js';
+import { describeMachine, renderReadme, type BaseRecord, type ReproRecord, type SweepRow } from './readme.js';
+import { pretrainFigure, rankFigure, writeFigurePage } from './rank-figure.js';
 import { PAPER_FIGURE2, PAPER_CITATION } from './paper.js';
 
 export interface ReproduceOptions {
   readonly out: string;
   readonly quick?: boolean;
-  /** Skip pretraining and fine-tune this base (a folder or file of full weights). */
+  /** Skip pretraining and fine-tune this base (a folder or file of full weights); one base then. */
   readonly base?: string;
   /** Where checkpoints go (default OUT/checkpoints). */
   readonly work?: string;
@@ -43,7 +48,7 @@ export interface ReproduceOptions {
   readonly engine?: Engine;
   /** A markdown file whose text goes into the README's Discussion section (written by a person, after reading the run). */
   readonly notes?: string;
-  /** Overrides of the preset (documented in the README when used). */
+  /** The preset (default: FULL, or QUICK with `quick`). */
   readonly preset?: Preset;
 }
 
@@ -52,192 +57,223 @@ export interface ReproduceResult {
   readonly report: string;
   readonly readme: string;
   readonly summary: string;
-  readonly results: readonly ResultRow[];
+  readonly headline: readonly HeadlineRow[];
+  readonly control: readonly ControlRow[];
   readonly seconds: Readonly<Record<string, number>>;
 }
 
 /** Modules of the paper's Figure 2 (query) and of our second panel (value). */
 export const FIGURE2_MODULES = ['q_proj', 'v_proj'] as const;
+/** The headline statistics use the query matrices, as the paper's Figure 2. */
+export const HEADLINE_MODULE = 'q_proj';
 /** The extra report: every projection of the Llama block (FT moves the MLP too; adapters do not). */
 export const ALL_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 
-export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult> {
-  const t0 = performance.now();
-  const seconds: Record<string, number> = {};
-  const timed = async <T>(key: string, f: () => Promise<T>): Promise<T> => {
-    const t = performance.now();
-    try {
-      return await f();
-    } finally {
-      seconds[key] = (seconds[key] ?? 0) + (performance.now() - t) / 1000;
-    }
-  };
-  const log = opts.log ?? ((s: string) => process.stderr.write(`${s}\n`));
-  const preset = opts.preset ?? (opts.quick ? QUICK : FULL);
-  const out = resolve(opts.out);
-  const work = resolve(opts.work ?? join(out, 'checkpoints'));
-  const engine = opts.engine ?? (await import('./engine-dorascope.js')).dorascopeEngine();
-  let backend = opts.backend ?? 'auto';
-  await mkdir(out, { recursive: true });
-  await mkdir(work, { recursive: true });
+/** What the steps share: options, the engine, the clock and the backend actually in use. */
+interface Ctx {
+  readonly opts: ReproduceOptions;
+  readonly preset: Preset;
+  readonly out: string;
+  readonly work: string;
+  readonly engine: Engine;
+  readonly log: (line: string) => void;
+  readonly seconds: Record<string, number>;
+  backend: string;
+}
 
-  // 1. Base model.
-  let base: string;
-  let baseNote: string;
-  if (opts.base !== undefined) {
-    base = resolve(opts.base);
-    baseNote = `given with --base: ${opts.base}`;
-  } else {
-    log(`reproduce: pretraining the base model (${preset.pretrainSteps} steps) into ${work}/base`);
-    await rm(join(work, 'base'), { recursive: true, force: true });
-    const pre = await timed('pretrain', () =>
-      engine.pretrain({ out: join(work, 'base'), model: preset.model, steps: preset.pretrainSteps, lr: preset.pretrainLr, batchSize: preset.batchSize, seed: preset.seed, backend }),
-    );
-    backend = pre.backend;
-    base = pre.lastCheckpoint;
-    // A path inside OUT is shown relative to it; the work folder usually lies elsewhere (absolute then).
-    const rel = relative(out, base);
-    const where = rel !== '' && !rel.startsWith('..') ? rel : resolve(base);
-    baseNote = `pretrained here for ${preset.pretrainSteps} steps (lr ${preset.pretrainLr}), ${where}${opts.dropCheckpoints ? ' (removed at the end: --drop-checkpoints)' : ''}`;
+async function timed<T>(ctx: Ctx, key: string, f: () => Promise<T>): Promise<T> {
+  const t = performance.now();
+  try {
+    return await f();
+  } finally {
+    ctx.seconds[key] = (ctx.seconds[key] ?? 0) + (performance.now() - t) / 1000;
   }
+}
 
-  const trainRun = async (spec: RunSpec, dir: string): Promise<{ outcome: TrainOutcome; metric: RunMetric }> => {
-    // A run folder left by an earlier reproduction would be resumed or mixed with this one: start it afresh
-    // (only the folders this pipeline names are removed, inside its own work folder).
-    await rm(join(dir, spec.name), { recursive: true, force: true });
-    const outcome = await engine.finetune({ ...spec, base, out: join(dir, spec.name), batchSize: preset.batchSize, seed: preset.seed, targetModules: preset.targetModules, backend });
-    backend = outcome.backend;
-    return { outcome, metric: await readFinalMetric(outcome.lastCheckpoint) };
-  };
+/** 1. One base per base seed, each with its held-out loss curve. */
+async function pretrainBases(ctx: Ctx): Promise<BaseRecord[]> {
+  const { preset, opts, work } = ctx;
+  if (opts.base !== undefined) return [{ seed: null, path: resolve(opts.base), note: `given with --base: ${opts.base}`, curve: [], lateImprovement: null }];
+  const bases: BaseRecord[] = [];
+  for (const [i, seed] of preset.baseSeeds.entries()) {
+    const dir = join(work, `base-${i}`);
+    ctx.log(`reproduce: pretraining base ${i} (seed ${seed}, ${preset.pretrainSteps} steps) into ${dir}`);
+    await rm(dir, { recursive: true, force: true });
+    const pre = await timed(ctx, 'pretrain', () => ctx.engine.pretrain({
+      out: dir, model: preset.model, steps: preset.pretrainSteps, lr: preset.pretrainLr, batchSize: preset.batchSize, seed, backend: ctx.backend, evalEvery: preset.pretrainEvalEvery,
+    }));
+    ctx.backend = pre.backend;
+    const curve = await readEvalCurve(pre.lastCheckpoint);
+    const rel = relative(ctx.out, pre.lastCheckpoint);
+    const where = rel !== '' && !rel.startsWith('..') ? rel : resolve(pre.lastCheckpoint);
+    bases.push({
+      seed, path: pre.lastCheckpoint, curve, lateImprovement: lateImprovement(curve),
+      note: `pretrained here for ${preset.pretrainSteps} steps (lr ${preset.pretrainLr}, seed ${seed}), ${where}${opts.dropCheckpoints ? ' (removed at the end: --drop-checkpoints)' : ''}`,
+    });
+  }
+  return bases;
+}
 
-  // 2. Learning-rate sweep per family (full, lora, dora at the main rank).
-  const sweepRows: SweepRow[] = [];
-  const chosen = {} as Record<TrainMethod, number>;
-  await timed('lr sweep', async () => {
-    const byFamily = new Map<TrainMethod, { lr: number; metric: RunMetric }[]>();
-    for (const spec of lrSweepRuns(preset)) {
-      log(`reproduce: lr sweep ${spec.name} (${spec.steps} steps)`);
-      const { metric } = await trainRun(spec, join(work, 'sweep'));
-      byFamily.set(spec.method, [...(byFamily.get(spec.method) ?? []), { lr: spec.lr, metric }]);
+async function trainRun(ctx: Ctx, spec: RunSpec, dir: string, bases: readonly BaseRecord[]): Promise<{ outcome: TrainOutcome; metric: RunMetric }> {
+  // A run folder left by an earlier reproduction would be resumed or mixed with this one: start it afresh
+  // (only the folders this pipeline names are removed, inside its own work folder).
+  await rm(join(dir, spec.name), { recursive: true, force: true });
+  const base = bases[Math.min(spec.baseIndex, bases.length - 1)]!.path;
+  const outcome = await ctx.engine.finetune({ ...spec, base, out: join(dir, spec.name), batchSize: ctx.preset.batchSize, targetModules: ctx.preset.targetModules, backend: ctx.backend });
+  ctx.backend = outcome.backend;
+  return { outcome, metric: await readFinalMetric(outcome.lastCheckpoint) };
+}
+
+/** 2. The adapters' learning-rate sweep on the first base. */
+async function sweepLearningRates(ctx: Ctx, bases: readonly BaseRecord[]): Promise<{ chosen: Record<'lora' | 'dora', number>; rows: SweepRow[] }> {
+  const rows: SweepRow[] = [];
+  const chosen = {} as Record<'lora' | 'dora', number>;
+  await timed(ctx, 'lr sweep', async () => {
+    const byFamily = new Map<'lora' | 'dora', { lr: number; metric: RunMetric }[]>();
+    for (const spec of lrSweepRuns(ctx.preset)) {
+      ctx.log(`reproduce: lr sweep ${spec.name} (${spec.steps} steps)`);
+      const { metric } = await trainRun(ctx, spec, join(ctx.work, 'sweep'), bases);
+      const family = spec.method as 'lora' | 'dora';
+      byFamily.set(family, [...(byFamily.get(family) ?? []), { lr: spec.lr, metric }]);
     }
     for (const [family, points] of byFamily) {
       chosen[family] = chooseLearningRate(family, points);
-      for (const p of points) {
-        sweepRows.push({ family, lr: p.lr, metricName: p.metric.name, metric: p.metric.value, evalLoss: p.metric.evalLoss, chosen: p.lr === chosen[family] });
-      }
+      for (const p of points) rows.push({ family, lr: p.lr, metricName: p.metric.name, metric: p.metric.value, evalLoss: p.metric.evalLoss, chosen: p.lr === chosen[family] });
     }
   });
-  log(`reproduce: chosen learning rates: full ${chosen.full}, lora ${chosen.lora}, dora ${chosen.dora}`);
+  return { chosen, rows };
+}
 
-  // 3. The real runs.
-  const { runs, roles } = mainRuns(preset, chosen);
+/** 3. Every run of the plan. */
+async function fineTune(ctx: Ctx, plan: Plan, bases: readonly BaseRecord[]): Promise<Map<string, { outcome: TrainOutcome; metric: RunMetric }>> {
   const trained = new Map<string, { outcome: TrainOutcome; metric: RunMetric }>();
-  await timed('fine-tuning', async () => {
-    for (const spec of runs) {
-      log(`reproduce: fine-tuning ${spec.name} (lr ${spec.lr}, ${spec.steps} steps)`);
-      trained.set(spec.name, await trainRun(spec, join(work, 'runs')));
+  await timed(ctx, 'fine-tuning', async () => {
+    for (const [i, spec] of plan.runs.entries()) {
+      ctx.log(`reproduce: fine-tuning ${spec.name} (${i + 1}/${plan.runs.length}; lr ${spec.lr}, weight decay ${spec.weightDecay}, ${spec.steps} steps)`);
+      trained.set(spec.name, await trainRun(ctx, spec, join(ctx.work, 'runs'), bases));
     }
   });
+  return trained;
+}
 
-  // 4. Analysis and reports.
-  const roleRuns = [...new Set(roles.map((r) => r.run))];
-  const analysisDir = join(out, 'analysis');
-  const allDir = join(out, 'analysis-all-modules');
-  const runsFor = roleRuns.map((name) => ({ label: name, path: trained.get(name)!.outcome.runDir }));
-  await timed('analysis', async () => {
-    log(`reproduce: analysing ${FIGURE2_MODULES.join(', ')} of ${roleRuns.join(', ')}`);
-    await engine.analyze({ base, runs: runsFor, modules: FIGURE2_MODULES, out: analysisDir });
-    log(`reproduce: analysing every projection (${ALL_MODULES.join(', ')}) for the extra report`);
-    await engine.analyze({ base, runs: runsFor, modules: ALL_MODULES, out: allDir });
+/** 4. Analyses and the compare reports. */
+async function analyseAndReport(ctx: Ctx, plan: Plan, bases: readonly BaseRecord[], trained: ReadonlyMap<string, { outcome: TrainOutcome }>, title: string): Promise<string[]> {
+  const first = plan.runs.filter((r) => r.baseIndex === 0 && r.seed === ctx.preset.ftSeeds[0]);
+  const dirOf = (name: string) => trained.get(name)!.outcome.runDir;
+  const roleRuns = plan.roles.map((role) => first.find((r) => r.config === role.config)!);
+  const controlRuns = plan.control.map((c) => ({ label: `FT wd=${c.weightDecay}`, path: dirOf(first.find((r) => r.config === c.config)!.name) }));
+  const seedDirs: string[] = [];
+  await timed(ctx, 'analysis', async () => {
+    const base0 = bases[0]!.path;
+    const roleInputs = roleRuns.map((r) => ({ label: r.name, path: dirOf(r.name) }));
+    ctx.log(`reproduce: analysing ${FIGURE2_MODULES.join(', ')} of ${roleRuns.map((r) => r.name).join(', ')}`);
+    await ctx.engine.analyze({ base: base0, runs: roleInputs, modules: FIGURE2_MODULES, out: join(ctx.out, 'analysis') });
+    await ctx.engine.analyze({ base: base0, runs: roleInputs, modules: ALL_MODULES, out: join(ctx.out, 'analysis-all-modules') });
+    await ctx.engine.analyze({ base: base0, runs: controlRuns, modules: FIGURE2_MODULES, out: join(ctx.out, 'analysis-weight-decay') });
+    for (const [i, b] of bases.entries()) {
+      const runs = plan.runs.filter((r) => Math.min(r.baseIndex, bases.length - 1) === i).map((r) => ({ label: r.name, path: dirOf(r.name) }));
+      const dir = join(ctx.out, 'analysis-seeds', `base-${i}`);
+      ctx.log(`reproduce: analysing the ${runs.length} runs on base ${i}`);
+      await ctx.engine.analyze({ base: b.path, runs, modules: FIGURE2_MODULES, out: dir });
+      seedDirs.push(dir);
+    }
   });
+  await timed(ctx, 'report', async () => {
+    await ctx.engine.compare({ dirs: [join(ctx.out, 'analysis')], out: join(ctx.out, 'index.html'), title });
+    await ctx.engine.compare({ dirs: [join(ctx.out, 'analysis-all-modules')], out: join(ctx.out, 'all-modules.html'), title: `${title}: every projection` });
+    await ctx.engine.compare({ dirs: [join(ctx.out, 'analysis-weight-decay')], out: join(ctx.out, 'weight-decay.html'), title: `${title}: full fine-tuning at weight decay ${plan.control.map((c) => c.weightDecay).join(', ')}` });
+    if (ctx.opts.png) await ctx.engine.png({ dirs: [join(ctx.out, 'analysis')], out: join(ctx.out, 'index.html'), title, pngDir: join(ctx.out, 'png') });
+  });
+  return seedDirs;
+}
+
+/** wd · Σ lr_t of a run under its schedule. */
+export function runDecayBudget(spec: Pick<RunSpec, 'weightDecay' | 'lr' | 'steps' | 'scheduler' | 'warmupRatio'>): number {
+  const schedule = makeSchedule(spec.scheduler, spec.lr, spec.steps, resolveWarmup(spec.steps, 0, spec.warmupRatio));
+  const lrs: number[] = [];
+  for (let t = 1; t <= spec.steps; t++) lrs.push(lrAt(schedule, t));
+  return decayBudget(spec.weightDecay, lrs);
+}
+
+export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult> {
+  const t0 = performance.now();
+  const preset = opts.preset ?? (opts.quick ? QUICK : FULL);
+  const out = resolve(opts.out);
+  const ctx: Ctx = {
+    opts, preset, out, work: resolve(opts.work ?? join(out, 'checkpoints')),
+    engine: opts.engine ?? (await import('./engine-dorascope.js')).dorascopeEngine(),
+    log: opts.log ?? ((s: string) => process.stderr.write(`${s}\n`)), seconds: {}, backend: opts.backend ?? 'auto',
+  };
+  await mkdir(out, { recursive: true });
+  await mkdir(ctx.work, { recursive: true });
   const title = `dorascope reproduction of DoRA Figure 2 (${preset.name})`;
-  const report = join(out, 'index.html');
-  await timed('report', async () => {
-    await engine.compare({ dirs: [analysisDir], out: report, title });
-    await engine.compare({ dirs: [allDir], out: join(out, 'all-modules.html'), title: `${title}: every projection` });
-    if (opts.png) await engine.png({ dirs: [analysisDir], out: report, title, pngDir: join(out, 'png') });
-  });
 
-  // 5. Results, rank sweep, summary and README.
-  const summaryPath = join(analysisDir, 'summary.json');
-  const analysisSummary = JSON.parse(await readFile(summaryPath, 'utf8')) as unknown;
+  const bases = await pretrainBases(ctx);
+  const sweep = await sweepLearningRates(ctx, bases);
+  const plan = mainRuns(preset, sweep.chosen);
+  ctx.log(`reproduce: learning rates: full ${plan.lr.full}, lora ${plan.lr.lora}, dora ${plan.lr.dora}; ${plan.runs.length} runs`);
+  const trained = await fineTune(ctx, plan, bases);
+  const seedDirs = await analyseAndReport(ctx, plan, bases, trained, title);
+
+  const rows = (await Promise.all(seedDirs.map((d) => readDecomposition(d)))).flat();
+  const steps = headlineSteps(checkpointSteps(preset), preset.headlineCheckpoints);
+  const head = headline({ rows, runs: plan.runs, module: HEADLINE_MODULE, steps }, plan.roles, plan.control, runDecayBudget);
   const metrics = new Map([...trained].map(([k, v]) => [k, v.metric]));
-  const lrs = new Map(runs.map((r) => [r.name, r.lr]));
-  const results = resultRows(roles, summaryRuns(analysisSummary, summaryPath), metrics, lrs);
-  const rank: RankPoint[] = runs
+  const first = plan.runs.filter((r) => r.baseIndex === 0 && r.seed === preset.ftSeeds[0]);
+  const rank: RankPoint[] = first
     .filter((r): r is RunSpec & { method: 'lora' | 'dora'; rank: number } => r.method !== 'full' && r.rank !== undefined && preset.ranks.includes(r.rank))
     .map((r) => ({ method: r.method, rank: r.rank, run: r.name, metric: metrics.get(r.name)!.value, evalLoss: metrics.get(r.name)!.evalLoss }));
-  const claims = accuracyClaims(rank, preset.mainRank);
-  const data = await engine.describeData();
-  await writeRankPage(join(out, 'rank-sweep.html'), `${title}: rank sweep`, rankFigure(rank, data.metric));
-  await writeResultsTables(out, results, rank);
+  const data = await ctx.engine.describeData();
+  await writeFigurePage(join(out, 'rank-sweep.html'), `${title}: rank sweep`,
+    'One fine-tuning run per point (first base and seed; learning rate per method from the sweep; alpha = 2r).', rankFigure(rank, data.metric));
+  if (bases.some((b) => b.curve.length > 0)) {
+    await writeFigurePage(join(out, 'pretraining.html'), `${title}: pretraining`, 'Held-out loss of each base while it was pretrained.',
+      pretrainFigure(bases.map((b, i) => ({ label: `base ${i} (seed ${b.seed})`, curve: b.curve }))));
+  }
+  await writeTables(out, head.rows, head.control, rank);
+  if (opts.dropCheckpoints) await rm(ctx.work, { recursive: true, force: true });
+  ctx.seconds['total'] = (performance.now() - t0) / 1000;
 
-  if (opts.dropCheckpoints) await rm(work, { recursive: true, force: true });
-  seconds['total'] = (performance.now() - t0) / 1000;
-  const command = ['dorascope', ...(opts.command ?? process.argv.slice(2))].join(' ');
-  const machine = describeMachine();
-  const created = new Date().toISOString();
   const record: ReproRecord = {
-    title,
-    command,
-    created,
-    preset,
-    backend,
-    machine,
-    seconds,
-    base: baseNote,
-    task: `${data.task}; pretraining text: ${data.pretrain}`,
-    runs,
-    sweep: sweepRows,
-    results,
-    rank,
-    claims,
-    files: [
-      { path: 'index.html', what: 'compare report (Figure 2 per method and module, Figure 3, trajectories, table)' },
-      { path: 'all-modules.html', what: 'the same for every projection (q, k, v, o, gate, up, down)' },
-      { path: 'rank-sweep.html', what: 'validation metric against rank, LoRA and DoRA' },
-      { path: 'analysis/', what: 'decomposition.arrow/.csv, summary.json, manifest.json of q_proj and v_proj' },
-      { path: 'analysis-all-modules/', what: 'the same over every projection' },
-      { path: 'results.arrow, results.csv', what: 'the results table; rank_sweep.csv: the rank sweep' },
-      { path: 'summary.json', what: 'everything above as JSON (plan, learning rates, results, timings, machine)' },
-      ...(opts.png ? [{ path: 'png/', what: 'the report figures as PNG' }] : []),
-    ],
+    title, preset, backend: ctx.backend, machine: describeMachine(), seconds: ctx.seconds, created: new Date().toISOString(),
+    command: ['dorascope', ...(opts.command ?? process.argv.slice(2))].join(' '),
+    bases, task: `${data.task}; pretraining text: ${data.pretrain}`, plan, sweep: sweep.rows, headlineSteps: steps, module: HEADLINE_MODULE,
+    headline: head.rows, control: head.control, rank, claims: accuracyClaims(rank, preset.mainRank),
+    metrics: Object.fromEntries(metrics), files: FILES(opts.png === true, bases.some((b) => b.curve.length > 0)),
     ...(opts.notes === undefined ? {} : { notes: await readNotes(opts.notes) }),
   };
   const summary = join(out, 'summary.json');
-  await writeFileAtomic(
-    summary,
-    `${JSON.stringify(
-      {
-        tool: 'dorascope',
-        version: VERSION,
-        kind: 'reproduce',
-        created,
-        command,
-        paper: { citation: PAPER_CITATION, figure2: PAPER_FIGURE2 },
-        preset,
-        backend,
-        machine,
-        seconds,
-        base: baseNote,
-        data,
-        learning_rates: chosen,
-        lr_sweep: sweepRows,
-        runs: runs.map((r) => ({ ...r, checkpoints_dir: opts.dropCheckpoints ? null : relative(out, trained.get(r.name)!.outcome.runDir), metric: metrics.get(r.name) })),
-        roles,
-        results,
-        rank_sweep: rank,
-        claims,
-        analysis: { dir: 'analysis', modules: FIGURE2_MODULES, all_modules_dir: 'analysis-all-modules' },
-      },
-      null,
-      2,
-    )}\n`,
-  );
+  await writeFileAtomic(summary, `${JSON.stringify(summaryJson(record, opts, trained, out), null, 2)}\n`);
   const readme = join(out, 'README.md');
   await writeFileAtomic(readme, renderReadme(record));
-  log(`reproduce: done in ${seconds['total'].toFixed(0)} s; report: ${report}`);
-  return { out, report, readme, summary, results, seconds };
+  ctx.log(`reproduce: done in ${ctx.seconds['total'].toFixed(0)} s; report: ${join(out, 'index.html')}`);
+  return { out, report: join(out, 'index.html'), readme, summary, headline: head.rows, control: head.control, seconds: ctx.seconds };
+}
+
+const FILES = (png: boolean, pretrained: boolean): { path: string; what: string }[] => [
+  { path: 'index.html', what: 'compare report of the first base and seed (Figure 2 per method and module, Figure 3, trajectories, table)' },
+  { path: 'weight-decay.html', what: 'the weight-decay control: full fine-tuning at each weight decay, one panel per setting' },
+  { path: 'all-modules.html', what: 'the same as index.html for every projection (q, k, v, o, gate, up, down)' },
+  { path: 'rank-sweep.html', what: 'validation metric against rank, LoRA and DoRA' },
+  ...(pretrained ? [{ path: 'pretraining.html', what: 'held-out loss of each base while it was pretrained' }] : []),
+  { path: 'analysis/, analysis-all-modules/, analysis-weight-decay/', what: 'decomposition.arrow/.csv, summary.json, manifest.json behind the three reports' },
+  { path: 'analysis-seeds/base-N/', what: 'every run on base N (all seeds, the control, the rank sweep): what the headline statistics are computed from' },
+  { path: 'results.arrow, results.csv', what: 'the headline table (method × statistic, each seed and the range); control.csv: the weight-decay control; rank_sweep.csv: the rank sweep' },
+  { path: 'summary.json', what: 'everything above as JSON (plan, learning rates, per-seed statistics, timings, machine)' },
+  ...(png ? [{ path: 'png/', what: 'the report figures as PNG' }] : []),
+];
+
+function summaryJson(r: ReproRecord, opts: ReproduceOptions, trained: ReadonlyMap<string, { outcome: TrainOutcome }>, out: string): Record<string, unknown> {
+  return {
+    tool: 'dorascope', version: VERSION, kind: 'reproduce', created: r.created, command: r.command,
+    paper: { citation: PAPER_CITATION, figure2: PAPER_FIGURE2 },
+    preset: r.preset, backend: r.backend, machine: r.machine, seconds: r.seconds,
+    bases: r.bases.map((b) => ({ seed: b.seed, note: b.note, late_improvement: b.lateImprovement, curve: b.curve })),
+    task: r.task, learning_rates: r.plan.lr, lr_sweep: r.sweep,
+    runs: r.plan.runs.map((s) => ({ ...s, decay_budget: runDecayBudget(s), checkpoints_dir: opts.dropCheckpoints ? null : relative(out, trained.get(s.name)!.outcome.runDir), metric: r.metrics[s.name] })),
+    roles: r.plan.roles, headline_module: r.module, headline_steps: r.headlineSteps,
+    headline: r.headline, weight_decay_control: r.control, rank_sweep: r.rank, claims: r.claims,
+  };
 }
 
 async function readNotes(path: string): Promise<string> {
@@ -248,34 +284,35 @@ async function readNotes(path: string): Promise<string> {
   }
 }
 
-async function writeResultsTables(out: string, results: readonly ResultRow[], rank: readonly RankPoint[]): Promise<void> {
+async function writeTables(out: string, head: readonly HeadlineRow[], control: readonly ControlRow[], rank: readonly RankPoint[]): Promise<void> {
   const num = (v: number | null | undefined): number => (v === null || v === undefined ? Number.NaN : v);
+  const flat = head.flatMap((h) => h.cells.map((c) => ({ h, c })));
   const cols = {
-    label: results.map((r) => r.label),
-    run: results.map((r) => r.run),
-    method: results.map((r) => r.method),
-    rank: Int32Array.from(results.map((r) => r.rank ?? -1)),
-    lr: Float64Array.from(results.map((r) => r.lr)),
-    module: results.map((r) => r.module),
-    n: Int32Array.from(results.map((r) => r.stats?.n ?? 0)),
-    pearson_r: Float64Array.from(results.map((r) => num(r.stats?.pearson_r))),
-    r_lo: Float64Array.from(results.map((r) => num(r.stats?.r_ci95?.[0]))),
-    r_hi: Float64Array.from(results.map((r) => num(r.stats?.r_ci95?.[1]))),
-    slope: Float64Array.from(results.map((r) => num(r.stats?.slope))),
-    slope_lo: Float64Array.from(results.map((r) => num(r.stats?.slope_ci95?.[0]))),
-    slope_hi: Float64Array.from(results.map((r) => num(r.stats?.slope_ci95?.[1]))),
-    paper_r: Float64Array.from(results.map((r) => num(r.paperR))),
-    verdict: results.map((r) => r.verdict ?? ''),
-    metric: Float64Array.from(results.map((r) => num(r.metric.value))),
-    eval_loss: Float64Array.from(results.map((r) => num(r.metric.evalLoss))),
+    label: flat.map(({ h }) => h.label), method: flat.map(({ h }) => h.method), config: flat.map(({ h }) => h.config),
+    statistic: flat.map(({ c }) => c.statistic),
+    runs: Int32Array.from(flat.map(({ c }) => c.across.n_runs)),
+    mean: Float64Array.from(flat.map(({ c }) => num(c.across.mean))),
+    min: Float64Array.from(flat.map(({ c }) => num(c.across.min))),
+    max: Float64Array.from(flat.map(({ c }) => num(c.across.max))),
+    paper_r: Float64Array.from(flat.map(({ h }) => num(h.paper_r))),
+    verdict: flat.map(({ c }) => c.verdict ?? ''),
+    seeds: flat.map(({ c }) => c.per_seed.map((p) => `${p.run}: ${fmtR(p.r)} ${fmtCi(p.ci)}`).join('; ')),
   };
   await writeFileAtomic(join(out, 'results.arrow'), tableToIPC(tableFromArrays(cols), 'file'));
   await writeFileAtomic(join(out, 'results.csv'), csv(cols));
-  await writeFileAtomic(
-    join(out, 'rank_sweep.csv'),
-    csv({ method: rank.map((r) => r.method), rank: rank.map((r) => r.rank), run: rank.map((r) => r.run), metric: rank.map((r) => num(r.metric)), eval_loss: rank.map((r) => num(r.evalLoss)) }),
-  );
+  const ctl = control.flatMap((c) => c.cells.map((cell) => ({ c, cell })));
+  await writeFileAtomic(join(out, 'control.csv'), csv({
+    weight_decay: ctl.map(({ c }) => c.weight_decay), decay_budget: ctl.map(({ c }) => c.decay_budget), statistic: ctl.map(({ cell }) => cell.statistic),
+    runs: ctl.map(({ cell }) => cell.across.n_runs), mean: ctl.map(({ cell }) => num(cell.across.mean)), min: ctl.map(({ cell }) => num(cell.across.min)),
+    max: ctl.map(({ cell }) => num(cell.across.max)), verdict_vs_ft: ctl.map(({ cell }) => cell.verdict ?? ''),
+    signed_rel_delta_m: ctl.map(({ c }) => num(c.magnitude.signed_rel_delta_m.mean)), frac_features_shrunk: ctl.map(({ c }) => num(c.magnitude.frac_features_shrunk.mean)),
+  }));
+  await writeFileAtomic(join(out, 'rank_sweep.csv'),
+    csv({ method: rank.map((r) => r.method), rank: rank.map((r) => r.rank), run: rank.map((r) => r.run), metric: rank.map((r) => num(r.metric)), eval_loss: rank.map((r) => num(r.evalLoss)) }));
 }
+
+const fmtR = (v: number | null): string => (v === null ? 'n/a' : v.toFixed(3));
+const fmtCi = (c: [number, number] | null): string => (c === null ? '' : `[${c[0].toFixed(3)}, ${c[1].toFixed(3)}]`);
 
 function csv(cols: Record<string, ArrayLike<unknown>>): string {
   const names = Object.keys(cols);
@@ -288,3 +325,5 @@ function csv(cols: Record<string, ArrayLike<unknown>>): string {
   for (let i = 0; i < n; i++) lines.push(names.map((k) => cell(cols[k]![i])).join(','));
   return `${lines.join('\n')}\n`;
 }
+
+export type { EvalPoint };

@@ -3,6 +3,7 @@ import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 interface Args {
   out: string;
   quick: boolean;
+  preset?: string;
   base?: string;
   work?: string;
   backend: string;
@@ -18,7 +19,9 @@ export const reproduceCommand: CommandModule<object, Args> = {
   builder: (y: Argv<object>) =>
     y
       .option('out', { type: 'string', default: 'reports/reproduce', describe: 'Folder for the report, tables, summary.json and README.md' })
-      .option('quick', { type: 'boolean', default: false, describe: 'Tiny model and few steps (about 30 s on 2 CPU cores; the full preset about 4 minutes); what `demo` and CI run' })
+      .option('quick', { type: 'boolean', default: false, describe: 'The quick preset: tiny model, few steps (about a minute on 2 CPU cores); what `demo` and CI run' })
+      .option('preset', { type: 'string', choices: ['quick', 'full', 'gpu'], describe: 'quick; full (the published run: 8 layers, 2 bases × 2 seeds, about half an hour on 2 CPU cores); gpu (wider, deeper, longer: for --backend webgpu)' })
+      .conflicts('quick', 'preset')
       .option('base', { type: 'string', describe: 'Fine-tune this base model (HF folder or .safetensors) instead of pretraining one' })
       .option('work', { type: 'string', describe: 'Folder for the checkpoints (default OUT/checkpoints)' })
       .option('drop-checkpoints', { type: 'boolean', default: false, describe: 'Delete the checkpoints at the end (keep only report, tables, summary)' })
@@ -27,9 +30,10 @@ export const reproduceCommand: CommandModule<object, Args> = {
       .option('png', { type: 'boolean', default: false, describe: "Also export the report's figures as PNG into OUT/png (needs Chromium)" }) as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const { reproduce } = await import('../../reproduce/reproduce.js');
+    const { presetByName } = await import('../../reproduce/plan.js');
     // The command to record, rebuilt from the parsed options (process.argv is not ours when run in-process).
     const command = [
-      'reproduce', ...(argv.quick ? ['--quick'] : []), '--out', argv.out,
+      'reproduce', ...(argv.quick ? ['--quick'] : []), ...(argv.preset === undefined ? [] : ['--preset', argv.preset]), '--out', argv.out,
       ...(argv.base === undefined ? [] : ['--base', argv.base]), ...(argv.work === undefined ? [] : ['--work', argv.work]),
       ...(argv['drop-checkpoints'] ? ['--drop-checkpoints'] : []), '--backend', argv.backend, ...(argv.png ? ['--png'] : []),
       ...(argv.notes === undefined ? [] : ['--notes', argv.notes]),
@@ -38,6 +42,7 @@ export const reproduceCommand: CommandModule<object, Args> = {
       command,
       out: argv.out,
       quick: argv.quick,
+      ...(argv.preset === undefined ? {} : { preset: presetByName(argv.preset) }),
       backend: argv.backend,
       png: argv.png,
       dropCheckpoints: argv['drop-checkpoints'],
