@@ -1,4 +1,5 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
+import { DorascopeError } from '../../errors.js';
 
 interface Args {
   out: string;
@@ -21,7 +22,6 @@ export const reproduceCommand: CommandModule<object, Args> = {
       .option('out', { type: 'string', default: 'reports/reproduce', describe: 'Folder for the report, tables, summary.json and README.md' })
       .option('quick', { type: 'boolean', default: false, describe: 'The quick preset: tiny model, few steps (about a minute on 2 CPU cores); what `demo` and CI run' })
       .option('preset', { type: 'string', choices: ['quick', 'full', 'gpu'], describe: 'quick; full (the published run: 8 layers, 2 bases × 2 seeds, about half an hour on 2 CPU cores); gpu (wider, deeper, longer: for --backend webgpu)' })
-      .conflicts('quick', 'preset')
       .option('base', { type: 'string', describe: 'Fine-tune this base model (HF folder or .safetensors) instead of pretraining one' })
       .option('work', { type: 'string', describe: 'Folder for the checkpoints (default OUT/checkpoints)' })
       .option('drop-checkpoints', { type: 'boolean', default: false, describe: 'Delete the checkpoints at the end (keep only report, tables, summary)' })
@@ -31,6 +31,7 @@ export const reproduceCommand: CommandModule<object, Args> = {
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const { reproduce } = await import('../../reproduce/reproduce.js');
     const { presetByName } = await import('../../reproduce/plan.js');
+    if (argv.quick && argv.preset !== undefined) throw new DorascopeError('E_USAGE', '--quick and --preset cannot be used together (--quick is --preset quick)');
     // The command to record, rebuilt from the parsed options (process.argv is not ours when run in-process).
     const command = [
       'reproduce', ...(argv.quick ? ['--quick'] : []), ...(argv.preset === undefined ? [] : ['--preset', argv.preset]), '--out', argv.out,
