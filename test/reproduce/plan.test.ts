@@ -1,53 +1,66 @@
 import { describe, expect, it } from 'vitest';
-import { FULL, QUICK, checkpointSteps, lrSweepRuns, mainRuns, presetByName } from '../../src/reproduce/plan.js';
+import { FULL, GPU, QUICK, checkpointSteps, decayBudget, headlineSteps, lrSweepRuns, mainRuns, presetByName } from '../../src/reproduce/plan.js';
+import { runDecayBudget } from '../../src/reproduce/reproduce.js';
 import { isDorascopeError } from '../../src/errors.js';
 
 describe('reproduction plan', () => {
-  it('saves at least four checkpoints per run, the last at the final step (paper: three intermediate + final)', () => {
-    for (const p of [QUICK, FULL]) {
-      const steps = checkpointSteps(p);
-      expect(steps.length).toBeGreaterThanOrEqual(4);
-      expect(steps[steps.length - 1]).toBe(p.steps);
-    }
+  it('records 8 checkpoints in the published preset; the headline uses 4 evenly spaced ones ending at the last', () => {
+    expect(checkpointSteps(FULL)).toEqual([20, 40, 60, 80, 100, 120, 140, 160]);
+    expect(headlineSteps(checkpointSteps(FULL), 4)).toEqual([40, 80, 120, 160]);
+    expect(headlineSteps([3, 6, 9], 4)).toEqual([3, 6, 9]);
+    expect(headlineSteps([1, 2, 3, 4, 5, 6], 3)).toEqual([2, 4, 6]);
     expect(checkpointSteps({ steps: 10, saveEvery: 3 })).toEqual([3, 6, 9, 10]);
-    expect(checkpointSteps({ steps: 12, saveEvery: 3 })).toEqual([3, 6, 9, 12]);
+    for (const p of [QUICK, FULL, GPU]) expect(checkpointSteps(p).length).toBeGreaterThanOrEqual(4);
   });
 
-  it('trains each distinct run once: DoRA† is the DoRA run at r/2, rank sweep covers 2, 4, 8, 16', () => {
-    const { runs, roles } = mainRuns(FULL, { full: 1e-3, lora: 3e-3, dora: 2e-3 });
-    // 1 full + LoRA and DoRA at {2, 4, 8, 16} (main rank 8 and r/2 = 4 are already in the sweep).
-    expect(runs.map((r) => r.name)).toEqual(['ft', 'lora-r2', 'lora-r4', 'lora-r8', 'lora-r16', 'dora-r2', 'dora-r4', 'dora-r8', 'dora-r16']);
-    expect(roles.map((r) => [r.label, r.run])).toEqual([
-      ['FT', 'ft'],
-      ['LoRA r8', 'lora-r8'],
-      ['DoRA r8', 'dora-r8'],
-      ['DoRA† r4', 'dora-r4'],
-    ]);
-    expect(new Set(runs.map((r) => r.steps))).toEqual(new Set([FULL.steps]));
-    expect(runs.find((r) => r.name === 'dora-r16')).toMatchObject({ lr: 2e-3, rank: 16, alpha: 32 });
-    expect(runs.find((r) => r.name === 'lora-r2')).toMatchObject({ lr: 3e-3, alpha: 4 });
+  it('the published preset: ≥ 8 layers, 2 bases × 2 fine-tuning seeds, weight decay 0, 0.1 and 1 in the control', () => {
+    expect(FULL.model.layers).toBeGreaterThanOrEqual(8);
+    expect(FULL.baseSeeds).toHaveLength(2);
+    expect(FULL.ftSeeds).toHaveLength(2);
+    expect(FULL.weightDecayControl).toEqual(expect.arrayContaining([0, 0.1, 1]));
+    expect(GPU.model.layers * GPU.model.dModel).toBeGreaterThan(FULL.model.layers * FULL.model.dModel);
   });
 
-  it('adds the main rank and r/2 when the sweep lacks them', () => {
-    const { runs } = mainRuns({ ...QUICK, mainRank: 6, ranks: [2] }, { full: 1, lora: 1, dora: 1 });
-    expect(runs.filter((r) => r.method === 'dora').map((r) => r.rank)).toEqual([2, 3, 6]);
+  it('every role and control setting on every base × seed; FT at 1/10 of LoRA\'s rate; each run once', () => {
+    const plan = mainRuns(FULL, { lora: 1e-2, dora: 3e-3 });
+    const names = plan.runs.map((r) => r.name);
+    expect(new Set(names).size).toBe(names.length);
+    expect(plan.lr).toEqual({ full: 1e-3, lora: 1e-2, dora: 3e-3 });
+    expect(plan.roles.map((r) => [r.label, r.config])).toEqual([['FT', 'ft'], ['LoRA r8', 'lora-r8'], ['DoRA r8', 'dora-r8'], ['DoRA† r4', 'dora-r4']]);
+    // The main FT already runs at the recipe's weight decay (1): the control reuses it.
+    expect(plan.control).toEqual([{ weightDecay: 0, config: 'ft-wd0' }, { weightDecay: 0.1, config: 'ft-wd0.1' }, { weightDecay: 1, config: 'ft' }, { weightDecay: 3, config: 'ft-wd3' }]);
+    for (const b of [0, 1]) for (const s of FULL.ftSeeds) {
+      for (const c of ['ft', 'ft-wd0', 'ft-wd0.1', 'ft-wd3', 'lora-r8', 'dora-r8', 'dora-r4']) expect(names).toContain(`${c}-b${b}s${s}`);
+    }
+    // The rank sweep (2, 4, 8, 16) only on the first base and seed.
+    expect(names.filter((n) => /^(lora-r(2|4|16)|dora-r(2|16))-/u.test(n))).toEqual(['lora-r2-b0s1', 'lora-r4-b0s1', 'lora-r16-b0s1', 'dora-r2-b0s1', 'dora-r16-b0s1']);
+    expect(names).toHaveLength(2 * 2 * 7 + 5);
+    const ft = plan.runs.find((r) => r.name === 'ft-wd0.1-b1s2')!;
+    expect(ft).toMatchObject({ method: 'full', lr: 1e-3, weightDecay: 0.1, baseIndex: 1, seed: 2, scheduler: 'linear', warmupRatio: 0.1, steps: 160, saveEvery: 20 });
+    expect(plan.runs.find((r) => r.name === 'dora-r4-b0s1')).toMatchObject({ rank: 4, alpha: 8, lr: 3e-3, weightDecay: 1 });
   });
 
-  it('rejects an odd main rank (no integer r/2) with a usage error', () => {
-    expect(() => mainRuns({ ...QUICK, mainRank: 3 }, { full: 1, lora: 1, dora: 1 })).toThrow(/even/);
-    expect(() => presetByName('huge')).toThrow(expect.objectContaining({ code: 'E_USAGE' }));
+  it('the decay budget: wd · Σ lr_t under the linear schedule with warmup, by hand', () => {
+    expect(decayBudget(0.5, [1, 2, 3])).toBe(3);
+    // 10 steps, warmup ⌈10·0.1⌉ = 1: step 1 applies λ(0) = 0, step t ≥ 2 applies (10 − (t−1))/9: Σ = (9+8+…+1)/9 = 5.
+    expect(runDecayBudget({ weightDecay: 2, lr: 0.1, steps: 10, scheduler: 'linear', warmupRatio: 0.1 })).toBeCloseTo(2 * 0.1 * 5, 12);
+  });
+
+  it('rejects an odd main rank and an unknown preset with a usage error', () => {
+    expect(() => mainRuns({ ...QUICK, mainRank: 3 }, { lora: 1, dora: 1 })).toThrow(/even/);
     try {
       presetByName('huge');
+      expect.unreachable();
     } catch (e) {
       expect(isDorascopeError(e, 'E_USAGE')).toBe(true);
+      expect((e as Error).message).toMatch(/quick, full, gpu/);
     }
+    expect(presetByName('gpu')).toBe(GPU);
   });
 
-  it('sweeps every learning rate of every family once, at the main rank', () => {
-    const sweep = lrSweepRuns(QUICK);
-    const n = QUICK.lrGrid.full.length + QUICK.lrGrid.lora.length + QUICK.lrGrid.dora.length;
-    expect(sweep).toHaveLength(n);
-    expect(new Set(sweep.map((s) => s.name)).size).toBe(n);
-    for (const s of sweep) if (s.method !== 'full') expect(s.rank).toBe(QUICK.mainRank);
+  it('sweeps every adapter learning rate once, at the main rank, on the first base', () => {
+    const sweep = lrSweepRuns(FULL);
+    expect(sweep).toHaveLength(FULL.lrGrid.lora.length + FULL.lrGrid.dora.length);
+    for (const s of sweep) expect(s).toMatchObject({ rank: FULL.mainRank, baseIndex: 0, steps: FULL.sweepSteps });
   });
 });

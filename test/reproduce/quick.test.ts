@@ -36,89 +36,104 @@ describe('reproduce --quick end to end', () => {
     expect(stdout).toContain(join(out, 'index.html'));
   });
 
-  it('writes HF Trainer / PEFT checkpoint folders, at least four per run, at the planned steps', async () => {
+  const plan = mainRuns(QUICK, { lora: 1, dora: 1 });
+  const first = (config: string) => `${config}-b0s${QUICK.ftSeeds[0]}`;
+
+  it('writes HF Trainer / PEFT checkpoint folders for every planned run, at the planned steps', async () => {
     const runsDir = join(out, 'checkpoints', 'runs');
     const runs = (await readdir(runsDir)).sort();
-    expect(runs).toEqual(mainRuns(QUICK, { full: 1, lora: 1, dora: 1 }).runs.map((r) => r.name).sort());
-    expect(runs).toContain('ft');
-    expect(runs).toContain(`lora-r${QUICK.mainRank}`);
-    expect(runs).toContain(`dora-r${QUICK.mainRank}`);
-    expect(runs).toContain(`dora-r${QUICK.mainRank / 2}`);
+    expect(runs).toEqual(plan.runs.map((r) => r.name).sort());
+    for (const b of [0, 1]) for (const c of ['ft', 'ft-wd0', `lora-r${QUICK.mainRank}`, `dora-r${QUICK.mainRank}`, `dora-r${QUICK.mainRank / 2}`]) expect(runs).toContain(`${c}-b${b}s${QUICK.ftSeeds[0]}`);
     for (const run of runs) {
       const cps = (await readdir(join(runsDir, run))).filter((n) => /^checkpoint-\d+$/.test(n));
       const steps = cps.map((n) => Number(n.slice('checkpoint-'.length))).sort((a, b) => a - b);
-      expect(steps.length).toBeGreaterThanOrEqual(4);
       expect(steps).toEqual(checkpointSteps(QUICK));
+      const full = run.startsWith('ft');
       for (const cp of cps) {
         const files = await readdir(join(runsDir, run, cp));
-        if (run === 'ft') expect(files).toEqual(expect.arrayContaining(['model.safetensors', 'config.json', 'trainer_state.json']));
+        if (full) expect(files).toEqual(expect.arrayContaining(['model.safetensors', 'config.json', 'trainer_state.json']));
         else expect(files).toEqual(expect.arrayContaining(['adapter_model.safetensors', 'adapter_config.json', 'trainer_state.json']));
       }
-      if (run !== 'ft') {
+      const args = JSON.parse(await readFile(join(runsDir, run, `checkpoint-${QUICK.steps}`, 'training_args.json'), 'utf8'));
+      const spec = plan.runs.find((r) => r.name === run)!;
+      // The recipe reached the trainer (HF TrainingArguments names).
+      expect([args.weight_decay, args.lr_scheduler_type, args.warmup_ratio]).toEqual([spec.weightDecay, 'linear', QUICK.recipe.warmupRatio]);
+      if (!full) {
         const cfg = JSON.parse(await readFile(join(runsDir, run, cps[0]!, 'adapter_config.json'), 'utf8'));
-        expect(cfg.r).toBe(Number(run.split('-r')[1]));
+        expect(cfg.r).toBe(spec.rank);
         expect(cfg.use_dora).toBe(run.startsWith('dora'));
       }
     }
+    // One base per base seed, each with its held-out loss curve.
+    for (const b of [0, 1]) expect(await readdir(join(out, 'checkpoints', `base-${b}`))).toContain(`checkpoint-${QUICK.pretrainSteps}`);
   });
 
-  it('has one analysis row per layer × module × checkpoint × run, consistent with the folders', async () => {
-    const baseCfg = JSON.parse(await readFile(join(out, 'checkpoints', 'base', await lastCp(join(out, 'checkpoints', 'base')), 'config.json'), 'utf8'));
+  it('analyses every run against its own base, one row per layer × module × checkpoint', async () => {
+    const baseCfg = JSON.parse(await readFile(join(out, 'checkpoints', 'base-0', `checkpoint-${QUICK.pretrainSteps}`, 'config.json'), 'utf8'));
     const layers: number = baseCfg.num_hidden_layers;
     expect(layers).toBe(QUICK.model.layers);
-    const roleRuns = ['ft', `lora-r${QUICK.mainRank}`, `dora-r${QUICK.mainRank}`, `dora-r${QUICK.mainRank / 2}`];
-    const table = tableFromIPC(await readFile(join(out, 'analysis', 'decomposition.arrow')));
-    const names = table.schema.fields.map((f) => f.name);
-    expect(names.slice(0, 11)).toEqual(['run', 'method', 'checkpoint', 'step', 'module', 'layer', 'tensor', 'rows', 'cols', 'delta_m', 'delta_d']);
-    const rows = table.toArray().map((r) => r.toJSON() as Record<string, unknown>);
     const nCp = checkpointSteps(QUICK).length;
-    expect(rows.length).toBe(layers * 2 * nCp * roleRuns.length);
-    // Every (run, step, module, layer) once, the steps being the checkpoint folders on disk.
-    const keys = new Set(rows.map((r) => `${r['run']}|${r['step']}|${r['module']}|${r['layer']}`));
-    expect(keys.size).toBe(rows.length);
-    for (const run of roleRuns) {
-      const onDisk = (await readdir(join(out, 'checkpoints', 'runs', run))).filter((n) => n.startsWith('checkpoint-')).map((n) => Number(n.split('-')[1]));
-      for (const step of onDisk) for (const module of ['q_proj', 'v_proj']) for (let l = 0; l < layers; l++) expect(keys.has(`${run}|${step}|${module}|${l}`)).toBe(true);
+    for (const b of [0, 1]) {
+      const rows = (await readTable(join(out, 'analysis-seeds', `base-${b}`, 'decomposition.arrow')));
+      const mine = plan.runs.filter((r) => r.baseIndex === b).map((r) => r.name);
+      expect([...new Set(rows.map((r) => r['run']))].sort()).toEqual([...mine].sort());
+      expect(rows.length).toBe(mine.length * layers * 2 * nCp);
+      const keys = new Set(rows.map((r) => `${r['run']}|${r['step']}|${r['module']}|${r['layer']}`));
+      expect(keys.size).toBe(rows.length);
+      for (const r of rows) {
+        expect(Number.isFinite(r['delta_m'])).toBe(true);
+        expect(r['delta_d'] as number).toBeGreaterThanOrEqual(0);
+      }
     }
-    for (const r of rows) {
-      expect(Number.isFinite(r['delta_m'])).toBe(true);
-      expect(r['delta_d'] as number).toBeGreaterThanOrEqual(0);
-    }
-
-    // summary.json of the reproduction: expected fields, and stats counts matching the rows.
-    const s = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8'));
-    for (const k of ['tool', 'version', 'command', 'preset', 'backend', 'machine', 'seconds', 'learning_rates', 'lr_sweep', 'runs', 'results', 'rank_sweep', 'claims', 'paper']) {
-      expect(s).toHaveProperty(k);
-    }
-    expect(s.results.map((r: { label: string }) => r.label)).toEqual(['FT', `LoRA r${QUICK.mainRank}`, `DoRA r${QUICK.mainRank}`, `DoRA† r${QUICK.mainRank / 2}`]);
-    for (const r of s.results) {
-      expect(r.stats.n).toBe(rows.filter((x) => x['run'] === r.run && x['module'] === 'q_proj').length);
-      expect(['agrees', 'opposite', 'inconclusive']).toContain(r.verdict);
-    }
-    expect(s.rank_sweep).toHaveLength(2 * QUICK.ranks.length);
-    const a = JSON.parse(await readFile(join(out, 'analysis', 'summary.json'), 'utf8'));
-    for (const run of a.runs) {
-      expect(run.checkpoints.map((c: { step: number }) => c.step)).toEqual(checkpointSteps(QUICK));
-      expect(run.modules.q_proj.n + run.modules.v_proj.n).toBe(run.overall.n);
-    }
+    const fig2 = await readTable(join(out, 'analysis', 'decomposition.arrow'));
+    expect([...new Set(fig2.map((r) => r['run']))]).toEqual(plan.roles.map((r) => first(r.config)));
   });
 
-  it('writes the report pages, tables and a README with the command and results table', async () => {
-    for (const f of ['index.html', 'all-modules.html', 'rank-sweep.html', 'results.arrow', 'results.csv', 'rank_sweep.csv', 'README.md']) {
+  it('summary.json: a headline per method and statistic over both bases, counted from the tables on disk', async () => {
+    const s = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8'));
+    for (const k of ['tool', 'version', 'command', 'preset', 'backend', 'machine', 'seconds', 'bases', 'learning_rates', 'lr_sweep', 'runs', 'headline', 'weight_decay_control', 'rank_sweep', 'claims', 'paper']) {
+      expect(s).toHaveProperty(k);
+    }
+    expect(s.headline.map((r: { label: string }) => r.label)).toEqual(['FT', `LoRA r${QUICK.mainRank}`, `DoRA r${QUICK.mainRank}`, `DoRA† r${QUICK.mainRank / 2}`]);
+    expect(s.headline_steps).toEqual([4, 8, 12, 16]);
+    const rows = [...await readTable(join(out, 'analysis-seeds', 'base-0', 'decomposition.arrow')), ...await readTable(join(out, 'analysis-seeds', 'base-1', 'decomposition.arrow'))];
+    for (const h of s.headline) {
+      for (const c of h.cells) {
+        expect(c.per_seed.map((p: { run: string }) => p.run)).toEqual([0, 1].map((b) => `${h.config}-b${b}s${QUICK.ftSeeds[0]}`));
+        for (const p of c.per_seed) {
+          const n = rows.filter((x) => x['run'] === p.run && x['module'] === 'q_proj' && s.headline_steps.includes(x['step'])).length;
+          expect(p.n).toBe(n);
+        }
+        if (c.statistic === 'layer_partialled') expect(c.verdict).toBeNull();
+        else expect(['agrees', 'opposite', 'inconclusive']).toContain(c.verdict);
+      }
+    }
+    expect(s.weight_decay_control.map((c: { weight_decay: number }) => c.weight_decay)).toEqual(QUICK.weightDecayControl);
+    expect(s.weight_decay_control[0].decay_budget).toBe(0);
+    expect(s.weight_decay_control[1].decay_budget).toBeGreaterThan(0);
+    expect(s.bases).toHaveLength(2);
+    for (const b of s.bases) expect(b.curve.length).toBeGreaterThanOrEqual(QUICK.pretrainSteps / QUICK.pretrainEvalEvery);
+    expect(s.rank_sweep).toHaveLength(2 * QUICK.ranks.length);
+  });
+
+  it('writes the report pages, tables and a README with the command and the verdict', async () => {
+    for (const f of ['index.html', 'weight-decay.html', 'all-modules.html', 'rank-sweep.html', 'pretraining.html', 'results.arrow', 'results.csv', 'control.csv', 'rank_sweep.csv', 'README.md']) {
       expect((await stat(join(out, f))).size).toBeGreaterThan(0);
     }
     const html = await readFile(join(out, 'index.html'), 'utf8');
-    for (const run of ['ft', `lora-r${QUICK.mainRank}`, `dora-r${QUICK.mainRank}`]) expect(html).toContain(run);
+    for (const r of plan.roles) expect(html).toContain(first(r.config));
+    expect(await readFile(join(out, 'weight-decay.html'), 'utf8')).toContain('FT wd=0');
     const md = await readFile(join(out, 'README.md'), 'utf8');
     expect(md).toContain(`dorascope reproduce --quick --out ${out} --backend wasm`);
-    expect(md).toMatch(/\| FT \| — \|/);
+    expect(md).toContain('## Verdict');
+    expect(md).toMatch(/\| FT \| -0\.62 \|/u);
+    expect(md).toContain('## Weight-decay control');
     expect(md).toMatch(/Backend: (wasm|cpu)/);
     const results = tableFromIPC(await readFile(join(out, 'results.arrow')));
-    expect(results.numRows).toBe(4);
+    expect(results.numRows).toBe(4 * 6);
   });
 });
 
-async function lastCp(dir: string): Promise<string> {
-  const cps = (await readdir(dir)).filter((n) => /^checkpoint-\d+$/.test(n)).sort((a, b) => Number(a.split('-')[1]) - Number(b.split('-')[1]));
-  return cps[cps.length - 1]!;
+async function readTable(path: string): Promise<Record<string, unknown>[]> {
+  return tableFromIPC(await readFile(path)).toArray().map((r) => r.toJSON() as Record<string, unknown>);
 }
