@@ -26,7 +26,16 @@ export interface DecompositionRow {
   rel_delta_fro: number;
   mean_m0: number;
   mean_mt: number;
+  /** '' or why no statistic may use the row: `empty`, `non_finite`, `unchanged` (decompose.ts `RowFlag`). */
   flag: string;
+}
+
+/**
+ * Whether a row may enter a statistic: only unflagged rows. The one place that decides it, so
+ * every statistic over the rows (and its `n`) leaves out empty, non-finite and unchanged tensors.
+ */
+export function usable(row: { readonly flag: string }): boolean {
+  return row.flag === '';
 }
 
 export interface PerRowRecord {
