@@ -10,8 +10,10 @@ import { join } from 'node:path';
 import { analyze, type AnalyzeOptions } from '../../src/analysis/analyze.js';
 import { decompose } from '../../src/analysis/decompose.js';
 import { openTaskCheckpoint, runTensorTask, type TaskCheckpoint, type TaskOptions } from '../../src/analysis/tensor-task.js';
-import type { DecompositionRow } from '../../src/analysis/table.js';
+import { readDecomposition, type DecompositionRow } from '../../src/analysis/table.js';
 import { openSource } from '../../src/io/sources/open-source.js';
+import { loadAnalysis } from '../../src/report/load.js';
+import { buildFigures } from '../../src/report/render.js';
 import type { TensorSource } from '../../src/io/types.js';
 import { rng, randn } from '../helpers/random.js';
 import { writeAdapter, writeModel, type TestTensors } from '../helpers/models.js';
@@ -99,6 +101,19 @@ describe('tensors an adapter run does not change', () => {
       expect(qv.rows).toEqual(touched);
       expect(qv.summary.runs[0]!.overall).toEqual(s.overall);
     }
+  });
+
+  it('are written to the tables with their flag, and the report plots only the adapted modules', async () => {
+    const { dir } = await fixture();
+    const out = join(dir, 'out');
+    await run(dir, { write: true, out, product: 'js' });
+    const back = await readDecomposition(out);
+    expect(back.filter((r) => r.flag === 'unchanged')).toHaveLength(LAYERS * 5 * 3);
+    const a = await loadAnalysis(out);
+    expect([...new Set(a.rows.map((r) => r.module))].sort()).toEqual(['q_proj', 'v_proj']);
+    const f2 = buildFigures(a.rows, a.runs).figures.find((f) => f.id === 'fig2')!;
+    const menus = f2.layout.updatemenus as { buttons: { label: string }[] }[];
+    expect(menus[0]!.buttons.map((b) => b.label)).toEqual(['q_proj', 'v_proj']);
   });
 
   it('are never read: the base\'s copy is not read (counted through a wrapping source), nor merged', async () => {
