@@ -49,11 +49,11 @@ export async function runTensorTask(base: TensorSource, cks: readonly TaskCheckp
   const rows = shape[0]!;
   const cols = shape.slice(1).reduce((a, b) => a * b, 1);
   const axis = featureAxisFor(name);
-  const k = axis === 'rows' ? rows : cols;
-  if (rows * cols === 0) return cks.map(() => ({ d: emptyDecomposition(k), bytes: 0 }));
+  const features = axis === 'rows' ? rows : cols;
+  if (rows * cols === 0) return cks.map(() => ({ d: emptyDecomposition(features), bytes: 0 }));
   const changes = cks.map((c) => mayChange(c, name));
   const out = new Array<TaskResult | undefined>(cks.length);
-  changes.forEach((c, i) => { if (!c) out[i] = { d: unchangedDecomposition(k), bytes: 0 }; });
+  changes.forEach((c, i) => { if (!c) out[i] = { d: unchangedDecomposition(features), bytes: 0 }; });
   if (!changes.includes(true)) return out as TaskResult[];
   // Adapter checkpoints the fast path covers share one stacked product (adapter-fast-path.ts); the others are
   // read one at a time, the next one's read started before this one's ΔM/ΔD pass so that its file I/O runs
