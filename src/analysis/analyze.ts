@@ -9,7 +9,7 @@
  * Bad input policy (documented in docs/analysis.md): a tensor missing from a checkpoint and a shape
  * that differs from the base are errors (E_MISSING_TENSOR, E_SHAPE_MISMATCH, naming file and
  * tensor) because no number can be right. Rows no number can describe are kept in the tables
- * with a `flag` and left out of every statistic (`usable`, table.ts): NaN/±Inf in the base or a
+ * with a `flag` and left out of every statistic (`usableRow`, run-summary.ts): NaN/±Inf in the base or a
  * checkpoint (`non_finite`, NaN deltas), a zero-size tensor (`empty`), a tensor the checkpoint
  * leaves as it is (`unchanged`, ΔM = ΔD = 0 exactly; an adapter's untouched tensors are not read).
  */

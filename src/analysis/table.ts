@@ -30,14 +30,6 @@ export interface DecompositionRow {
   flag: string;
 }
 
-/**
- * Whether a row may enter a statistic: only unflagged rows. The one place that decides it, so
- * every statistic over the rows (and its `n`) leaves out empty, non-finite and unchanged tensors.
- */
-export function usable(row: { readonly flag: string }): boolean {
-  return row.flag === '';
-}
-
 export interface PerRowRecord {
   run: string; checkpoint: string; step: number; tensor: string; layer: number; module: string;
   row: number; m0: number; mt: number; cos: number;

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { analyze } from '../../src/analysis/analyze.js';
 import { decompose } from '../../src/analysis/decompose.js';
-import { usable, type DecompositionRow } from '../../src/analysis/table.js';
+import type { DecompositionRow } from '../../src/analysis/table.js';
+import { usableRow } from '../../src/analysis/run-summary.js';
 import { rng, randn } from '../helpers/random.js';
 import { writeAdapter, writeModel, type TestTensors } from '../helpers/models.js';
 
@@ -66,7 +67,7 @@ describe('non-finite values in the base tensor', () => {
       [name(0, 'q_proj'), 'non_finite'], [name(1, 'k_proj'), 'non_finite'], [name(2, 'o_proj'), 'non_finite'], [name(2, 'v_proj'), 'non_finite'],
     ]);
     for (const r of bad) { expect(r.delta_m).toBeNaN(); expect(r.delta_d).toBeNaN(); expect(r.rel_delta_fro).toBeNaN(); }
-    for (const r of res.rows.filter(usable)) { expect(Number.isFinite(r.delta_m)).toBe(true); expect(Number.isFinite(r.delta_d)).toBe(true); }
+    for (const r of res.rows.filter(usableRow)) { expect(Number.isFinite(r.delta_m)).toBe(true); expect(Number.isFinite(r.delta_d)).toBe(true); }
     const s = res.summary.runs[0]!;
     expect(s.overall.n).toBe(12 - 4);
     expectStatsOver(res.rows, s.overall);
