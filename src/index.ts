@@ -12,9 +12,10 @@ export { DTYPES } from './io/dtypes.js';
 export type { DType, TensorInfo, TensorSource, SourceKind } from './io/types.js';
 // analysis
 export { analyze, parseLayers, type AnalyzeOptions, type AnalyzeResult, type AnalysisSummary, type RunSummary as AnalysisRunSummary } from './analysis/analyze.js';
-export { decompose, featureNorms, type Decomposition, type FeatureAxis } from './analysis/decompose.js';
+export { decompose, featureNorms, type Decomposition, type FeatureAxis, type RowFlag } from './analysis/decompose.js';
 export { correlate, pearson, spearman, ols, averageRanks, BOOTSTRAP, type Stats as CorrelationStats } from './analysis/stats.js';
 export { readDecomposition, DECOMPOSITION_COLUMNS, type DecompositionRow } from './analysis/table.js';
+export { usableRow } from './analysis/run-summary.js';
 export { parseTensorName } from './analysis/names.js';
 export { adapterDecompose, gram, type SeriesFactors } from './analysis/exact-adapter-series.js';
 // progress (shared by analyze and train)

@@ -8,8 +8,10 @@
  *
  * Bad input policy (documented in docs/analysis.md): a tensor missing from a checkpoint and a shape
  * that differs from the base are errors (E_MISSING_TENSOR, E_SHAPE_MISMATCH, naming file and
- * tensor) because no number can be right; NaN/±Inf in a checkpoint's weight yields a row with
- * `flag = non_finite` and NaN deltas, kept in the tables and left out of the statistics.
+ * tensor) because no number can be right. Rows no number can describe are kept in the tables
+ * with a `flag` and left out of every statistic (`usableRow`, run-summary.ts): NaN/±Inf in the base or a
+ * checkpoint (`non_finite`, NaN deltas), a zero-size tensor (`empty`), a tensor the checkpoint
+ * leaves as it is (`unchanged`, ΔM = ΔD = 0 exactly; an adapter's untouched tensors are not read).
  */
 import { basename, resolve } from 'node:path';
 import { join } from 'node:path';
@@ -25,7 +27,7 @@ import { Progress, stderrProgress } from '../progress.js';
 import type { ProductChoice } from './adapter-fast-path.js';
 import { isDefaultTarget, parseTensorName } from './names.js';
 import { AnalysisPool, workerUrl } from './pool.js';
-import { openTaskCheckpoint, runTensorTask, type TaskCheckpoint, type TaskOptions, type TaskResult } from './tensor-task.js';
+import { mayChange, openTaskCheckpoint, runTensorTask, type TaskCheckpoint, type TaskOptions, type TaskResult } from './tensor-task.js';
 import { BOOTSTRAP, type Stats } from './stats.js';
 import { checkGroups, groupSummaries, runStatistics, type GroupSummary, type RunStatistics } from './run-summary.js';
 import { PerRowWriter, writeDecomposition, type DecompositionRow, type PerRowRecord } from './table.js';
@@ -217,7 +219,8 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
       }
     }
     const taskOptions: TaskOptions = { perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto' };
-    const work = targets.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0) * allCks.length;
+    // Only checkpoints that change a tensor cost anything for it (tensor-task.ts).
+    const work = targets.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1) * allCks.filter((c) => mayChange(c, t.name)).length, 0);
     const nWorkers = workerCount(o.workers, work);
     const url = nWorkers > 0 ? workerUrl() : undefined;
     if (url) pool = AnalysisPool.start(nWorkers, { base: o.base, checkpoints: allCks.map((c) => c.path), options: taskOptions }, url);
@@ -253,7 +256,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
           rows.push({
             run: run.label, method: run.method, checkpoint: ck.name, step: ck.step, module, layer, tensor: t.name,
             rows: rowsN, cols: colsN, delta_m: d.deltaM, delta_d: d.deltaD, zero_rows: d.zeroRows, shrunk_rows: d.shrunkRows,
-            rel_delta_fro: d.relDeltaFro, mean_m0: d.meanM0, mean_mt: d.meanMt, flag: d.nonFinite ? 'non_finite' : '',
+            rel_delta_fro: d.relDeltaFro, mean_m0: d.meanM0, mean_mt: d.meanMt, flag: d.flag,
           });
           if (d.m0 && d.mt && d.cos) {
             for (let n = 0; n < d.k; n++) {

@@ -6,7 +6,16 @@
  *   ΔM = (1/k) Σ_n |m_t^n − m_0^n|        ΔD = (1/k) Σ_n (1 − cos(W_t[n], W0[n]))
  * Features that are all zero have no direction: cos = 1 when both are zero, 0 when one is
  * (counted in `zeroRows`). Every sum is accumulated in float64.
+ *
+ * Rows no statistic may use carry a flag (`RowFlag`): `empty` (a zero-size tensor: no feature
+ * to measure), `non_finite` (NaN/±Inf in W0 or W_t), `unchanged` (W_t is W0 bit for bit, or an
+ * adapter that does not adapt the tensor). An unchanged tensor gets ΔM = ΔD = 0 exactly: the
+ * float64 sums of the general pass would otherwise leave rounding noise (ΔM ≈ 1e-17) that a
+ * correlation over many such rows reads as a perfect fit.
  */
+
+/** Why a row is left out of the statistics ('' when it is usable); precedence empty > non_finite > unchanged. */
+export type RowFlag = '' | 'empty' | 'non_finite' | 'unchanged';
 
 /** Which axis holds the output features: 'rows' for torch (out, in) and conv (out, …); 'cols' for GPT-2 Conv1D (in, out). */
 export type FeatureAxis = 'rows' | 'cols';
@@ -28,8 +37,39 @@ export interface Decomposition {
   readonly m0?: Float64Array;
   readonly mt?: Float64Array;
   readonly cos?: Float64Array;
-  /** True when W_t holds NaN or ±Inf (the deltas are then NaN). */
+  /** True when W0 or W_t holds NaN or ±Inf (the deltas are then NaN). */
   readonly nonFinite: boolean;
+  readonly flag: RowFlag;
+}
+
+/** A zero-size tensor: no feature to measure, every number NaN. */
+export function emptyDecomposition(k: number): Decomposition {
+  return { k, deltaM: NaN, deltaD: NaN, zeroRows: 0, shrunkRows: 0, relDeltaFro: NaN, meanM0: NaN, meanMt: NaN, nonFinite: false, flag: 'empty' };
+}
+
+/**
+ * W_t = W0: ΔM = ΔD = 0 and ‖W_t − W0‖ = 0 exactly. With the base's feature norms (a tensor that
+ * was read) the means and zero features are the base's; without (a tensor no checkpoint changes,
+ * never read) they are NaN and 0. No per-feature records: nothing moved.
+ */
+export function unchangedDecomposition(k: number, norms0?: Float64Array): Decomposition {
+  let sum = NaN, zeroRows = 0;
+  if (norms0) {
+    sum = 0;
+    for (let n = 0; n < k; n++) { sum += norms0[n]!; if (norms0[n] === 0) zeroRows++; }
+  }
+  const mean = sum / k;
+  return { k, deltaM: 0, deltaD: 0, zeroRows, shrunkRows: 0, relDeltaFro: 0, meanM0: mean, meanMt: mean, nonFinite: false, flag: 'unchanged' };
+}
+
+/** Whether two float32 arrays hold the same bits (so −0 ≠ +0 and NaN payloads count). */
+export function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  if (a === b) return true;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
 }
 
 /**
@@ -43,14 +83,19 @@ export function decompose(w0: Float32Array, wt: Float32Array, rows: number, cols
     throw new RangeError(`decompose: expected ${rows}×${cols} = ${rows * cols} values, got ${w0.length} and ${wt.length}`);
   }
   const k = axis === 'rows' ? rows : cols;
+  if (rows * cols === 0) return emptyDecomposition(k);
   const n0 = norms0 ?? featureNorms(w0, rows, cols, axis);
+  let baseFinite = true;
+  for (let n = 0; n < k && baseFinite; n++) baseFinite = Number.isFinite(n0[n]!);
+  // Equal bits end at the first difference, so a changed tensor pays next to nothing for the check.
+  if (baseFinite && sameBits(w0, wt)) return unchangedDecomposition(k, n0);
   const dot = new Float64Array(k);
   const sst = new Float64Array(k);
   let diff2 = 0;
   // ‖W0‖²_F from the cached feature norms: W0 does not change across checkpoints.
   let base2 = 0;
   for (let n = 0; n < k; n++) base2 += n0[n]! * n0[n]!;
-  let nonFinite = false;
+  let nonFinite = !baseFinite;
   for (let i = 0; i < rows; i++) {
     const off = i * cols;
     if (axis === 'rows') {
@@ -93,10 +138,11 @@ export function decompose(w0: Float32Array, wt: Float32Array, rows: number, cols
     deltaD: nonFinite ? NaN : sumDD / k,
     zeroRows,
     shrunkRows,
-    relDeltaFro: Math.sqrt(diff2) / Math.sqrt(base2),
+    relDeltaFro: nonFinite ? NaN : Math.sqrt(diff2) / Math.sqrt(base2),
     meanM0: sumM0 / k,
     meanMt: nonFinite ? NaN : sumMt / k,
     nonFinite,
+    flag: nonFinite ? 'non_finite' : '',
     ...(m0 && mt && cs ? { m0, mt, cos: cs } : {}),
   };
   return res;

@@ -87,6 +87,7 @@ export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Arr
       bgb += bk * (G[gk + k]! * bk + 2 * gb);
     }
     const w2 = ww[n]!;
+    if (!Number.isFinite(w2)) nonFinite = true; // NaN/±Inf in the base tensor
     const wd = s * bc;                        // w·δ
     const dd = Math.max(0, s * s * bgb);      // ‖δ‖² (G is PSD; clamp rounding)
     const v2 = Math.max(0, w2 + 2 * wd + dd); // ‖v‖²
@@ -142,6 +143,7 @@ export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Arr
     meanM0: sumM0 / out,
     meanMt: nonFinite ? NaN : sumMt / out,
     nonFinite,
+    flag: nonFinite ? 'non_finite' : '',
     ...(m0s && mts && coss ? { m0: m0s, mt: mts, cos: coss } : {}),
   };
 }

@@ -26,6 +26,7 @@ export interface DecompositionRow {
   rel_delta_fro: number;
   mean_m0: number;
   mean_mt: number;
+  /** '' or why no statistic may use the row: `empty`, `non_finite`, `unchanged` (decompose.ts `RowFlag`). */
   flag: string;
 }
 

@@ -9,7 +9,7 @@ import { tableFromIPC } from 'apache-arrow';
 import { DorascopeError, q } from '../errors.js';
 import { trainableParams, type AnalysedTensor } from './trainable-params.js';
 import { binFeatures, type FeatureHistograms } from './feature-histograms.js';
-import type { RunStatistics } from '../analysis/run-summary.js';
+import { usableRow, type RunStatistics } from '../analysis/run-summary.js';
 
 export interface DecompRow {
   run: string; method: string; checkpoint: string; step: number; module: string; layer: number;
@@ -61,6 +61,9 @@ export async function loadAnalysis(dir: string): Promise<Analysis> {
   // rows/cols (the tensor's shape) give the trainable-parameter count; folders without them just lack the count.
   const shapeR = table.getChild('rows')?.toArray() as ArrayLike<number> | undefined;
   const shapeC = table.getChild('cols')?.toArray() as ArrayLike<number> | undefined;
+  // Rows no statistic uses (flagged unchanged, non-finite or empty: docs/analysis.md "Flags"; or with a non-finite
+  // delta) are left out of the figures too; they still count among the analysed tensors. Older folders may lack `flag`.
+  const flags = table.getChild('flag')?.toArray() as ArrayLike<unknown> | undefined;
   const tensorsOf = new Map<string, AnalysedTensor[]>();
   const rows: DecompRow[] = [];
   for (let i = 0; i < table.numRows; i++) {
@@ -70,7 +73,7 @@ export async function loadAnalysis(dir: string): Promise<Analysis> {
       tensor: String(col('tensor')[i]), delta_m: Number(col('delta_m')[i]), delta_d: Number(col('delta_d')[i]),
     };
     if (!Number.isFinite(r.step)) throw bad(`${q(arrowPath)} row ${i} (tensor ${q(r.tensor)}): step ${q(String(col('step')[i]))} is not a number`);
-    rows.push(r);
+    if (usableRow({ flag: flags ? String(flags[i] ?? '') : '', delta_m: r.delta_m, delta_d: r.delta_d })) rows.push(r);
     if (shapeR && shapeC) {
       const list = tensorsOf.get(r.run) ?? [];
       if (list.length === 0) tensorsOf.set(r.run, list);

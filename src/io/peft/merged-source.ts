@@ -21,6 +21,11 @@ export interface MergedAdapterSource extends TensorSource {
   readonly adapted: ReadonlyMap<string, AdapterModule>;
   /** The module's factors for base tensor `name` (for exact ΔM/ΔD algebra without merging). */
   factors(name: string): Promise<LoraFactors>;
+  /**
+   * Whether the adapter changes tensor `name` (an adapter module on it, or a modules_to_save
+   * replacement), from the adapter's keys alone; `read` of any other tensor is the base's.
+   */
+  touches(name: string): boolean;
 }
 
 /**
@@ -103,6 +108,7 @@ function build(adapter: Adapter, base: TensorSource, closeBase: boolean): Merged
     base,
     adapted,
     factors,
+    touches: (name) => adapted.has(name) || replaced.has(name),
     list: () => list,
     info: (name) => byName.get(name),
     async read(name) {
