@@ -10,7 +10,8 @@
  *   z's sampling variance; at least 1), then back-transformed with tanh;
  * - step-partialled r: each checkpoint's mean removed from ΔD and ΔM, then pooled (the layer signal);
  * - layer-partialled r: each tensor's mean over checkpoints removed, then pooled (the step trend).
- * Points of one tensor at different checkpoints are not independent, so the 95% intervals come
+ * Points of one tensor at different checkpoints are not independent, so the 95% intervals of these
+ * views, and of the pooled r beside them, come
  * from a cluster bootstrap: tensors (a layer's module) are resampled with replacement, each
  * bringing all its checkpoints (mulberry32, fixed seed: the same data give the same interval).
  *
@@ -46,6 +47,8 @@ export interface WithinCheckpointR extends ClusteredR {
 }
 
 export interface LayerStepStats {
+  /** The pooled r (the paper's statistic) with a cluster-bootstrap interval, which does not treat a layer's checkpoints as independent points. */
+  readonly pooled: ClusteredR;
   readonly within_checkpoint: WithinCheckpointR;
   readonly step_partialled: ClusteredR;
   readonly layer_partialled: ClusteredR;
@@ -134,13 +137,16 @@ export function layerStepStats(points: readonly StatPoint[], resamples: number =
   const nTensors = new Set(points.map((p) => p.tensor)).size;
   const within = withinCheckpointR(points);
   const fs = [
+    (p: StatPoint[]) => pearson(p.map((q) => q.x), p.map((q) => q.y)),
     (p: StatPoint[]) => withinCheckpointR(p).r,
     (p: StatPoint[]) => partialledR(p, 'step'),
     (p: StatPoint[]) => partialledR(p, 'tensor'),
   ];
-  const [ciW, ciS, ciL] = clusterBootstrap(points, fs, resamples, seed);
+  const [ciP, ciW, ciS, ciL] = clusterBootstrap(points, fs, resamples, seed);
   const base = { n: points.length, n_tensors: nTensors };
+  const pooled = pearson(points.map((p) => p.x), points.map((p) => p.y));
   return {
+    pooled: { ...base, r: pooled, r_ci95: pooled === null ? null : ciP ?? null },
     within_checkpoint: {
       ...base, r: within.r, r_ci95: within.r === null ? null : ciW ?? null,
       n_checkpoints: within.per_checkpoint.filter((c) => c.r !== null).length, per_checkpoint: within.per_checkpoint,

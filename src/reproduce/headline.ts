@@ -21,11 +21,12 @@ interface StatDef {
 }
 
 export const HEADLINE_STATISTICS: readonly StatDef[] = [
-  { key: 'pooled', label: "pooled r (the paper's statistic)", judged: true, get: (s) => ({ n: s.pooled.n, r: s.pooled.pearson_r, ci: s.pooled.r_ci95 }) },
+  // Intervals from the cluster bootstrap (layers resampled with all their checkpoints) for every statistic.
+  { key: 'pooled', label: "pooled r (the paper's statistic)", judged: true, get: (s) => ({ n: s.layer_step.pooled.n, r: s.layer_step.pooled.r, ci: s.layer_step.pooled.r_ci95 }) },
   { key: 'within_checkpoint', label: 'within-checkpoint r (across layers)', judged: true, get: (s) => ({ n: s.layer_step.within_checkpoint.n, r: s.layer_step.within_checkpoint.r, ci: s.layer_step.within_checkpoint.r_ci95 }) },
   { key: 'step_partialled', label: 'step-partialled r (layer signal)', judged: true, get: (s) => ({ n: s.layer_step.step_partialled.n, r: s.layer_step.step_partialled.r, ci: s.layer_step.step_partialled.r_ci95 }) },
   { key: 'layer_partialled', label: 'layer-partialled r (trend over steps)', judged: false, get: (s) => ({ n: s.layer_step.layer_partialled.n, r: s.layer_step.layer_partialled.r, ci: s.layer_step.layer_partialled.r_ci95 }) },
-  { key: 'relative_pooled', label: 'pooled r, relative ΔM', judged: true, get: (s) => ({ n: s.relative.pooled.n, r: s.relative.pooled.pearson_r, ci: s.relative.pooled.r_ci95 }) },
+  { key: 'relative_pooled', label: 'pooled r, relative ΔM', judged: true, get: (s) => ({ n: s.relative.layer_step.pooled.n, r: s.relative.layer_step.pooled.r, ci: s.relative.layer_step.pooled.r_ci95 }) },
   { key: 'relative_within', label: 'within-checkpoint r, relative ΔM', judged: true, get: (s) => ({ n: s.relative.layer_step.within_checkpoint.n, r: s.relative.layer_step.within_checkpoint.r, ci: s.relative.layer_step.within_checkpoint.r_ci95 }) },
 ];
 

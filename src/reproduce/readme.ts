@@ -132,8 +132,8 @@ function verdictSection(L: string[], r: ReproRecord, nRuns: number): void {
     'method agrees (or is opposite) only when every run does. The pooled r is the paper\'s statistic (every layer and checkpoint',
     'pooled); the within-checkpoint r correlates across layers at each checkpoint (Fisher-z averaged); the step-partialled r',
     'removes each checkpoint\'s mean first; the layer-partialled r removes each layer\'s mean (the common trend over steps, on which',
-    'the paper makes no claim); relative ΔM divides by each layer\'s mean magnitude. Intervals: bootstrap over layers (each with',
-    'all its checkpoints) for the within/partialled views, over points for the pooled r. See docs/analysis.md.', '');
+    'the paper makes no claim); relative ΔM divides by each layer\'s mean magnitude. Every interval comes from a bootstrap over layers (each',
+    'with all its checkpoints: the points of one layer are not independent). See docs/analysis.md.', '');
   L.push('<details><summary>Every run with its 95% interval</summary>', '');
   L.push(`| method | run | ${stats.map((c) => c.label).join(' | ')} |`, `| --- | --- | ${stats.map(() => '---').join(' | ')} |`);
   for (const h of r.headline) {
