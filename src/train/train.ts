@@ -14,6 +14,7 @@ import { newestCheckpoint, restore } from './resume.js';
 import { lrAt, makeSchedule, resolveWarmup } from './schedule.js';
 import { openSource } from '../io/sources/open-source.js';
 import type { Weights } from './model.js';
+import { checkNoOverlap } from '../io/output-guard.js';
 
 export type TrainMethod = 'full' | 'lora' | 'dora';
 
@@ -130,6 +131,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   o.onBackend?.(chosen);
   const t = tf();
   const init = o.init ?? 'random';
+  // The run folder is written checkpoint by checkpoint; it must not be, hold or lie inside the weights it starts from.
+  if (o.out !== undefined && init !== 'random') checkNoOverlap({ out: o.out, kind: 'train', inputs: [{ role: 'initial weights (--init)', path: init }] });
   const config: LlamaConfig = init === 'random' ? { ...DEFAULT_CONFIG, ...o.config } : await readConfig(init);
   const data = typeof (o.data as unknown) === 'object' && o.data !== undefined ? o.data : dataName === 'cmudict' ? loadCmudict() : loadSotu();
   if (config.vocab_size < data.vocabSize) {
