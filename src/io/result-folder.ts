@@ -110,6 +110,13 @@ function removeDeadTemps(dest: string): void {
   }
 }
 
+/** The same error with the temporary folder's name replaced by the destination's, which is what the user knows. */
+function renamed(e: DorascopeError, tmp: string, abs: string): DorascopeError {
+  if (!e.message.includes(tmp)) return e;
+  const path = typeof e.details?.['path'] === 'string' ? (e.details['path'] as string).split(tmp).join(abs) : abs;
+  return new DorascopeError(e.code, e.message.split(tmp).join(abs), { ...e.details, path }, { cause: e.cause ?? e });
+}
+
 async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r').catch(() => undefined);
   if (fh === undefined) return;
@@ -171,7 +178,8 @@ export async function writeResultFolder<T>(dest: string, fill: (dir: string) => 
   } catch (e) {
     cleanupSync();
     // File-system failures name the destination; anything else (a bad input) passes unchanged.
-    throw typeof (e as NodeJS.ErrnoException)?.code === 'string' && !(e instanceof DorascopeError) ? writeError(dest, e) : e;
+    if (e instanceof DorascopeError) throw e.code === 'E_WRITE' ? renamed(e, tmp, abs) : e;
+    throw typeof (e as NodeJS.ErrnoException)?.code === 'string' ? writeError(dest, e) : e;
   } finally {
     for (const s of SIGNALS) process.removeListener(s, onSignal);
     release();
