@@ -14,15 +14,16 @@ import { closeSync, openSync, readFileSync, readdirSync, renameSync, rmSync, sta
 import { lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { DorascopeError, q } from '../errors.js';
+import { realPathOf } from './output-guard.js';
 import { writeError } from './write-error.js';
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /** `.NAME.lock` beside `dest`. */
 export function lockPathFor(dest: string): string {
-  const abs = resolve(dest);
+  const abs = realPathOf(dest);
   return join(dirname(abs), `.${basename(abs)}.lock`);
 }
 
@@ -101,7 +102,7 @@ const TEMP_RE = (name: string) => new RegExp(`^\\.${name.replace(/[.*+?^${}()|[\
 
 /** Removes temporaries a killed writer (SIGKILL, power loss) left beside `dest`; call with the lock held. */
 function removeDeadTemps(dest: string): void {
-  const abs = resolve(dest), parent = dirname(abs), re = TEMP_RE(basename(abs));
+  const abs = realPathOf(dest), parent = dirname(abs), re = TEMP_RE(basename(abs));
   let names: string[];
   try { names = readdirSync(parent); } catch { return; }
   for (const n of names) {
@@ -129,7 +130,8 @@ async function fsyncDir(dir: string): Promise<void> {
  * `dest`, if any, is unchanged. Errors from the file system become E_WRITE naming `dest`.
  */
 export async function writeResultFolder<T>(dest: string, fill: (dir: string) => Promise<T>): Promise<T> {
-  const abs = resolve(dest), parent = dirname(abs), name = basename(abs);
+  // Through symlinks: `--out link` replaces the folder the link points to, not the link.
+  const abs = realPathOf(dest), parent = dirname(abs), name = basename(abs);
   try {
     await mkdir(parent, { recursive: true });
   } catch (e) {

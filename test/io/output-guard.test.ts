@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
+import { isDorascopeError } from '../../src/errors.js';
 import { realPathOf } from '../../src/io/output-guard.js';
 import { exactValues, writeAdapter, writeModel } from '../helpers/models.js';
 import { rng } from '../helpers/random.js';
@@ -112,6 +113,19 @@ describe('an output never overlaps an input', () => {
     expect(existsSync(join(an, 'report.html'))).toBe(true);
     // Rendering again replaces our own page without --force.
     expect((await run(['report', an])).code).toBe(0);
+  });
+
+  it('train --out inside --init, and reproduce --out/--work around --base: refused before anything is written', async () => {
+    const { train } = await import('../../src/train/train.js');
+    const { reproduce } = await import('../../src/reproduce/reproduce.js');
+    const before = snapshot(root);
+    await expect(train({ method: 'lora', steps: 1, init: join(root, 'base'), out: join(root, 'base', 'run') }))
+      .rejects.toSatisfy((e) => isDorascopeError(e, 'E_OUTPUT_OVERLAP') && e.message.includes('--init'));
+    await expect(reproduce({ out: root, quick: true, base: join(root, 'base'), log: () => undefined }))
+      .rejects.toSatisfy((e) => isDorascopeError(e, 'E_OUTPUT_OVERLAP'));
+    await expect(reproduce({ out: join(root, 'repro'), work: join(root, 'base', 'ck'), quick: true, base: join(root, 'base'), log: () => undefined }))
+      .rejects.toSatisfy((e) => isDorascopeError(e, 'E_OUTPUT_OVERLAP') && e.message.startsWith('--work'));
+    expect(snapshot(root)).toEqual(before);
   });
 
   it('realPathOf folds .. and follows links through the deepest existing ancestor', () => {

@@ -87,6 +87,27 @@ describe('a result folder is written as one unit', () => {
     expect(leftovers(root)).toEqual([]);
   });
 
+  it('an analysis that fails midway (a tensor missing from a checkpoint) leaves no output, temporary or lock', async () => {
+    const bad = join(root, 'bad.safetensors');
+    await writeModel(bad, Object.fromEntries(BIG.slice(1).map((n) => [n, { shape: [1024, 16], data: new Float32Array(1024 * 16) }])));
+    const o = join(root, 'midway');
+    const r = await run(['analyze', '--base', join(root, 'base.safetensors'), bad, '--out', o, '--quiet', '--per-row']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('[E_MISSING_TENSOR]');
+    expect(existsSync(o)).toBe(false);
+    expect(leftovers(root)).toEqual([]);
+  });
+
+  it('--out through a symlink replaces the folder it points to and keeps the link', async () => {
+    const real = join(root, 'real-out'), link = join(root, 'link-out');
+    expect((await run(analyzeArgs(real, 'ck1', '--layers', '0'))).code).toBe(0);
+    (await import('node:fs')).symlinkSync(real, link);
+    expect((await run(analyzeArgs(link, 'ck2', '--layers', '0', '--label', `viaLink=${join(root, 'ck2.safetensors')}`))).code).toBe(0);
+    expect((await import('node:fs')).lstatSync(link).isSymbolicLink()).toBe(true);
+    expect((await loadAnalysis(real)).runs.map((x) => x.run)).toEqual(['viaLink']);
+    expect(leftovers(root)).toEqual([]);
+  });
+
   it('a second writer gets E_OUTPUT_LOCKED naming the holder; a lock whose process is gone is taken over', async () => {
     const o = join(root, 'locked');
     let open!: () => void;
