@@ -10,7 +10,7 @@
  * taken over. Temporaries are deleted on every error and on SIGINT/SIGTERM/SIGHUP, after which
  * the signal is raised again so the exit status still says how the process ended.
  */
-import { closeSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -92,6 +92,19 @@ export function acquireLock(dest: string): () => void {
     };
   }
   throw new DorascopeError('E_OUTPUT_LOCKED', `${q(dest)}: could not take the lock ${q(path)} (other writers keep replacing it)`, { out: dest, lock: path });
+}
+
+/**
+ * The lock alone, for outputs written piece by piece rather than swapped in whole (a training
+ * run's checkpoint folders): creates the parent folder, then takes `.NAME.lock`.
+ */
+export function lockOutput(dest: string): () => void {
+  try {
+    mkdirSync(dirname(realPathOf(dest)), { recursive: true });
+  } catch (e) {
+    throw writeError(dest, e, 'create the folder for');
+  }
+  return acquireLock(dest);
 }
 
 function statSafe(p: string): ReturnType<typeof statSync> | undefined {

@@ -15,6 +15,7 @@ import { lrAt, makeSchedule, resolveWarmup } from './schedule.js';
 import { openSource } from '../io/sources/open-source.js';
 import type { Weights } from './model.js';
 import { checkNoOverlap } from '../io/output-guard.js';
+import { lockOutput } from '../io/result-folder.js';
 
 export type TrainMethod = 'full' | 'lora' | 'dora';
 
@@ -155,6 +156,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const extra: tfc.Variable[] = [];
   const valIds = t.tensor2d(sampleWindows(data.validation, 16, len, seededRandom(12345)), [16, len], 'int32');
   const opt = new AdamW({ lr: baseLr, weightDecay: o.weightDecay ?? 0 });
+  // One writer per run folder: a second `train --out` of the same folder fails (E_OUTPUT_LOCKED).
+  const unlock = o.out === undefined ? undefined : lockOutput(o.out);
   try {
     if (init !== 'random') await loadWeights(init, weights);
     if (o.method === 'full') {
@@ -264,6 +267,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       trainLoss: lastLoss, evalLossBefore, evalLossAfter: await evalLoss(), logHistory, checkpoints,
     };
   } finally {
+    unlock?.();
     disposeRopeTables();
     opt.dispose();
     valIds.dispose();

@@ -132,6 +132,20 @@ describe('a result folder is written as one unit', () => {
     expect(existsSync(lockPathFor(o))).toBe(false);
   });
 
+  it('train --out of a folder another process is writing: E_OUTPUT_LOCKED, and the lock is released after a run', async () => {
+    const { train } = await import('../../src/train/train.js');
+    const { lockOutput } = await import('../../src/io/result-folder.js');
+    const o = join(root, 'train-run');
+    const release = lockOutput(o);
+    const opts = { method: 'lora' as const, steps: 1, config: { hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2 }, batchSize: 2, contextLength: 8, out: o };
+    await expect(train(opts)).rejects.toSatisfy((e) => isDorascopeError(e, 'E_OUTPUT_LOCKED'));
+    expect(existsSync(o)).toBe(false);
+    release();
+    await train(opts);
+    expect(readdirSync(o)).toContain('checkpoint-1');
+    expect(existsSync(lockPathFor(o))).toBe(false);
+  }, 120_000);
+
   it('a real SIGTERM during analyze --per-row leaves no temporary file and no half folder', async () => {
     const parent = join(root, 'sigterm');
     mkdirSync(parent);
