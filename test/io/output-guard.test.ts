@@ -109,6 +109,14 @@ describe('an output never overlaps an input', () => {
       expect(r.stderr).toContain('[E_OUTPUT_OVERLAP]');
       expect(snapshot(root)).toEqual(before);
     }
+    // Image exports may not go into (or around) the analysis folder either; refused before the page is written.
+    for (const args of [['--png', an], ['--svg', join(an, 'svg')], ['--png', root]]) {
+      const before = snapshot(root);
+      const r = await run(['report', an, ...args]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`[E_OUTPUT_OVERLAP]: ${args[0]}`);
+      expect(snapshot(root)).toEqual(before);
+    }
     expect((await run(['report', an])).code).toBe(0);
     expect(existsSync(join(an, 'report.html'))).toBe(true);
     // Rendering again replaces our own page without --force.
@@ -121,9 +129,9 @@ describe('an output never overlaps an input', () => {
     const before = snapshot(root);
     await expect(train({ method: 'lora', steps: 1, init: join(root, 'base'), out: join(root, 'base', 'run') }))
       .rejects.toSatisfy((e) => isDorascopeError(e, 'E_OUTPUT_OVERLAP') && e.message.includes('--init'));
-    await expect(reproduce({ out: root, quick: true, base: join(root, 'base'), log: () => undefined }))
+    await expect(reproduce({ out: root, quick: true, base: join(root, 'base'), log: () => undefined, engine: {} as never }))
       .rejects.toSatisfy((e) => isDorascopeError(e, 'E_OUTPUT_OVERLAP'));
-    await expect(reproduce({ out: join(root, 'repro'), work: join(root, 'base', 'ck'), quick: true, base: join(root, 'base'), log: () => undefined }))
+    await expect(reproduce({ out: join(root, 'repro'), work: join(root, 'base', 'ck'), quick: true, base: join(root, 'base'), log: () => undefined, engine: {} as never }))
       .rejects.toSatisfy((e) => isDorascopeError(e, 'E_OUTPUT_OVERLAP') && e.message.startsWith('--work'));
     expect(snapshot(root)).toEqual(before);
   });

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { exportImages, openOrPrint } from '../report-output.js';
+import { checkImageDirs, exportImages, openOrPrint } from '../report-output.js';
 
 export const compareCommand: CommandModule = {
   command: 'compare <dirs..>',
@@ -17,6 +17,7 @@ export const compareCommand: CommandModule = {
   handler: async (argv) => {
     const { renderCompare } = await import('../../report/render.js');
     const a = argv as unknown as { dirs: string[]; labels?: string; out?: string; title?: string; plotlySrc?: string; open: boolean; force: boolean; png?: string; svg?: string };
+    await checkImageDirs(a, a.dirs);
     const path = await renderCompare({ dirs: a.dirs, ...(a.labels ? { labels: a.labels.split(',') } : {}),
       ...(a.out ? { out: a.out } : {}), ...(a.title ? { title: a.title } : {}), ...(a.plotlySrc ? { plotlySrc: a.plotlySrc } : {}),
       command: ['dorascope', ...process.argv.slice(2)], force: a.force });

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { exportImages, openOrPrint } from '../report-output.js';
+import { checkImageDirs, exportImages, openOrPrint } from '../report-output.js';
 
 export const reportCommand: CommandModule = {
   command: 'report <dir>',
@@ -16,6 +16,7 @@ export const reportCommand: CommandModule = {
   handler: async (argv) => {
     const { renderReport } = await import('../../report/render.js');
     const a = argv as unknown as { dir: string; out?: string; title?: string; plotlySrc?: string; open: boolean; force: boolean; png?: string; svg?: string };
+    await checkImageDirs(a, [a.dir]);
     const path = await renderReport({ dir: a.dir, ...(a.out ? { out: a.out } : {}), ...(a.title ? { title: a.title } : {}),
       ...(a.plotlySrc ? { plotlySrc: a.plotlySrc } : {}), command: ['dorascope', ...process.argv.slice(2)], force: a.force });
     await exportImages(path, a);
