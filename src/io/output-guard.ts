@@ -10,7 +10,7 @@
  *    (a file where a folder goes, a folder of someone else's files) needs `--force`.
  *    An empty folder is always fine.
  */
-import { closeSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { DorascopeError, q } from '../errors.js';
 
@@ -97,11 +97,13 @@ export function checkNoOverlap(o: GuardOptions): void {
   }
 }
 
-function readHead(path: string, bytes: number): string {
+/** Up to `bytes` bytes of the file from `position` (negative: that many from the end). */
+function readHead(path: string, bytes: number, position = 0): string {
   const fd = openSync(path, 'r');
   try {
+    const at = position < 0 ? Math.max(0, fstatSync(fd).size + position) : position;
     const buf = Buffer.alloc(bytes);
-    const n = readSync(fd, buf, 0, bytes, 0);
+    const n = readSync(fd, buf, 0, bytes, at);
     return buf.subarray(0, n).toString('utf8');
   } finally {
     closeSync(fd);
@@ -127,8 +129,11 @@ export function resultKind(dir: string): string | undefined {
   return undefined;
 }
 
+/** Pages written before the generator tag end with the script that defines `window.dorascope` (report/html.ts). */
+const HTML_LEGACY_TAIL = 'window.dorascope = { ready:';
+
 function isOurHtml(path: string): boolean {
-  try { return readHead(path, 4096).includes(HTML_GENERATOR); } catch { return false; }
+  try { return readHead(path, 4096).includes(HTML_GENERATOR) || readHead(path, 8192, -8192).includes(HTML_LEGACY_TAIL); } catch { return false; }
 }
 
 /** Refuses (E_OUTPUT_EXISTS) replacing an existing output that is not ours of the same kind, unless `force`. */

@@ -198,5 +198,9 @@ describe('an existing output is replaced only when it is ours, of the same kind,
     expect(readFileSync(page, 'utf8')).toBe('<html>my own page</html>');
     expect((await run(['report', an, '--out', page, '--force'])).code).toBe(0);
     expect(readFileSync(page, 'utf8')).toContain('<meta name="generator" content="dorascope');
+    // A page from before the generator tag (the published reports/full/index.html) is recognised as ours by its script.
+    const legacy = join(root, 'legacy.html');
+    writeFileSync(legacy, readFileSync('reports/full/index.html'));
+    expect((await run(['report', an, '--out', legacy])).code).toBe(0);
   });
 });
