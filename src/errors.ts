@@ -42,6 +42,10 @@ export type ErrorCode =
   | 'E_DATA'
   | 'E_CHECKPOINT'
   | 'E_WRITE'
+  // outputs: never over an input, never over another program's files, one writer at a time
+  | 'E_OUTPUT_OVERLAP'
+  | 'E_OUTPUT_EXISTS'
+  | 'E_OUTPUT_LOCKED'
   | 'E_INTERNAL';
 
 export class DorascopeError extends Error {

@@ -19,6 +19,8 @@ import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { DorascopeError, q } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { guardOutput } from '../io/output-guard.js';
+import { writeResultFolder } from '../io/result-folder.js';
 import { classifyPath, openSource } from '../io/sources/open-source.js';
 import { listRun, readGlobalStep } from '../io/sources/trainer-run.js';
 import type { TensorSource } from '../io/types.js';
@@ -51,6 +53,8 @@ export interface AnalyzeOptions {
   readonly out?: string | undefined;
   readonly write?: boolean | undefined;
   readonly perRow?: boolean | undefined;
+  /** Replace an existing `out` that is not a dorascope analysis folder (never an input). */
+  readonly force?: boolean | undefined;
   readonly quiet?: boolean | undefined;
   /** The command line, for the manifest. */
   readonly command?: readonly string[] | undefined;
@@ -162,7 +166,20 @@ async function openRun(input: AnalyzeRunInput, base: TensorSource): Promise<Run>
   return run;
 }
 
+/**
+ * Analyses the runs and, unless `write: false`, writes the result folder `out` as one unit
+ * (src/io/result-folder.ts): refused before anything is read when `out` overlaps an input or
+ * holds something other than an earlier analysis (src/io/output-guard.ts).
+ */
 export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
+  const out = o.write === false ? undefined : (o.out ?? 'dorascope-out');
+  if (out === undefined) return analyzeInto(o, undefined, undefined);
+  guardOutput({ out, kind: 'analysis', force: o.force, inputs: [{ role: 'base (--base)', path: o.base }, ...o.runs.map((r) => ({ role: 'run', path: r.path }))] });
+  return writeResultFolder(out, (dir) => analyzeInto(o, out, dir));
+}
+
+/** The analysis; its files go to `dir` (the result folder under construction), messages name `out`. */
+async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: string | undefined): Promise<AnalyzeResult> {
   const started = Date.now();
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const say = o.quiet ? () => undefined : log;
@@ -200,9 +217,8 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
     say(`dorascope analyze: ${targets.length} tensors × ${nCk} checkpoints in ${runs.length} run(s)`);
 
     const rows: DecompositionRow[] = [];
-    const out = o.write === false ? undefined : (o.out ?? 'dorascope-out');
     // Per-feature records stream to rows.arrow tensor by tensor (bounded memory); it appears at the end.
-    if (o.perRow && out !== undefined) perRowOut = await PerRowWriter.open(out);
+    if (o.perRow && dir !== undefined) perRowOut = await PerRowWriter.open(dir);
     // A bar on a terminal, plain lines to a log (tensors done, bytes/s, ETA); nothing with quiet.
     progress = o.log === undefined
       ? stderrProgress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet: o.quiet })
@@ -282,15 +298,17 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
       groups: groupSummaries(o.groups ?? {}, stats),
     };
 
-    if (out !== undefined) {
-      await writeDecomposition(out, rows);
+    if (out !== undefined && dir !== undefined) {
+      await writeDecomposition(dir, rows);
       await perRowOut?.commit();
       perRowOut = undefined;
-      await writeFileAtomic(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+      await writeFileAtomic(join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
       const size = (p: string) => { try { return statSync(p).size; } catch { return null; } };
       const manifest = {
-        tool: 'dorascope', version: VERSION, created: new Date().toISOString(),
+        tool: 'dorascope', version: VERSION, kind: 'analysis', created: new Date().toISOString(),
         command: o.command ?? null,
+        // Everything the folder holds; readers use nothing else (a report draws histograms only when rows.arrow is listed).
+        files: ['decomposition.arrow', 'decomposition.csv', 'summary.json', 'manifest.json', ...(o.perRow ? ['rows.arrow'] : [])],
         options: { modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto', groups: o.groups ?? null },
         base: { path: o.base, kind: base.kind },
         runs: runs.map((r) => ({
@@ -300,7 +318,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
         tensors: targets.length,
         timings: { seconds: (Date.now() - started) / 1000, bytes_read: bytesRead, workers: pool?.size ?? 0 },
       };
-      await writeFileAtomic(join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+      await writeFileAtomic(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
       say(`wrote ${rows.length} rows to ${join(out, 'decomposition.arrow')} (+ .csv, summary.json, manifest.json${o.perRow ? ', rows.arrow' : ''})`);
     }
     return { rows, summary, out };

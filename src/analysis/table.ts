@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Float64, Int32, RecordBatchFileWriter, Table, Utf8, makeVector, tableFromIPC, tableToIPC, vectorFromArray } from 'apache-arrow';
 import { DorascopeError, q } from '../errors.js';
 import { openAtomic, writeFileAtomic, type AtomicFile } from '../io/atomic.js';
+import { writeError } from '../io/write-error.js';
 
 export interface DecompositionRow {
   run: string;
@@ -90,7 +91,11 @@ export const PER_ROW_BATCH = 65_536;
  */
 export class PerRowWriter {
   private wrote = false;
-  private constructor(private readonly file: AtomicFile, private readonly writer: RecordBatchFileWriter, private readonly drained: Promise<void>) {}
+  /** The first failed write (a full disk): once the drain stops, the writer's queue is closed. */
+  private failure: unknown;
+  private constructor(private readonly file: AtomicFile, private readonly writer: RecordBatchFileWriter, private readonly drained: Promise<void>) {
+    drained.catch((e: unknown) => { this.failure ??= e; });
+  }
 
   static async open(dir: string): Promise<PerRowWriter> {
     const file = await openAtomic(join(dir, 'rows.arrow'));
@@ -105,21 +110,28 @@ export class PerRowWriter {
 
   /** Appends records (any number; split into batches of PER_ROW_BATCH rows). */
   add(rows: readonly PerRowRecord[]): void {
-    for (let i = 0; i < rows.length; i += PER_ROW_BATCH) {
-      for (const b of toTable(rows.slice(i, i + PER_ROW_BATCH), PER_ROW_COLUMNS).batches) this.writer.write(b);
-      this.wrote = true;
+    // Report the write that failed (ENOSPC…), not the closed queue it left behind.
+    if (this.failure !== undefined) throw writeError(this.file.path, this.failure);
+    try {
+      for (let i = 0; i < rows.length; i += PER_ROW_BATCH) {
+        for (const b of toTable(rows.slice(i, i + PER_ROW_BATCH), PER_ROW_COLUMNS).batches) this.writer.write(b);
+        this.wrote = true;
+      }
+    } catch (e) {
+      throw writeError(this.file.path, this.failure ?? e);
     }
   }
 
   async commit(): Promise<void> {
     // An analysis without per-feature rows still gets a valid file with the schema.
-    if (!this.wrote) this.writer.write(toTable([], PER_ROW_COLUMNS));
-    this.writer.finish();
     try {
+      if (this.failure !== undefined) throw this.failure;
+      if (!this.wrote) this.writer.write(toTable([], PER_ROW_COLUMNS));
+      this.writer.finish();
       await this.drained;
     } catch (e) {
       await this.file.abort();
-      throw new DorascopeError('E_WRITE', `cannot write ${q(this.file.path)}: ${(e as Error).message}`, {}, { cause: e });
+      throw writeError(this.file.path, e);
     }
     await this.file.commit();
   }

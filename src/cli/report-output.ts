@@ -13,6 +13,14 @@ export async function openOrPrint(path: string, open: boolean): Promise<void> {
   });
 }
 
+/** Refuses (before anything is written) a `--png`/`--svg` folder that is, holds or lies inside an analysis folder read. */
+export async function checkImageDirs(o: { png?: string; svg?: string }, analysisDirs: readonly string[]): Promise<void> {
+  const { checkNoOverlap } = await import('../io/output-guard.js');
+  for (const [option, dir] of [['--png', o.png], ['--svg', o.svg]] as const) {
+    if (dir) checkNoOverlap({ out: dir, option, kind: 'images', inputs: analysisDirs.map((path) => ({ role: 'analysis folder', path })) });
+  }
+}
+
 /** `--png DIR` / `--svg DIR`: images of each figure through headless Chromium (E_CHROMIUM when none). */
 export async function exportImages(html: string, o: { png?: string; svg?: string }): Promise<void> {
   if (!o.png && !o.svg) return;

@@ -8,6 +8,7 @@ import { open, rename, rm, mkdir, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { DorascopeError, q } from '../errors.js';
+import { writeError } from './write-error.js';
 
 function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
@@ -19,12 +20,6 @@ export interface AtomicFile {
   readonly fh: FileHandle;
   commit(): Promise<void>;
   abort(): Promise<void>;
-}
-
-function writeError(path: string, e: unknown): DorascopeError {
-  if (e instanceof DorascopeError) return e;
-  const err = e as NodeJS.ErrnoException;
-  return new DorascopeError('E_WRITE', `cannot write ${q(path)}: ${err.code ?? ''} ${err.message}`.trim(), {}, { cause: e });
 }
 
 /**

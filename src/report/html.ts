@@ -4,6 +4,7 @@
  * escaped so no label can close the script element (OWASP XSS prevention, rule 3.1).
  */
 import type { Figure } from './figures/common.js';
+import { VERSION } from '../version.js';
 
 export function escapeHtml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
@@ -44,7 +45,7 @@ export function renderPage(p: PageInput): string {
   const prov = Object.entries(p.provenance).map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('');
   const figs = p.figures.map((f) => `<section><h2>${escapeHtml(f.title)}</h2><div class="fig" id="${escapeHtml(f.id)}" style="min-height:${figureHeight(f)}px"></div></section>`).join('\n');
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(p.title)}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="dorascope ${escapeHtml(VERSION)}"><title>${escapeHtml(p.title)}</title>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'${'src' in p.plotly ? " 'self' file: https: http:" : ''}; style-src 'unsafe-inline'; img-src data: blob:; worker-src blob:">
 <style>body{font-family:system-ui,sans-serif;margin:1.5em}h2{font-size:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}th{cursor:pointer;background:#eee}th[title]{text-decoration:underline dotted}dt{font-weight:bold}</style>
 ${plotlyTag}

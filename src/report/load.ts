@@ -98,5 +98,7 @@ export async function loadAnalysis(dir: string): Promise<Analysis> {
     const tensors = tensorsOf.get(r.run);
     r.trainable = tensors ? trainableParams(r.method, config, tensors, where) : null;
   }
-  return { dir, rows, runs, manifest, features: await binFeatures(join(dir, 'rows.arrow')) };
+  // A manifest that lists the folder's files is the whole truth: a rows.arrow it does not list is not this analysis's.
+  const listed = Array.isArray(manifest?.files) ? (manifest.files as unknown[]).includes('rows.arrow') : true;
+  return { dir, rows, runs, manifest, features: listed ? await binFeatures(join(dir, 'rows.arrow')) : null };
 }

@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
+import { guardOutput, type OutputInput } from '../io/output-guard.js';
 import { DorascopeError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { loadAnalysis, type Analysis, type DecompRow, type RunSummary } from './load.js';
@@ -15,8 +16,12 @@ import { layersFigure, trajectoryFigure } from './figures/layers.js';
 import { fmt, type Figure } from './figures/common.js';
 import { histogramFigure } from './figures/histograms.js';
 
-export interface ReportOptions { dir: string; out?: string; title?: string; plotlySrc?: string; command?: string[] }
-export interface CompareOptions { dirs: string[]; labels?: string[]; out?: string; title?: string; plotlySrc?: string; command?: string[] }
+export interface ReportOptions { dir: string; out?: string; title?: string; plotlySrc?: string; command?: string[]; force?: boolean }
+export interface CompareOptions { dirs: string[]; labels?: string[]; out?: string; title?: string; plotlySrc?: string; command?: string[]; force?: boolean }
+
+/** The files a report reads from an analysis folder: its HTML may go beside them (DIR/report.html), never over them. */
+const ANALYSIS_FILES = ['decomposition.arrow', 'decomposition.csv', 'summary.json', 'manifest.json', 'rows.arrow'];
+const analysisInputs = (dir: string): OutputInput[] => ANALYSIS_FILES.map((f) => ({ role: 'analysis file', path: join(dir, f) }));
 
 async function plotlySource(src: string | undefined): Promise<{ inline: string } | { src: string }> {
   if (src) return { src };
@@ -98,10 +103,11 @@ function provenance(analyses: Analysis[], command: string[] | undefined): Record
 }
 
 export async function renderReport(o: ReportOptions): Promise<string> {
+  const out = o.out ?? join(o.dir, 'report.html');
+  guardOutput({ out, kind: 'report-html', force: o.force, inputs: analysisInputs(o.dir) });
   const a = await loadAnalysis(o.dir);
   const { figures, table } = buildFigures(a.rows, a.runs);
   if (a.features && a.features.groups.length > 0) figures.push(histogramFigure('hist', a.features));
-  const out = o.out ?? join(o.dir, 'report.html');
   const html = renderPage({ title: o.title ?? `dorascope report: ${a.runs.map((r) => r.run).join(', ')}`, figures, table,
     provenance: provenance([a], o.command), plotly: await plotlySource(o.plotlySrc) });
   await writeFileAtomic(out, html);
@@ -112,6 +118,8 @@ export async function renderCompare(o: CompareOptions): Promise<string> {
   if (o.dirs.length === 0) throw new DorascopeError('E_USAGE', 'compare needs at least one analysis folder');
   if (o.labels && o.labels.length !== o.dirs.length)
     throw new DorascopeError('E_USAGE', `--labels has ${o.labels.length} names for ${o.dirs.length} folders`);
+  const out = o.out ?? 'compare.html';
+  guardOutput({ out, kind: 'report-html', force: o.force, inputs: o.dirs.flatMap(analysisInputs) });
   const analyses = await Promise.all(o.dirs.map((d) => loadAnalysis(d)));
   const rows: DecompRow[] = [];
   const runs: RunSummary[] = [];
@@ -122,7 +130,6 @@ export async function renderCompare(o: CompareOptions): Promise<string> {
     for (const r of a.runs) runs.push({ ...r, run: rename(r.run) });
   });
   const { figures, table } = buildFigures(rows, runs);
-  const out = o.out ?? 'compare.html';
   const html = renderPage({ title: o.title ?? `dorascope compare: ${runs.map((r) => r.run).join(' vs ')}`, figures, table,
     provenance: provenance(analyses, o.command), plotly: await plotlySource(o.plotlySrc) });
   await writeFileAtomic(out, html);

@@ -15,6 +15,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve, relative } from 'node:path';
 import { tableFromArrays, tableToIPC } from 'apache-arrow';
 import { writeFileAtomic } from '../io/atomic.js';
+import { checkNoOverlap } from '../io/output-guard.js';
 import { DorascopeError, q } from '../errors.js';
 import { readDecomposition } from '../analysis/table.js';
 import { lrAt, makeSchedule, resolveWarmup } from '../train/schedule.js';
@@ -195,12 +196,31 @@ export function runDecayBudget(spec: Pick<RunSpec, 'weightDecay' | 'lr' | 'steps
   return decayBudget(spec.weightDecay, lrs);
 }
 
+/** What `reproduce` writes in OUT besides the checkpoint folder. */
+const REPRODUCE_OUTPUTS = ['README.md', 'summary.json', 'results.arrow', 'results.csv', 'control.csv', 'rank_sweep.csv', 'index.html',
+  'all-modules.html', 'weight-decay.html', 'rank-sweep.html', 'pretraining.html', 'analysis', 'analysis-all-modules', 'analysis-weight-decay',
+  'analysis-seeds', 'png'];
+
+/**
+ * OUT and the checkpoint folder are rewritten: neither may overlap a given base. The notes may
+ * sit in OUT (it is not emptied), but not where one of its outputs goes.
+ */
+function checkReproduceOutputs(out: string, work: string, opts: ReproduceOptions): void {
+  const baseInput = opts.base === undefined ? [] : [{ role: 'base (--base)', path: opts.base }];
+  checkNoOverlap({ out, kind: 'reproduce', inputs: baseInput });
+  checkNoOverlap({ out: work, option: '--work', kind: 'reproduce', inputs: baseInput });
+  if (opts.notes === undefined) return;
+  for (const o of [work, ...REPRODUCE_OUTPUTS.map((f) => join(out, f))]) checkNoOverlap({ out: o, kind: 'reproduce', inputs: [{ role: 'notes (--notes)', path: opts.notes }] });
+}
+
 export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult> {
   const t0 = performance.now();
   const preset = opts.preset ?? (opts.quick ? QUICK : FULL);
   const out = resolve(opts.out);
+  const work = resolve(opts.work ?? join(out, 'checkpoints'));
+  checkReproduceOutputs(out, work, opts);
   const ctx: Ctx = {
-    opts, preset, out, work: resolve(opts.work ?? join(out, 'checkpoints')),
+    opts, preset, out, work,
     engine: opts.engine ?? (await import('./engine-dorascope.js')).dorascopeEngine(),
     log: opts.log ?? ((s: string) => process.stderr.write(`${s}\n`)), seconds: {}, backend: opts.backend ?? 'auto',
   };

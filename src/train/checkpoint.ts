@@ -3,8 +3,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type * as tfc from '@tensorflow/tfjs-core';
-import { DorascopeError, q } from '../errors.js';
+import { DorascopeError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { writeError } from '../io/write-error.js';
 import { writeSafetensorsStreaming, type TensorSpec } from '../io/safetensors/writer.js';
 import type { AdamW } from './adamw.js';
 import type { Adapters, LlamaConfig, Weights } from './model.js';
@@ -85,9 +86,7 @@ export async function writeFolderAtomic(final: string, fill: (dir: string) => Pr
     await fsyncDir(parent);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
-    if (e instanceof DorascopeError) throw e;
-    const err = e as NodeJS.ErrnoException;
-    throw new DorascopeError('E_WRITE', `cannot write checkpoint folder ${q(final)}: ${err.code ?? ''} ${err.message}`.trim(), { path: final }, { cause: e });
+    throw writeError(final, e, 'write checkpoint folder');
   }
 }
 

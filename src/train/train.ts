@@ -14,6 +14,8 @@ import { newestCheckpoint, restore } from './resume.js';
 import { lrAt, makeSchedule, resolveWarmup } from './schedule.js';
 import { openSource } from '../io/sources/open-source.js';
 import type { Weights } from './model.js';
+import { checkNoOverlap } from '../io/output-guard.js';
+import { lockOutput } from '../io/result-folder.js';
 
 export type TrainMethod = 'full' | 'lora' | 'dora';
 
@@ -130,6 +132,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   o.onBackend?.(chosen);
   const t = tf();
   const init = o.init ?? 'random';
+  // The run folder is written checkpoint by checkpoint; it must not be, hold or lie inside the weights it starts from.
+  if (o.out !== undefined && init !== 'random') checkNoOverlap({ out: o.out, kind: 'train', inputs: [{ role: 'initial weights (--init)', path: init }] });
   const config: LlamaConfig = init === 'random' ? { ...DEFAULT_CONFIG, ...o.config } : await readConfig(init);
   const data = typeof (o.data as unknown) === 'object' && o.data !== undefined ? o.data : dataName === 'cmudict' ? loadCmudict() : loadSotu();
   if (config.vocab_size < data.vocabSize) {
@@ -152,6 +156,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const extra: tfc.Variable[] = [];
   const valIds = t.tensor2d(sampleWindows(data.validation, 16, len, seededRandom(12345)), [16, len], 'int32');
   const opt = new AdamW({ lr: baseLr, weightDecay: o.weightDecay ?? 0 });
+  // One writer per run folder: a second `train --out` of the same folder fails (E_OUTPUT_LOCKED).
+  const unlock = o.out === undefined ? undefined : lockOutput(o.out);
   try {
     if (init !== 'random') await loadWeights(init, weights);
     if (o.method === 'full') {
@@ -261,6 +267,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       trainLoss: lastLoss, evalLossBefore, evalLossAfter: await evalLoss(), logHistory, checkpoints,
     };
   } finally {
+    unlock?.();
     disposeRopeTables();
     opt.dispose();
     valIds.dispose();

@@ -10,6 +10,7 @@ interface Args {
   layers?: string;
   out: string;
   perRow: boolean;
+  force: boolean;
   quiet: boolean;
   report: boolean;
   adapterPath: 'fast' | 'merge';
@@ -31,6 +32,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .option('layers', { type: 'string', describe: 'Layer indices and ranges, e.g. 0-5,8' })
       .option('out', { type: 'string', default: 'dorascope-out', describe: 'Output folder' })
       .option('per-row', { type: 'boolean', default: false, describe: 'Also write rows.arrow with per-feature m0, mt and cos' })
+      .option('force', { type: 'boolean', default: false, describe: 'Replace an existing --out that is not an earlier analysis (never an input)' })
       .option('quiet', { type: 'boolean', default: false, describe: 'No progress output' })
       .option('report', { type: 'boolean', default: false, describe: 'Also write report.html into the output folder' })
       .option('adapter-path', { choices: ['fast', 'merge'] as const, default: 'fast' as const, describe: 'Adapter checkpoints: exact algebra from W0·Aᵀ and A·Aᵀ (fast) or through the merged weights (merge)' })
@@ -66,7 +68,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       ...(argv.adapterPath === 'merge' ? ['--adapter-path', 'merge'] : []),
       ...(argv.workers === undefined ? [] : ['--workers', String(argv.workers)]),
       ...(argv.group ?? []).flatMap((g) => ['--group', g]),
-      ...(argv.perRow ? ['--per-row'] : []), ...(argv.quiet ? ['--quiet'] : []), ...(argv.report ? ['--report'] : []),
+      ...(argv.perRow ? ['--per-row'] : []), ...(argv.force ? ['--force'] : []), ...(argv.quiet ? ['--quiet'] : []), ...(argv.report ? ['--report'] : []),
       ...argv.runs,
     ];
     await analyze({
@@ -77,6 +79,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       layers: argv.layers === undefined ? undefined : parseLayers(argv.layers),
       out: argv.out,
       perRow: argv.perRow,
+      force: argv.force,
       quiet: argv.quiet,
       adapterPath: argv.adapterPath,
       workers: argv.workers,

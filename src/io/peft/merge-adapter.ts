@@ -1,6 +1,9 @@
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../atomic.js';
+import { guardOutput } from '../output-guard.js';
+import { writeResultFolder } from '../result-folder.js';
+import { VERSION } from '../../version.js';
 import { openSource } from '../sources/open-source.js';
 import { openMergedAdapter } from './merged-source.js';
 import { encodeFloat32, writeSafetensorsStreaming } from '../safetensors/writer.js';
@@ -16,25 +19,31 @@ export interface MergeResult {
  * (`OUT/model.safetensors`, and the base's config.json when it has one). The
  * merge math is the PEFT layer's (`openMergedAdapter`, one implementation in
  * src/methods/merge.ts); tensors are produced one at a time and each keeps
- * its base dtype, so memory stays at one tensor. Written atomically; inputs untouched.
+ * its base dtype, so memory stays at one tensor. The folder is written as one unit
+ * (src/io/result-folder.ts) with a manifest.json of kind `merge`; an `out` that overlaps the base
+ * or the adapter is refused, as is one holding anything but an earlier merge unless `force`.
  */
-export async function mergeAdapter(basePath: string, adapterDir: string, out: string): Promise<MergeResult> {
+export async function mergeAdapter(basePath: string, adapterDir: string, out: string, opts: { force?: boolean | undefined } = {}): Promise<MergeResult> {
+  guardOutput({ out, kind: 'merge', force: opts.force, inputs: [{ role: 'base (--base)', path: basePath }, { role: 'adapter (--adapter)', path: adapterDir }] });
   const base = await openSource(basePath);
   const merged = await openMergedAdapter(adapterDir, base, { closeBase: true });
   try {
-    mkdirSync(out, { recursive: true });
     const list = merged.list();
-    const file = join(out, 'model.safetensors');
-    await writeSafetensorsStreaming(
-      file,
+    await writeResultFolder(out, async (dir) => {
+      await writeSafetensorsStreaming(
+      join(dir, 'model.safetensors'),
       list.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
       async (name) => encodeFloat32(merged.info(name)!.dtype, await merged.read(name)),
       { format: 'pt', dorascope_merged_adapter: adapterDir },
-    );
-    const baseDir = existsSync(basePath) && statSync(basePath).isDirectory() ? basePath : dirname(basePath);
-    const cfg = join(baseDir, 'config.json');
-    if (existsSync(cfg)) await writeFileAtomic(join(out, 'config.json'), readFileSync(cfg));
-    return { out: file, tensors: list.length, adapted: merged.adapted.size };
+      );
+      const baseDir = existsSync(basePath) && statSync(basePath).isDirectory() ? basePath : dirname(basePath);
+      const cfg = join(baseDir, 'config.json');
+      const files = ['model.safetensors', 'manifest.json'];
+      if (existsSync(cfg)) { await writeFileAtomic(join(dir, 'config.json'), readFileSync(cfg)); files.push('config.json'); }
+      // Marks the folder as a merge result, so a later merge into it may replace it (output-guard.ts).
+      await writeFileAtomic(join(dir, 'manifest.json'), `${JSON.stringify({ tool: 'dorascope', version: VERSION, kind: 'merge', created: new Date().toISOString(), base: basePath, adapter: adapterDir, files }, null, 2)}\n`);
+    });
+    return { out: join(out, 'model.safetensors'), tensors: list.length, adapted: merged.adapted.size };
   } finally {
     await merged.close();
   }
