@@ -23,6 +23,7 @@
  * the rank sweep (LoRA paper §4.1).
  */
 import { DorascopeError, q } from '../errors.js';
+import { lrAt, makeSchedule, resolveWarmup } from '../train/schedule.js';
 
 /** Method names as the analysis records them (`ft` = full fine-tuning). */
 export type ReproMethod = 'ft' | 'lora' | 'dora';
@@ -289,4 +290,12 @@ export function decayBudget(weightDecay: number, lrs: readonly number[]): number
   let s = 0;
   for (const lr of lrs) s += lr;
   return weightDecay * s;
+}
+
+/** wd · Σ lr_t of a run under its schedule. */
+export function runDecayBudget(spec: Pick<RunSpec, 'weightDecay' | 'lr' | 'steps' | 'scheduler' | 'warmupRatio'>): number {
+  const schedule = makeSchedule(spec.scheduler, spec.lr, spec.steps, resolveWarmup(spec.steps, 0, spec.warmupRatio));
+  const lrs: number[] = [];
+  for (let t = 1; t <= spec.steps; t++) lrs.push(lrAt(schedule, t));
+  return decayBudget(spec.weightDecay, lrs);
 }

@@ -73,6 +73,8 @@ export interface ReproRecord {
   readonly files: readonly { path: string; what: string }[];
   /** Hand-written discussion (markdown) from `--notes FILE`, kept verbatim under its own heading. */
   readonly notes?: string;
+  /** Set when the statistics and text were recomputed from the saved tables (`reproduce --rejudge`). */
+  readonly rejudged?: { readonly created: string; readonly version: string };
 }
 
 const f = (v: number | null | undefined, d = 2): string => (v === null || v === undefined || !Number.isFinite(v) ? 'n/a' : v.toFixed(d));
@@ -207,6 +209,7 @@ function madeSection(L: string[], r: ReproRecord): void {
   L.push('', '## How this was made', '');
   L.push('```sh', r.command, '```', '');
   L.push(`- Date: ${r.created}`);
+  if (r.rejudged) L.push(`- Statistics, tables and this text recomputed from the saved tables on ${r.rejudged.created} by dorascope ${r.rejudged.version} (\`dorascope reproduce --rejudge\`); training and analysis as above`);
   L.push(`- Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, ${r.machine.os}, Node ${r.machine.node}`);
   L.push(`- Backend: ${r.backend}`);
   L.push(`- Time taken: ${minutes(total)} in all (${Object.entries(r.seconds).filter(([k]) => k !== 'total').map(([k, v]) => `${k} ${minutes(v)}`).join(', ')})`);

@@ -13,22 +13,17 @@
  */
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve, relative } from 'node:path';
-import { tableFromArrays, tableToIPC } from 'apache-arrow';
-import { writeFileAtomic } from '../io/atomic.js';
 import { checkNoOverlap } from '../io/output-guard.js';
 import { DorascopeError, q } from '../errors.js';
-import { readDecomposition } from '../analysis/table.js';
-import { lrAt, makeSchedule, resolveWarmup } from '../train/schedule.js';
-import { VERSION } from '../version.js';
 import type { Engine, TrainOutcome } from './engine.js';
-import { lateImprovement, readEvalCurve, readFinalMetric, type EvalPoint, type RunMetric } from './metrics.js';
-import { FULL, QUICK, checkpointSteps, decayBudget, headlineSteps, lrSweepRuns, mainRuns, type Plan, type Preset, type RunSpec } from './plan.js';
+import { lateImprovement, readEvalCurve, readFinalMetric, type RunMetric } from './metrics.js';
+import { FULL, QUICK, lrSweepRuns, mainRuns, type Plan, type Preset, type RunSpec } from './plan.js';
 import { chooseLearningRate } from './sweep.js';
-import { accuracyClaims, type RankPoint } from './results.js';
-import { headline, type ControlRow, type HeadlineRow } from './headline.js';
-import { describeMachine, renderReadme, type BaseRecord, type ReproRecord, type SweepRow } from './readme.js';
+import type { RankPoint } from './results.js';
+import type { ControlRow, HeadlineRow } from './headline.js';
+import { describeMachine, type BaseRecord, type SweepRow } from './readme.js';
+import { judge, type RunFacts } from './judge.js';
 import { pretrainFigure, rankFigure, writeFigurePage } from './rank-figure.js';
-import { PAPER_FIGURE2, PAPER_CITATION } from './paper.js';
 
 export interface ReproduceOptions {
   readonly out: string;
@@ -188,13 +183,6 @@ async function analyseAndReport(ctx: Ctx, plan: Plan, bases: readonly BaseRecord
   return seedDirs;
 }
 
-/** wd · Σ lr_t of a run under its schedule. */
-export function runDecayBudget(spec: Pick<RunSpec, 'weightDecay' | 'lr' | 'steps' | 'scheduler' | 'warmupRatio'>): number {
-  const schedule = makeSchedule(spec.scheduler, spec.lr, spec.steps, resolveWarmup(spec.steps, 0, spec.warmupRatio));
-  const lrs: number[] = [];
-  for (let t = 1; t <= spec.steps; t++) lrs.push(lrAt(schedule, t));
-  return decayBudget(spec.weightDecay, lrs);
-}
 
 /** What `reproduce` writes in OUT besides the checkpoint folder. */
 const REPRODUCE_OUTPUTS = ['README.md', 'summary.json', 'results.arrow', 'results.csv', 'control.csv', 'rank_sweep.csv', 'index.html',
@@ -235,9 +223,6 @@ export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult
   const trained = await fineTune(ctx, plan, bases);
   const seedDirs = await analyseAndReport(ctx, plan, bases, trained, title);
 
-  const rows = (await Promise.all(seedDirs.map((d) => readDecomposition(d)))).flat();
-  const steps = headlineSteps(checkpointSteps(preset), preset.headlineCheckpoints);
-  const head = headline({ rows, runs: plan.runs, module: HEADLINE_MODULE, steps }, plan.roles, plan.control, runDecayBudget);
   const metrics = new Map([...trained].map(([k, v]) => [k, v.metric]));
   const first = plan.runs.filter((r) => r.baseIndex === 0 && r.seed === preset.ftSeeds[0]);
   const rank: RankPoint[] = first
@@ -250,50 +235,19 @@ export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult
     await writeFigurePage(join(out, 'pretraining.html'), `${title}: pretraining`, 'Held-out loss of each base while it was pretrained.',
       pretrainFigure(bases.map((b, i) => ({ label: `base ${i} (seed ${b.seed})`, curve: b.curve }))));
   }
-  await writeTables(out, head.rows, head.control, rank);
   if (opts.dropCheckpoints) await rm(ctx.work, { recursive: true, force: true });
   ctx.seconds['total'] = (performance.now() - t0) / 1000;
-
-  const record: ReproRecord = {
+  const facts: RunFacts = {
     title, preset, backend: ctx.backend, machine: describeMachine(), seconds: ctx.seconds, created: new Date().toISOString(),
     command: ['dorascope', ...(opts.command ?? process.argv.slice(2))].join(' '),
-    bases, task: `${data.task}; pretraining text: ${data.pretrain}`, plan, sweep: sweep.rows, headlineSteps: steps, module: HEADLINE_MODULE,
-    headline: head.rows, control: head.control, rank, claims: accuracyClaims(rank, preset.mainRank),
-    metrics: Object.fromEntries(metrics), files: FILES(opts.png === true, bases.some((b) => b.curve.length > 0)),
+    bases, task: `${data.task}; pretraining text: ${data.pretrain}`, plan, sweep: sweep.rows, rank,
+    metrics: Object.fromEntries(metrics), png: opts.png === true,
+    checkpointsDirs: Object.fromEntries(plan.runs.map((r) => [r.name, opts.dropCheckpoints ? null : relative(out, trained.get(r.name)!.outcome.runDir)])),
     ...(opts.notes === undefined ? {} : { notes: await readNotes(opts.notes) }),
   };
-  const summary = join(out, 'summary.json');
-  await writeFileAtomic(summary, `${JSON.stringify(summaryJson(record, opts, trained, out), null, 2)}\n`);
-  const readme = join(out, 'README.md');
-  await writeFileAtomic(readme, renderReadme(record));
+  const { readme, summary, headline: head } = await judge(out, facts, seedDirs);
   ctx.log(`reproduce: done in ${ctx.seconds['total'].toFixed(0)} s; report: ${join(out, 'index.html')}`);
   return { out, report: join(out, 'index.html'), readme, summary, headline: head.rows, control: head.control, seconds: ctx.seconds };
-}
-
-const FILES = (png: boolean, pretrained: boolean): { path: string; what: string }[] => [
-  { path: 'index.html', what: 'compare report of the first base and seed (Figure 2 per method and module, Figure 3, trajectories, table)' },
-  { path: 'weight-decay.html', what: 'the weight-decay control: full fine-tuning at each weight decay, one panel per setting' },
-  { path: 'all-modules.html', what: 'the same as index.html for every projection (q, k, v, o, gate, up, down)' },
-  { path: 'rank-sweep.html', what: 'validation metric against rank, LoRA and DoRA' },
-  ...(pretrained ? [{ path: 'pretraining.html', what: 'held-out loss of each base while it was pretrained' }] : []),
-  { path: 'analysis/, analysis-all-modules/, analysis-weight-decay/', what: 'decomposition.arrow/.csv, summary.json, manifest.json behind the three reports' },
-  { path: 'analysis-seeds/base-N/', what: 'every run on base N (all seeds, the control, the rank sweep): what the headline statistics are computed from' },
-  { path: 'results.arrow, results.csv', what: 'the headline table (method × statistic, each seed and the range); control.csv: the weight-decay control; rank_sweep.csv: the rank sweep' },
-  { path: 'summary.json', what: 'everything above as JSON (plan, learning rates, per-seed statistics, timings, machine)' },
-  ...(png ? [{ path: 'png/', what: 'the report figures as PNG' }] : []),
-];
-
-function summaryJson(r: ReproRecord, opts: ReproduceOptions, trained: ReadonlyMap<string, { outcome: TrainOutcome }>, out: string): Record<string, unknown> {
-  return {
-    tool: 'dorascope', version: VERSION, kind: 'reproduce', created: r.created, command: r.command,
-    paper: { citation: PAPER_CITATION, figure2: PAPER_FIGURE2 },
-    preset: r.preset, backend: r.backend, machine: r.machine, seconds: r.seconds,
-    bases: r.bases.map((b) => ({ seed: b.seed, note: b.note, late_improvement: b.lateImprovement, curve: b.curve })),
-    task: r.task, learning_rates: r.plan.lr, lr_sweep: r.sweep,
-    runs: r.plan.runs.map((s) => ({ ...s, decay_budget: runDecayBudget(s), checkpoints_dir: opts.dropCheckpoints ? null : relative(out, trained.get(s.name)!.outcome.runDir), metric: r.metrics[s.name] })),
-    roles: r.plan.roles, headline_module: r.module, headline_steps: r.headlineSteps,
-    headline: r.headline, weight_decay_control: r.control, rank_sweep: r.rank, claims: r.claims,
-  };
 }
 
 async function readNotes(path: string): Promise<string> {
@@ -304,46 +258,3 @@ async function readNotes(path: string): Promise<string> {
   }
 }
 
-async function writeTables(out: string, head: readonly HeadlineRow[], control: readonly ControlRow[], rank: readonly RankPoint[]): Promise<void> {
-  const num = (v: number | null | undefined): number => (v === null || v === undefined ? Number.NaN : v);
-  const flat = head.flatMap((h) => h.cells.map((c) => ({ h, c })));
-  const cols = {
-    label: flat.map(({ h }) => h.label), method: flat.map(({ h }) => h.method), config: flat.map(({ h }) => h.config),
-    statistic: flat.map(({ c }) => c.statistic),
-    runs: Int32Array.from(flat.map(({ c }) => c.across.n_runs)),
-    mean: Float64Array.from(flat.map(({ c }) => num(c.across.mean))),
-    min: Float64Array.from(flat.map(({ c }) => num(c.across.min))),
-    max: Float64Array.from(flat.map(({ c }) => num(c.across.max))),
-    paper_r: Float64Array.from(flat.map(({ h }) => num(h.paper_r))),
-    verdict: flat.map(({ c }) => c.verdict ?? ''),
-    seeds: flat.map(({ c }) => c.per_seed.map((p) => `${p.run}: ${fmtR(p.r)} ${fmtCi(p.ci)}`).join('; ')),
-  };
-  await writeFileAtomic(join(out, 'results.arrow'), tableToIPC(tableFromArrays(cols), 'file'));
-  await writeFileAtomic(join(out, 'results.csv'), csv(cols));
-  const ctl = control.flatMap((c) => c.cells.map((cell) => ({ c, cell })));
-  await writeFileAtomic(join(out, 'control.csv'), csv({
-    weight_decay: ctl.map(({ c }) => c.weight_decay), decay_budget: ctl.map(({ c }) => c.decay_budget), statistic: ctl.map(({ cell }) => cell.statistic),
-    runs: ctl.map(({ cell }) => cell.across.n_runs), mean: ctl.map(({ cell }) => num(cell.across.mean)), min: ctl.map(({ cell }) => num(cell.across.min)),
-    max: ctl.map(({ cell }) => num(cell.across.max)), verdict_vs_ft: ctl.map(({ cell }) => cell.verdict ?? ''),
-    signed_rel_delta_m: ctl.map(({ c }) => num(c.magnitude.signed_rel_delta_m.mean)), frac_features_shrunk: ctl.map(({ c }) => num(c.magnitude.frac_features_shrunk.mean)),
-  }));
-  await writeFileAtomic(join(out, 'rank_sweep.csv'),
-    csv({ method: rank.map((r) => r.method), rank: rank.map((r) => r.rank), run: rank.map((r) => r.run), metric: rank.map((r) => num(r.metric)), eval_loss: rank.map((r) => num(r.evalLoss)) }));
-}
-
-const fmtR = (v: number | null): string => (v === null ? 'n/a' : v.toFixed(3));
-const fmtCi = (c: [number, number] | null): string => (c === null ? '' : `[${c[0].toFixed(3)}, ${c[1].toFixed(3)}]`);
-
-function csv(cols: Record<string, ArrayLike<unknown>>): string {
-  const names = Object.keys(cols);
-  const n = cols[names[0]!]!.length;
-  const cell = (v: unknown): string => {
-    const s = typeof v === 'number' && Number.isNaN(v) ? '' : String(v);
-    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  const lines = [names.join(',')];
-  for (let i = 0; i < n; i++) lines.push(names.map((k) => cell(cols[k]![i])).join(','));
-  return `${lines.join('\n')}\n`;
-}
-
-export type { EvalPoint };

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FULL, GPU, QUICK, checkpointSteps, decayBudget, headlineSteps, lrSweepRuns, mainRuns, presetByName } from '../../src/reproduce/plan.js';
-import { runDecayBudget } from '../../src/reproduce/reproduce.js';
+import { FULL, GPU, QUICK, checkpointSteps, decayBudget, headlineSteps, lrSweepRuns, mainRuns, presetByName, runDecayBudget } from '../../src/reproduce/plan.js';
 import { isDorascopeError } from '../../src/errors.js';
 
 describe('reproduction plan', () => {

@@ -132,6 +132,20 @@ describe('reproduce --quick end to end', () => {
     const results = tableFromIPC(await readFile(join(out, 'results.arrow')));
     expect(results.numRows).toBe(4 * 6);
   });
+
+  it('--rejudge recomputes the same statistics from the saved tables, and says so in the README', async () => {
+    const before = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8'));
+    const e = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    let rc = -1;
+    try { rc = await main(['reproduce', '--rejudge', out]); } finally { e.mockRestore(); }
+    expect(rc).toBe(0);
+    const after = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8'));
+    expect(after.headline).toEqual(before.headline);
+    expect(after.weight_decay_control).toEqual(before.weight_decay_control);
+    expect(after.runs).toEqual(before.runs);
+    expect(after.rejudged.version).toBe(before.version);
+    expect(await readFile(join(out, 'README.md'), 'utf8')).toMatch(/recomputed from the saved tables on .* \(`dorascope reproduce --rejudge`\)/u);
+  });
 });
 
 async function readTable(path: string): Promise<Record<string, unknown>[]> {

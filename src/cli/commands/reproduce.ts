@@ -5,6 +5,7 @@ interface Args {
   out: string;
   quick: boolean;
   preset?: string;
+  rejudge?: string;
   base?: string;
   work?: string;
   backend: string;
@@ -21,6 +22,7 @@ export const reproduceCommand: CommandModule<object, Args> = {
     y
       .option('out', { type: 'string', default: 'reports/reproduce', describe: 'Folder for the report, tables, summary.json and README.md' })
       .option('quick', { type: 'boolean', default: false, describe: 'The quick preset: tiny model, few steps (about a minute on 2 CPU cores); what `demo` and CI run' })
+      .option('rejudge', { type: 'string', describe: 'Recompute the statistics, tables, summary.json and README.md of a finished reproduction folder from its saved tables (no training)' })
       .option('preset', { type: 'string', choices: ['quick', 'full', 'gpu'], describe: 'quick; full (the published run: 8 layers, 2 bases × 2 seeds, about half an hour on 2 CPU cores); gpu (wider, deeper, longer: for --backend webgpu)' })
       .option('base', { type: 'string', describe: 'Fine-tune this base model (HF folder or .safetensors) instead of pretraining one' })
       .option('work', { type: 'string', describe: 'Folder for the checkpoints (default OUT/checkpoints)' })
@@ -29,6 +31,12 @@ export const reproduceCommand: CommandModule<object, Args> = {
       .option('notes', { type: 'string', describe: "A markdown file with a hand-written discussion to put in the README" })
       .option('png', { type: 'boolean', default: false, describe: "Also export the report's figures as PNG into OUT/png (needs Chromium)" }) as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
+    if (argv.rejudge !== undefined) {
+      const { rejudge } = await import('../../reproduce/judge.js');
+      const res = await rejudge(argv.rejudge);
+      process.stdout.write(`README: ${res.readme}\n`);
+      return;
+    }
     const { reproduce } = await import('../../reproduce/reproduce.js');
     const { presetByName } = await import('../../reproduce/plan.js');
     if (argv.quick && argv.preset !== undefined) throw new DorascopeError('E_USAGE', '--quick and --preset cannot be used together (--quick is --preset quick)');
