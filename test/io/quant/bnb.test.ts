@@ -241,4 +241,55 @@ describe('bitsandbytes checkpoints against a reference quantizer', () => {
       expect(row('qdora', D).flag).toBe('unchanged');
     }
   });
+
+  it('through the CLI, with a worker thread: manifest names both bases, the worker reads the dequantized base', async () => {
+    const { main } = await import('../../../src/cli/main.js');
+    const root = await tmp();
+    const nf4 = await writeQuantized(join(root, 'nf4'));
+    const fp = await writeFull(join(root, 'fp'));
+    const adapter = await writeQDora(join(root, 'qdora'));
+    const out = join(root, 'o');
+    const orig = process.stdout.write.bind(process.stdout);
+    process.stdout.write = (() => true) as typeof process.stdout.write;
+    let code: number;
+    try {
+      code = await main(['analyze', '--base', fp, '--quantized-base', nf4, '--label', `qdora=${adapter}`, adapter, '--modules', 'q_proj', '--workers', '1', '--adapter-path', 'merge', '--out', out, '--quiet']);
+    } finally {
+      process.stdout.write = orig;
+    }
+    expect(code).toBe(0);
+    const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
+    expect(manifest.base).toEqual({ path: fp, kind: 'folder' });
+    expect(manifest.quantized_base).toEqual({ path: nf4, kind: 'folder' });
+    expect(manifest.command).toContain('--quantized-base');
+    const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8'));
+    expect(summary.runs.map((x: { run: string }) => x.run)).toEqual(['quantization', 'qdora']);
+    const rows = (await readFile(join(out, 'decomposition.csv'), 'utf8')).trim().split('\n');
+    expect(rows).toHaveLength(3); // header + one row per run
+    // The worker's numbers are the main thread's (which the test above checks against the float64 reference).
+    const { analyze } = await import('../../../src/analysis/analyze.js');
+    const inProcess = await analyze({ base: fp, quantizedBase: nf4, runs: [{ path: adapter, label: 'qdora' }], modules: ['q_proj'], write: false, quiet: true, adapterPath: 'merge', workers: 0 });
+    const head = rows[0]!.split(',');
+    for (const line of rows.slice(1)) {
+      const cells = line.split(',');
+      const want = inProcess.rows.find((x) => x.run === cells[head.indexOf('run')])!;
+      expect(Number(cells[head.indexOf('delta_m')])).toBeCloseTo(want.delta_m, 12);
+      expect(Number(cells[head.indexOf('delta_d')])).toBeCloseTo(want.delta_d, 12);
+    }
+  });
+
+  it('a sharded quantized base: side tensors in other shards than their weight', async () => {
+    const dir = join(await tmp(), 'sharded');
+    mkdirSync(dir, { recursive: true });
+    const all = { ...q.tensors, ...v.tensors } as Raw;
+    const names = Object.keys(all).sort();
+    const weightMap: Record<string, string> = {};
+    const shards: Raw[] = [{}, {}];
+    names.forEach((n, i) => { shards[i % 2]![n] = all[n]!; weightMap[n] = `model-0000${(i % 2) + 1}-of-00002.safetensors`; });
+    for (let s = 0; s < 2; s++) await writeRaw(join(dir, `model-0000${s + 1}-of-00002.safetensors`), shards[s]!);
+    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    expect(new Set(Object.entries(weightMap).filter(([n]) => n.startsWith(Q)).map(([, f]) => f)).size).toBe(2);
+    expect(await readAll(dir, Q)).toEqual(q.dequantized);
+    expect(await readAll(dir, `${V}.weight`)).toEqual(v.dequantized);
+  });
 });
