@@ -180,7 +180,7 @@ async function openRun(input: AnalyzeRunInput, base: TensorSource): Promise<Run>
 export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
   const out = o.write === false ? undefined : (o.out ?? 'dorascope-out');
   if (out === undefined) return analyzeInto(o, undefined, undefined);
-  guardOutput({ out, kind: 'analysis', force: o.force, inputs: [{ role: 'base (--base)', path: o.base }, ...o.runs.map((r) => ({ role: 'run', path: r.path }))] });
+  guardOutput({ out, kind: 'analysis', force: o.force, inputs: [{ role: 'base (--base)', path: o.base }, ...(o.quantizedBase === undefined ? [] : [{ role: 'quantized base (--quantized-base)', path: o.quantizedBase }]), ...o.runs.map((r) => ({ role: 'run', path: r.path }))] });
   return writeResultFolder(out, (dir) => analyzeInto(o, out, dir));
 }
 
