@@ -51,6 +51,21 @@ describe('bitsandbytes 4-bit: hand-worked bytes', () => {
     expect(await readAll(p, W)).toEqual([3, -2]);
   });
 
+  it('dtype float16: the float32 product rounded to binary16, as .to(float16)', async () => {
+    const dir = await tmp();
+    const p = join(dir, 'm.safetensors');
+    const W = 'layers.0.q.weight';
+    await writeRaw(p, withState(W, 'fp4', { quant_type: 'fp4', blocksize: 64, dtype: 'float16', shape: [2] }, {
+      [W]: { dtype: 'U8', shape: [1, 1], data: Uint8Array.of(0x12) },
+      [`${W}.absmax`]: { dtype: 'F32', shape: [1], data: f32s([1]) },
+    }));
+    // 0.0625/12 = 1.3333…·2⁻⁸ → mantissa 341/1024 → 1.3330078125·2⁻⁸; 8/12 = 1.3333…·2⁻¹ → 1.3330078125·2⁻¹.
+    expect(await readAll(p, W)).toEqual([0.005207061767578125, 0.66650390625]);
+    const src = await openSource(p);
+    expect(src.info(W)).toMatchObject({ dtype: 'F16', shape: [2] });
+    await src.close();
+  });
+
   it('double quantization: absmax = nested_code[q] · nested_absmax + offset', async () => {
     const dir = await tmp();
     const p = join(dir, 'm.safetensors');
