@@ -33,6 +33,7 @@ export type ErrorCode =
   | 'E_SHAPE_MISMATCH'
   | 'E_DTYPE'
   | 'E_NON_FINITE'
+  | 'E_QUANT_STATE'
   // analysis, report, training
   | 'E_USAGE'
   | 'E_NO_TENSORS'

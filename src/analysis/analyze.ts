@@ -42,6 +42,12 @@ export interface AnalyzeRunInput {
 export interface AnalyzeOptions {
   /** Pretrained weights: any checkpoint source (file, folder, sharded, hub id). */
   readonly base: string;
+  /**
+   * The quantized copy of `base` the runs were trained on (QLoRA/QDoRA: a bitsandbytes NF4/FP4/int8
+   * checkpoint). Runs are then measured against it, dequantized (what the model computes with), and a
+   * run `quantization` measures the quantization itself: `base` (full precision) against it.
+   */
+  readonly quantizedBase?: string | undefined;
   readonly runs: readonly AnalyzeRunInput[];
   /** Module names to keep (e.g. q_proj, v_proj); default: every 2-D weight under a layer. */
   readonly modules?: readonly string[] | undefined;
@@ -107,7 +113,7 @@ interface Checkpoint extends TaskCheckpoint {
 interface Run {
   readonly label: string;
   readonly path: string;
-  method: 'ft' | 'lora' | 'dora';
+  method: 'ft' | 'lora' | 'dora' | 'quantization';
   adapter: Record<string, unknown> | null;
   readonly checkpoints: Checkpoint[];
 }
@@ -174,7 +180,7 @@ async function openRun(input: AnalyzeRunInput, base: TensorSource): Promise<Run>
 export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
   const out = o.write === false ? undefined : (o.out ?? 'dorascope-out');
   if (out === undefined) return analyzeInto(o, undefined, undefined);
-  guardOutput({ out, kind: 'analysis', force: o.force, inputs: [{ role: 'base (--base)', path: o.base }, ...o.runs.map((r) => ({ role: 'run', path: r.path }))] });
+  guardOutput({ out, kind: 'analysis', force: o.force, inputs: [{ role: 'base (--base)', path: o.base }, ...(o.quantizedBase === undefined ? [] : [{ role: 'quantized base (--quantized-base)', path: o.quantizedBase }]), ...o.runs.map((r) => ({ role: 'run', path: r.path }))] });
   return writeResultFolder(out, (dir) => analyzeInto(o, out, dir));
 }
 
@@ -188,13 +194,25 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
   const moduleSet = o.modules && o.modules.length > 0 ? new Set(o.modules) : undefined;
   const layerSet = o.layers && o.layers.length > 0 ? new Set(o.layers) : undefined;
 
-  const base = await openSource(o.base);
+  const basePath = o.quantizedBase ?? o.base;
+  const base = await openSource(basePath);
   const runs: Run[] = [];
+  let fullBase: TensorSource | undefined;
+  let quantRun: Run | undefined;
   let progress: Progress | undefined;
   let pool: AnalysisPool | undefined;
   let perRowOut: PerRowWriter | undefined;
   let bytesRead = 0;
   try {
+    if (o.quantizedBase !== undefined) {
+      // The quantization step as a run of its own: full-precision base → dequantized base.
+      fullBase = await openSource(o.base);
+      quantRun = {
+        label: QUANTIZATION_RUN, path: o.quantizedBase, method: 'quantization', adapter: null,
+        checkpoints: [{ name: basename(resolve(o.quantizedBase)), step: 0, path: o.quantizedBase, source: base }],
+      };
+      runs.push(quantRun);
+    }
     for (const r of o.runs) runs.push(await openRun(r, base));
     const labels = new Set<string>();
     for (const r of runs) {
@@ -211,7 +229,7 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
       return true;
     });
     if (targets.length === 0) {
-      throw new DorascopeError('E_NO_TENSORS', `no tensor of ${q(o.base)} matches the selection (modules ${o.modules?.join(',') ?? 'default'}${o.modulesRegex ? `, regex ${o.modulesRegex}` : ''}${o.layers ? `, layers ${o.layers.join(',')}` : ''})`);
+      throw new DorascopeError('E_NO_TENSORS', `no tensor of ${q(basePath)} matches the selection (modules ${o.modules?.join(',') ?? 'default'}${o.modulesRegex ? `, regex ${o.modulesRegex}` : ''}${o.layers ? `, layers ${o.layers.join(',')}` : ''})`);
     }
     const nCk = runs.reduce((a, r) => a + r.checkpoints.length, 0);
     say(`dorascope analyze: ${targets.length} tensors × ${nCk} checkpoints in ${runs.length} run(s)`);
@@ -224,13 +242,15 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
       ? stderrProgress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet: o.quiet })
       : new Progress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet: o.quiet, tty: false, write: (text) => log(text.replace(/\n$/u, '')) });
     // Header checks first: a missing tensor or a wrong shape fails before any data is read.
-    const allCks = runs.flatMap((r) => r.checkpoints);
+    // The quantization run is compared with the full-precision base, every other run with `base`.
+    const allCks = runs.filter((r) => r !== quantRun).flatMap((r) => r.checkpoints);
+    const checked = fullBase ? [...allCks, { path: o.base, source: fullBase }] : allCks;
     for (const t of targets) {
-      for (const ck of allCks) {
+      for (const ck of checked) {
         const info = ck.source.info(t.name);
-        if (!info) throw new DorascopeError('E_MISSING_TENSOR', `checkpoint ${q(ck.path)} has no tensor ${q(t.name)} (the base ${q(o.base)} has it)`);
+        if (!info) throw new DorascopeError('E_MISSING_TENSOR', `checkpoint ${q(ck.path)} has no tensor ${q(t.name)} (the base ${q(basePath)} has it)`);
         if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
-          throw new DorascopeError('E_SHAPE_MISMATCH', `tensor ${q(t.name)} is ${JSON.stringify(info.shape)} in ${q(ck.path)} but ${JSON.stringify(t.shape)} in the base ${q(o.base)}`);
+          throw new DorascopeError('E_SHAPE_MISMATCH', `tensor ${q(t.name)} is ${JSON.stringify(info.shape)} in ${q(ck.path)} but ${JSON.stringify(t.shape)} in the base ${q(basePath)}`);
         }
       }
     }
@@ -239,7 +259,7 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
     const work = targets.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1) * allCks.filter((c) => mayChange(c, t.name)).length, 0);
     const nWorkers = workerCount(o.workers, work);
     const url = nWorkers > 0 ? workerUrl() : undefined;
-    if (url) pool = AnalysisPool.start(nWorkers, { base: o.base, checkpoints: allCks.map((c) => c.path), options: taskOptions }, url);
+    if (url) pool = AnalysisPool.start(nWorkers, { base: basePath, checkpoints: allCks.map((c) => c.path), options: taskOptions }, url);
     // Tasks are queued at most two per worker ahead of the one being consumed (bounded memory),
     // and consumed in tensor order, so the rows come out as without workers.
     const ahead = pool ? 2 * pool.size : 0;
@@ -263,6 +283,8 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
       } else {
         results = await runTensorTask(base, allCks, t.name, t.shape, taskOptions);
       }
+      // On this thread: one more read of a tensor per target, the dequantized one the task above already decoded.
+      if (quantRun) results = [...await runTensorTask(fullBase!, quantRun.checkpoints, t.name, t.shape, taskOptions), ...results];
       let bytes = 0, k = 0;
       const perRow: PerRowRecord[] = [];
       for (const run of runs) {
@@ -310,7 +332,8 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
         // Everything the folder holds; readers use nothing else (a report draws histograms only when rows.arrow is listed).
         files: ['decomposition.arrow', 'decomposition.csv', 'summary.json', 'manifest.json', ...(o.perRow ? ['rows.arrow'] : [])],
         options: { modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto', groups: o.groups ?? null },
-        base: { path: o.base, kind: base.kind },
+        base: { path: o.base, kind: (fullBase ?? base).kind },
+        quantized_base: o.quantizedBase === undefined ? null : { path: o.quantizedBase, kind: base.kind },
         runs: runs.map((r) => ({
           run: r.label, path: r.path, method: r.method, adapter_config: r.adapter?.['config'] ?? null,
           checkpoints: r.checkpoints.map((c) => ({ name: c.name, step: c.step, path: c.path, kind: c.source.kind, bytes: size(c.path) })),
@@ -328,5 +351,9 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
     await pool?.close();
     for (const r of runs) for (const c of r.checkpoints) await c.source.close().catch(() => undefined);
     await base.close().catch(() => undefined);
+    await fullBase?.close().catch(() => undefined);
   }
 }
+
+/** The label of the run that measures the quantization step itself (`quantizedBase`). */
+export const QUANTIZATION_RUN = 'quantization';

@@ -4,7 +4,7 @@
  * Returns plain data (the `--json` output) and formats it for people.
  */
 import { DorascopeError, q } from '../errors.js';
-import type { DType, TensorSource } from './types.js';
+import type { DType, QuantInfo, TensorSource } from './types.js';
 import { classifyPath, openSource, type PathKind } from './sources/open-source.js';
 import { listRun } from './sources/trainer-run.js';
 import { openAdapter, type Adapter } from './peft/adapter.js';
@@ -17,6 +17,8 @@ export interface InspectTensor {
   readonly shape: readonly number[];
   readonly params: number;
   readonly bytes: number;
+  /** A quantized weight (dtype and shape are then the dequantized ones; bytes what is stored). */
+  readonly quant?: QuantInfo;
 }
 
 export interface DtypeTotal {
@@ -91,14 +93,16 @@ export interface InspectOptions {
 function summarise(src: TensorSource): Pick<InspectResult, 'tensors' | 'totals' | 'metadata'> {
   const tensors = src.list().map((t) => {
     const params = t.shape.reduce((p, d) => p * d, 1);
-    return { name: t.name, dtype: t.dtype, shape: t.shape, params, bytes: t.byteLength };
+    return { name: t.name, dtype: t.dtype, shape: t.shape, params, bytes: t.byteLength, ...(t.quant ? { quant: t.quant } : {}) };
   });
   const by: Record<string, DtypeTotal> = {};
   let params = 0;
   let bytes = 0;
   for (const t of tensors) {
-    const d = by[t.dtype] ?? { tensors: 0, params: 0, bytes: 0 };
-    by[t.dtype] = { tensors: d.tensors + 1, params: d.params + t.params, bytes: d.bytes + t.bytes };
+    // Quantized weights are counted under how they are stored (NF4, FP4, INT8), not their logical dtype.
+    const key = t.quant ? t.quant.type.toUpperCase() : t.dtype;
+    const d = by[key] ?? { tensors: 0, params: 0, bytes: 0 };
+    by[key] = { tensors: d.tensors + 1, params: d.params + t.params, bytes: d.bytes + t.bytes };
     params += t.params;
     bytes += t.bytes;
   }
@@ -193,6 +197,12 @@ function bytesStr(n: number): string {
 
 const shapeStr = (s: readonly number[]): string => `[${s.join(', ')}]`;
 
+/** e.g. `quantized nf4, block 64, double quant (bitsandbytes)`. */
+function quantStr(qi: QuantInfo): string {
+  const how = qi.type === 'int8' ? 'int8, one absmax per row' : `${qi.type}, block ${qi.blockSize}${qi.doubleQuant ? ', double quant' : ''}`;
+  return `quantized ${how} (${qi.method})`;
+}
+
 /** The human-readable report. */
 export function formatInspect(r: InspectResult): string {
   const L: string[] = [];
@@ -230,6 +240,6 @@ export function formatInspect(r: InspectResult): string {
   }
   L.push('tensors:');
   const w = Math.min(80, Math.max(4, ...r.tensors.map((t) => t.name.length)));
-  for (const t of r.tensors) L.push(`  ${t.name.padEnd(w)}  ${t.dtype.padEnd(7)} ${shapeStr(t.shape).padEnd(20)} ${String(t.params).padStart(12)}`);
+  for (const t of r.tensors) L.push(`  ${t.name.padEnd(w)}  ${t.dtype.padEnd(7)} ${shapeStr(t.shape).padEnd(20)} ${String(t.params).padStart(12)}${t.quant ? `  ${quantStr(t.quant)}` : ''}`);
   return `${L.join('\n')}\n`;
 }

@@ -18,6 +18,25 @@ export interface TensorInfo {
   readonly shape: readonly number[];
   /** Bytes the tensor occupies in its file (0 for synthesized tensors). */
   readonly byteLength: number;
+  /**
+   * Set when the file stores this weight quantized (bitsandbytes NF4/FP4/LLM.int8): `dtype` and
+   * `shape` are then the logical (dequantized) ones, `byteLength` the stored tensors' bytes, and
+   * `read` returns the dequantized weight (src/io/quant/).
+   */
+  readonly quant?: QuantInfo;
+}
+
+/** How a quantized weight is stored (bitsandbytes, as Transformers saves it). */
+export interface QuantInfo {
+  readonly method: 'bitsandbytes';
+  /** 4-bit blockwise `nf4` / `fp4`, or `int8` (LLM.int8: one absmax per row). */
+  readonly type: 'nf4' | 'fp4' | 'int8';
+  /** Values per absmax block (4-bit); null for int8. */
+  readonly blockSize: number | null;
+  /** The block absmax are themselves 8-bit quantized (`bnb_4bit_use_double_quant`). */
+  readonly doubleQuant: boolean;
+  /** The stored tensors the weight is decoded from. */
+  readonly stored: readonly string[];
 }
 
 /** Anything that holds named tensors: a file, a sharded folder, a checkpoint, an adapter merged onto a base. */
@@ -34,6 +53,8 @@ export interface TensorSource {
   info(name: string): TensorInfo | undefined;
   /** Reads and decodes one floating-point tensor to float32 (E_MISSING_TENSOR, E_DTYPE on ints/bools). */
   read(name: string): Promise<Float32Array>;
+  /** Raw little-endian bytes of a stored tensor, any dtype (file-backed sources; quantized weights need it). */
+  readBytes?(name: string): Promise<Uint8Array>;
   /** Releases file handles. Safe to call twice. */
   close(): Promise<void>;
 }

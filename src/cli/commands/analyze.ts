@@ -3,6 +3,7 @@ import { DorascopeError, q } from '../../errors.js';
 
 interface Args {
   base: string;
+  quantizedBase?: string;
   runs: string[];
   label?: string[];
   modules?: string;
@@ -25,6 +26,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
     y
       .positional('runs', { type: 'string', array: true, describe: 'Trainer run folders, checkpoints, PEFT adapter folders or full weights' })
       .option('base', { type: 'string', demandOption: true, describe: 'Pretrained weights (file, folder, sharded folder, or org/name in the local HF cache)' })
+      .option('quantized-base', { type: 'string', describe: 'The bitsandbytes-quantized base (NF4/FP4/int8) the runs were trained on (QLoRA/QDoRA): runs are measured against it dequantized, and a run "quantization" compares --base with it' })
       // nargs 1: `--label dora=RUN RUN` must leave RUN as a positional (repeat --label for several runs).
       .option('label', { type: 'string', array: true, nargs: 1, describe: 'Name a run: NAME=RUN (default: the folder name)' })
       .option('modules', { type: 'string', describe: 'Comma-separated module names, e.g. q_proj,v_proj' })
@@ -42,6 +44,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .example('$0 analyze --base base/ runs/lora runs/ft --modules q_proj,v_proj', 'two Trainer runs, query and value matrices')
       .example('$0 analyze --base meta-llama/Llama-3.1-8B --label dora=out/dora-adapter out/dora-adapter --report', 'a PEFT adapter against a base from the local HF cache')
       .example('$0 analyze --base base/ --label ft-s1=runs/ft-s1 --label ft-s2=runs/ft-s2 runs/ft-s1 runs/ft-s2 --group ft=ft-s1,ft-s2', 'two seeds of full fine-tuning, summarised together')
+      .example('$0 analyze --base base-fp16/ --quantized-base base-nf4/ --label qdora=out/qdora out/qdora', 'a QDoRA adapter against its NF4 base, with the quantization step as a run of its own')
       .example('$0 analyze --base model.safetensors ckpt.safetensors --layers 0-5,8 --per-row', 'one checkpoint, six layers, per-feature table') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const { analyze, parseLayers } = await import('../../analysis/analyze.js');
@@ -60,6 +63,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
     // when the CLI runs in-process (tests, notebooks calling buildCli/main).
     const command = [
       'dorascope', 'analyze', '--base', argv.base,
+      ...(argv.quantizedBase === undefined ? [] : ['--quantized-base', argv.quantizedBase]),
       ...(argv.label ?? []).flatMap((l) => ['--label', l]),
       ...(argv.modules === undefined ? [] : ['--modules', argv.modules]),
       ...(argv.modulesRegex === undefined ? [] : ['--modules-regex', argv.modulesRegex]),
@@ -73,6 +77,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
     ];
     await analyze({
       base: argv.base,
+      quantizedBase: argv.quantizedBase,
       runs: argv.runs.map((path) => ({ path, label: labels.get(path) })),
       modules: argv.modules?.split(',').map((s) => s.trim()).filter(Boolean),
       modulesRegex: argv.modulesRegex,

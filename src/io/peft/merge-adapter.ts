@@ -1,9 +1,11 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { DorascopeError, q } from '../../errors.js';
 import { writeFileAtomic } from '../atomic.js';
 import { guardOutput } from '../output-guard.js';
 import { writeResultFolder } from '../result-folder.js';
 import { VERSION } from '../../version.js';
+import { parseJsonLenient } from '../sources/lenient-json.js';
 import { openSource } from '../sources/open-source.js';
 import { openMergedAdapter } from './merged-source.js';
 import { encodeFloat32, writeSafetensorsStreaming } from '../safetensors/writer.js';
@@ -23,6 +25,18 @@ export interface MergeResult {
  * (src/io/result-folder.ts) with a manifest.json of kind `merge`; an `out` that overlaps the base
  * or the adapter is refused, as is one holding anything but an earlier merge unless `force`.
  */
+function withoutQuantizationConfig(text: string, path: string): string {
+  let json: unknown;
+  try {
+    json = parseJsonLenient(text);
+  } catch (e) {
+    throw new DorascopeError('E_UNSUPPORTED_FORMAT', `${q(path)} is not JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return text;
+  const { quantization_config: _dropped, ...rest } = json as Record<string, unknown>;
+  return `${JSON.stringify(rest, null, 2)}\n`;
+}
+
 export async function mergeAdapter(basePath: string, adapterDir: string, out: string, opts: { force?: boolean | undefined } = {}): Promise<MergeResult> {
   guardOutput({ out, kind: 'merge', force: opts.force, inputs: [{ role: 'base (--base)', path: basePath }, { role: 'adapter (--adapter)', path: adapterDir }] });
   const base = await openSource(basePath);
@@ -39,7 +53,13 @@ export async function mergeAdapter(basePath: string, adapterDir: string, out: st
       const baseDir = existsSync(basePath) && statSync(basePath).isDirectory() ? basePath : dirname(basePath);
       const cfg = join(baseDir, 'config.json');
       const files = ['model.safetensors', 'manifest.json'];
-      if (existsSync(cfg)) { await writeFileAtomic(join(dir, 'config.json'), readFileSync(cfg)); files.push('config.json'); }
+      if (existsSync(cfg)) {
+        // Written weights are dequantized: a config that still says `quantization_config` would make Transformers
+        // load them as bitsandbytes tensors, so it is dropped (as Transformers' own `dequantize()` does).
+        const quantized = base.list().some((t) => t.quant !== undefined);
+        await writeFileAtomic(join(dir, 'config.json'), quantized ? withoutQuantizationConfig(readFileSync(cfg, 'utf8'), cfg) : readFileSync(cfg));
+        files.push('config.json');
+      }
       // Marks the folder as a merge result, so a later merge into it may replace it (output-guard.ts).
       await writeFileAtomic(join(dir, 'manifest.json'), `${JSON.stringify({ tool: 'dorascope', version: VERSION, kind: 'merge', created: new Date().toISOString(), base: basePath, adapter: adapterDir, files }, null, 2)}\n`);
     });

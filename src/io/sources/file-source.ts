@@ -19,6 +19,7 @@ export function sourceFromFile(file: SafetensorsFile, path: string, kind: Source
       if (!file.info(name)) throw new DorascopeError('E_MISSING_TENSOR', `${q(file.path)} has no tensor ${q(name)}`);
       return file.readFloat32(name);
     },
+    readBytes: (name) => file.readBytes(name),
     close: () => file.close(),
   };
 }

@@ -19,6 +19,7 @@ import { openFileSource, sourceFromFile } from './file-source.js';
 import { INDEX_FILE, openSharded } from './sharded.js';
 import { parseHubId, resolveHubCache } from './hf-cache.js';
 import { isTrainerRun } from './trainer-run.js';
+import { withQuantization } from '../quant/quantized-source.js';
 
 export interface OpenSourceOptions {
   /** For a PEFT adapter: the base it is merged onto (a path, hub id, or an open source). */
@@ -69,8 +70,21 @@ export function classifyPath(path: string, env: NodeJS.ProcessEnv = process.env)
   throw new DorascopeError('E_NOT_FOUND', `${q(path)} holds no checkpoint (no model.safetensors, ${INDEX_FILE}, adapter_config.json or checkpoint-<N>/ folders)`);
 }
 
-/** Opens any supported checkpoint as a `TensorSource` (headers only; tensors are read on demand). */
+/**
+ * Opens any supported checkpoint as a `TensorSource` (headers only; tensors are read on demand).
+ * bitsandbytes-quantized weights are listed and read dequantized, under their own names (src/io/quant/).
+ */
 export async function openSource(path: string, opts: OpenSourceOptions = {}): Promise<TensorSource> {
+  const src = await openPlain(path, opts);
+  try {
+    return await withQuantization(src);
+  } catch (e) {
+    await src.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+async function openPlain(path: string, opts: OpenSourceOptions): Promise<TensorSource> {
   const { kind, path: real } = classifyPath(path, opts.env);
   const inner = kind === 'hub' ? classifyPath(real, opts.env) : { kind, path: real };
   switch (inner.kind) {

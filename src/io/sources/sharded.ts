@@ -74,6 +74,11 @@ export async function openSharded(dir: string, indexPath = join(dir, INDEX_FILE)
         if (!hit) throw new DorascopeError('E_MISSING_TENSOR', `sharded model ${q(dir)} has no tensor ${q(name)} (index ${q(basename(indexPath))})`);
         return hit.file.readFloat32(name);
       },
+      async readBytes(name) {
+        const hit = infos.get(name);
+        if (!hit) throw new DorascopeError('E_MISSING_TENSOR', `sharded model ${q(dir)} has no tensor ${q(name)} (index ${q(basename(indexPath))})`);
+        return hit.file.readBytes(name);
+      },
       async close() {
         if (closed) return;
         closed = true;
