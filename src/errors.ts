@@ -22,6 +22,9 @@ export type ErrorCode =
   | 'E_TRUNCATED'
   // files and sources
   | 'E_NOT_FOUND'
+  | 'E_NOT_REGULAR_FILE'
+  | 'E_SYMLINK_LOOP'
+  | 'E_JSON_TOO_LARGE'
   | 'E_UNSUPPORTED_FORMAT'
   | 'E_PICKLE'
   | 'E_INDEX'

@@ -21,6 +21,7 @@ import { DorascopeError, q } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { guardOutput } from '../io/output-guard.js';
 import { writeResultFolder } from '../io/result-folder.js';
+import { compileSafe } from '../io/safe-regex.js';
 import { classifyPath, openSource } from '../io/sources/open-source.js';
 import { listRun, readGlobalStep } from '../io/sources/trainer-run.js';
 import type { TensorSource } from '../io/types.js';
@@ -118,14 +119,19 @@ interface Run {
   readonly checkpoints: Checkpoint[];
 }
 
+/** The largest layer index `--layers` accepts (models have at most a few hundred layers). */
+export const MAX_LAYER_INDEX = 100_000;
+
 /** Parses `0-5,8` into layer indices. */
 export function parseLayers(spec: string): number[] {
   const out: number[] = [];
   for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
-    const m = /^(\d+)(?:-(\d+))?$/u.exec(part);
-    if (!m) throw new DorascopeError('E_USAGE', `--layers: ${q(part)} is not a layer index or range (e.g. 0-5,8)`);
+    const m = /^(\d{1,9})(?:-(\d{1,9}))?$/u.exec(part);
+    if (!m) throw new DorascopeError('E_USAGE', `--layers: ${q(part)} is not a layer index or range (e.g. 0-5,8) with indices 0 to ${MAX_LAYER_INDEX}`);
     const a = Number(m[1]), b = m[2] === undefined ? a : Number(m[2]);
     if (b < a) throw new DorascopeError('E_USAGE', `--layers: range ${q(part)} ends before it starts`);
+    // Indices are expanded one by one, so the range is bounded: no model has this many layers.
+    if (b > MAX_LAYER_INDEX) throw new DorascopeError('E_USAGE', `--layers: ${q(part)} goes past layer ${MAX_LAYER_INDEX}, the largest index accepted`);
     for (let i = a; i <= b; i++) out.push(i);
   }
   return out;
@@ -149,7 +155,8 @@ async function openCheckpoint(path: string, name: string, step: number, base: Te
 export function workerCount(workers: number | undefined, elements: number): number {
   if (workers !== undefined) {
     if (!Number.isInteger(workers) || workers < 0) throw new DorascopeError('E_USAGE', `--workers ${workers}: expected a whole number ≥ 0`);
-    return workers;
+    // More threads than cores add memory (each holds decoded tensors), never speed.
+    return Math.min(workers, Math.max(1, availableParallelism()));
   }
   if (elements < AUTO_WORKERS_MIN_ELEMENTS) return 0;
   const cores = availableParallelism();
@@ -190,7 +197,7 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const say = o.quiet ? () => undefined : log;
   if (o.runs.length === 0) throw new DorascopeError('E_USAGE', 'name at least one run to analyse against the base');
-  const regex = o.modulesRegex === undefined ? undefined : new RegExp(o.modulesRegex, 'u');
+  const regex = o.modulesRegex === undefined ? undefined : compileSafe(o.modulesRegex, '--modules-regex', 'E_USAGE');
   const moduleSet = o.modules && o.modules.length > 0 ? new Set(o.modules) : undefined;
   const layerSet = o.layers && o.layers.length > 0 ? new Set(o.layers) : undefined;
 
@@ -221,7 +228,7 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
     }
     checkGroups(o.groups ?? {}, labels);
     const targets = base.list().filter((t) => {
-      if (regex) { if (!regex.test(t.name)) return false; if (t.shape.length < 2) return false; }
+      if (regex) { if (!regex.search(t.name)) return false; if (t.shape.length < 2) return false; }
       else if (!isDefaultTarget(t.name, t.shape)) return false;
       const p = parseTensorName(t.name);
       if (moduleSet && !moduleSet.has(p.module)) return false;

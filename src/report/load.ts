@@ -3,10 +3,11 @@
  * the summary, validating as it goes: a report of a broken folder fails with an
  * E_ANALYSIS_DIR error naming the file and the bad value, never a blank page.
  */
+import { JSON_CAPS, readTextCapped } from '../io/open-regular.js';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
-import { DorascopeError, q } from '../errors.js';
+import { DorascopeError, isDorascopeError, q } from '../errors.js';
 import { trainableParams, type AnalysedTensor } from './trainable-params.js';
 import { binFeatures, type FeatureHistograms } from './feature-histograms.js';
 import { usableRow, type RunStatistics } from '../analysis/run-summary.js';
@@ -36,8 +37,8 @@ const REQUIRED = ['run', 'method', 'checkpoint', 'step', 'module', 'layer', 'ten
 
 async function readJson(path: string, optional: boolean): Promise<unknown> {
   let text: string;
-  try { text = await readFile(path, 'utf8'); } catch (e) {
-    if (optional && (e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+  try { text = await readTextCapped(path, 'analysis file', JSON_CAPS.manifest); } catch (e) {
+    if (optional && isDorascopeError(e, 'E_NOT_FOUND')) return null;
     throw bad(`cannot read ${q(path)}: ${(e as Error).message}`);
   }
   try { return JSON.parse(text); } catch (e) { throw bad(`${q(path)} is not valid JSON: ${(e as Error).message}`); }

@@ -1,5 +1,5 @@
+import { JSON_CAPS, readTextCapped } from '../io/open-regular.js';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DorascopeError, q } from '../errors.js';
 import { openSafetensors } from '../io/safetensors/reader.js';
@@ -47,9 +47,10 @@ export async function newestCheckpoint(runDir: string, weightsFile: string): Pro
 }
 
 async function readJson(path: string): Promise<Record<string, unknown>> {
+  const text = await readTextCapped(path, 'checkpoint state', JSON_CAPS.trainerState);
   let x: unknown;
   try {
-    x = JSON.parse(await readFile(path, 'utf8'));
+    x = JSON.parse(text);
   } catch (e) {
     throw new DorascopeError('E_CHECKPOINT', `cannot read ${q(path)}: ${(e as Error).message}`, { path }, { cause: e });
   }

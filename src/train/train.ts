@@ -1,7 +1,8 @@
+import { JSON_CAPS, readTextCapped } from '../io/open-regular.js';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { DorascopeError } from '../errors.js';
 import { selectBackend, tf, type BackendChoice, type BackendInfo, type BackendName } from '../compute/backend.js';
 import { buildAdapters } from './adapters/build.js';
@@ -281,9 +282,10 @@ function hasBase(runDir: string): boolean {
 
 async function readConfig(dir: string): Promise<LlamaConfig> {
   const path = join(dir, 'config.json');
+  const text = await readTextCapped(path, '--init config', JSON_CAPS.config);
   let raw: Record<string, unknown>;
   try {
-    raw = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+    raw = JSON.parse(text) as Record<string, unknown>;
   } catch (e) {
     throw new DorascopeError('E_NOT_FOUND', `--init ${JSON.stringify(dir)}: cannot read ${path}`, { path }, { cause: e });
   }

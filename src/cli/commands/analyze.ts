@@ -1,5 +1,6 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { DorascopeError, q } from '../../errors.js';
+import { boundedOptional } from '../numbers.js';
 
 interface Args {
   base: string;
@@ -47,6 +48,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .example('$0 analyze --base base-fp16/ --quantized-base base-nf4/ --label qdora=out/qdora out/qdora', 'a QDoRA adapter against its NF4 base, with the quantization step as a run of its own')
       .example('$0 analyze --base model.safetensors ckpt.safetensors --layers 0-5,8 --per-row', 'one checkpoint, six layers, per-feature table') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
+    boundedOptional('workers', argv.workers, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true });
     const { analyze, parseLayers } = await import('../../analysis/analyze.js');
     const { parseGroup } = await import('../../analysis/run-summary.js');
     const groups = Object.fromEntries((argv.group ?? []).map(parseGroup));

@@ -5,6 +5,7 @@
  * terminal, plain lines otherwise.
  */
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
+import { checkTrainNumbers } from '../numbers.js';
 import { BACKEND_CHOICES, type BackendChoice } from '../../compute/backend.js';
 
 interface Args {
@@ -79,6 +80,7 @@ export const trainCommand: CommandModule<object, Args> = {
       .example('$0 train --method dora --target q_proj,k_proj,v_proj --magnitude-only o_proj,gate_proj,up_proj,down_proj --out runs/t6', 'magnitude on all modules, direction on QKV')
       .example('$0 train --method dora --steps 300 --target q_proj,k_proj,v_proj --out runs/dora --save-every 100 --resume', 'continue the first example\'s run from its newest checkpoint (same options)') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
+    checkTrainNumbers(argv);
     const { train } = await import('../../train/train.js');
     const { stderrProgress } = await import('../../progress.js');
     let progress: ReturnType<typeof stderrProgress> | undefined;

@@ -4,9 +4,9 @@
  * ignored (PEFT adds new ones every release). Missing or mistyped required fields
  * give E_ADAPTER_CONFIG naming the file and the field.
  */
-import { readFile } from 'node:fs/promises';
 import { DorascopeError, q } from '../../errors.js';
 import { parseJsonLenient } from '../sources/lenient-json.js';
+import { JSON_CAPS, readTextCapped } from '../open-regular.js';
 
 export interface AdapterConfig {
   /** `peft_type` as written ("LORA"; the NVlabs/DoRA fork writes "DORA"). */
@@ -37,13 +37,7 @@ export function scalingFor(alpha: number, r: number, useRslora: boolean): number
 }
 
 export async function readAdapterConfig(path: string): Promise<AdapterConfig> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new DorascopeError('E_NOT_FOUND', `cannot read adapter config ${q(path)}: ${code ?? (e as Error).message}`);
-  }
+  const text = await readTextCapped(path, 'adapter config', JSON_CAPS.config);
   let json: unknown;
   try {
     json = parseJsonLenient(text);

@@ -6,6 +6,7 @@
  * Headers are read at open; tensor data only when a module's factors are asked for.
  */
 import { existsSync } from 'node:fs';
+import { entryExists } from '../open-regular.js';
 import { join } from 'node:path';
 import { DorascopeError, q } from '../../errors.js';
 import type { LoraFactors, Layout } from '../../methods/merge.js';
@@ -56,7 +57,7 @@ export interface Adapter {
 
 /** Whether a folder looks like a PEFT adapter. */
 export function isAdapterDir(dir: string): boolean {
-  return existsSync(join(dir, ADAPTER_CONFIG));
+  return entryExists(join(dir, ADAPTER_CONFIG));
 }
 
 // GPT-2 style Conv1D module names (transformers `pytorch_utils.Conv1D`): used only to break
@@ -108,9 +109,9 @@ function product(s: readonly number[]): number {
 export async function openAdapter(dir: string): Promise<Adapter> {
   const configPath = join(dir, ADAPTER_CONFIG);
   const weightsPath = join(dir, ADAPTER_WEIGHTS);
-  if (!existsSync(configPath)) throw new DorascopeError('E_NOT_FOUND', `${q(dir)} is not a PEFT adapter folder: ${ADAPTER_CONFIG} is missing`);
+  if (!entryExists(configPath)) throw new DorascopeError('E_NOT_FOUND', `${q(dir)} is not a PEFT adapter folder: ${ADAPTER_CONFIG} is missing`);
   const config = await readAdapterConfig(configPath);
-  if (!existsSync(weightsPath)) {
+  if (!entryExists(weightsPath)) {
     const pickle = ADAPTER_PICKLES.find((f) => existsSync(join(dir, f)));
     if (pickle) {
       throw new DorascopeError('E_PICKLE', `${q(join(dir, pickle))} is a pickle checkpoint, which dorascope does not load (unpickling runs code); convert it to ${ADAPTER_WEIGHTS} with the safetensors library`);

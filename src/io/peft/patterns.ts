@@ -10,21 +10,19 @@
  * Module paths are those of the base model (`model.layers.0.self_attn.q_proj`), without
  * PEFT's `base_model.model.` wrapper prefix.
  */
-import { DorascopeError, q } from '../../errors.js';
+import { compileSafe, type SafeRegex } from '../safe-regex.js';
 
-function compile(src: string, what: string): RegExp {
-  try {
-    return new RegExp(src, 'u');
-  } catch (e) {
-    throw new DorascopeError('E_ADAPTER_CONFIG', `${what}: invalid regular expression ${q(src)}: ${(e as Error).message}`);
-  }
+// User patterns run on a linear-time engine (see safe-regex.ts): a config file must not be
+// able to hang a run with a backtracking pattern.
+function compile(src: string, what: string): SafeRegex {
+  return compileSafe(src, what, 'E_ADAPTER_CONFIG');
 }
 
 /** PEFT's `get_pattern_key`: the first matching key, or undefined when none matches. */
 export function patternKey(keys: readonly string[], modulePath: string, what = 'pattern'): string | undefined {
   for (const key of keys) {
-    // Python's re.match anchors at the start; `$` at the end.
-    if (compile(`^(?:.*\\.)?(?:${key})$`, what).test(modulePath)) return key;
+    // peft utils/other.py get_pattern_key: re.match(rf"(.*\.)?({key})$", ...) anchors at both ends.
+    if (compile(`(?:.*\\.)?(?:${key})`, what).full(modulePath)) return key;
   }
   return undefined;
 }
@@ -40,7 +38,7 @@ export function targetMatches(targets: string | readonly string[] | null | undef
   if (targets === null || targets === undefined) return false;
   if (typeof targets === 'string') {
     if (targets === 'all-linear') return true; // PEFT expands this to every linear layer but the output head
-    return compile(`^(?:${targets})$`, 'target_modules').test(modulePath);
+    return compile(`(?:${targets})`, 'target_modules').full(modulePath);
   }
   return targets.some((t) => modulePath === t || modulePath.endsWith(`.${t}`));
 }

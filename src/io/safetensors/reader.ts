@@ -4,7 +4,8 @@
  * than memory work; data may be unaligned in the file (old writers did not pad the header),
  * so bytes are always copied into a fresh, aligned buffer before being viewed as typed arrays.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { openRegular } from '../open-regular.js';
 import { DorascopeError, q } from '../../errors.js';
 import { DTYPES, decodeToFloat32, viewAs, type RawArray } from '../dtypes.js';
 import type { DType, TensorInfo } from '../types.js';
@@ -53,17 +54,9 @@ async function readFully(fh: FileHandle, into: Uint8Array, position: number, pat
 }
 
 export async function openSafetensors(path: string): Promise<SafetensorsFile> {
-  let fh: FileHandle;
+  // Only a regular file: a FIFO would block forever, a device would never end.
+  const { fh, size: fileSize } = await openRegular(path, 'safetensors file');
   try {
-    fh = await open(path, 'r');
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT') throw new DorascopeError('E_NOT_FOUND', `${q(path)} does not exist`);
-    if (err.code === 'EISDIR') throw new DorascopeError('E_UNSUPPORTED_FORMAT', `${q(path)} is a folder, not a .safetensors file`);
-    throw new DorascopeError('E_NOT_FOUND', `cannot open ${q(path)}: ${err.message}`);
-  }
-  try {
-    const fileSize = (await fh.stat()).size;
     const prefix = new Uint8Array(8);
     if (fileSize >= 8) await readFully(fh, prefix, 0, path);
     const n = headerLengthFrom(prefix, fileSize, path);

@@ -13,6 +13,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { DorascopeError, q } from '../../errors.js';
 import type { TensorSource } from '../types.js';
+import { entryExists, statOrThrow } from '../open-regular.js';
 import { isAdapterDir, openAdapter } from '../peft/adapter.js';
 import { openMergedAdapter } from '../peft/merged-source.js';
 import { openFileSource, sourceFromFile } from './file-source.js';
@@ -40,6 +41,7 @@ export type PathKind = 'file' | 'folder' | 'sharded' | 'adapter' | 'run' | 'hub'
 
 /** What a path is, without opening anything (for `inspect` and `analyze`). Throws E_NOT_FOUND / E_PICKLE. */
 export function classifyPath(path: string, env: NodeJS.ProcessEnv = process.env): { kind: PathKind; path: string } {
+  if (entryExists(path) && !existsSync(path)) statOrThrow(path, 'input'); // a dangling link or a loop: say which
   if (!existsSync(path)) {
     const hub = parseHubId(path);
     if (hub && !path.startsWith('.') && !path.startsWith('/')) {
@@ -57,8 +59,9 @@ export function classifyPath(path: string, env: NodeJS.ProcessEnv = process.env)
   }
   if (!st.isDirectory()) throw new DorascopeError('E_UNSUPPORTED_FORMAT', `${q(path)} is neither a file nor a folder`);
   if (isAdapterDir(path)) return { kind: 'adapter', path };
-  if (existsSync(join(path, INDEX_FILE))) return { kind: 'sharded', path };
-  if (existsSync(join(path, 'model.safetensors'))) return { kind: 'folder', path };
+  // entryExists: a FIFO, folder or looping link under these names is opened and reported, not skipped.
+  if (entryExists(join(path, INDEX_FILE))) return { kind: 'sharded', path };
+  if (entryExists(join(path, 'model.safetensors'))) return { kind: 'folder', path };
   const st1 = readdirSync(path).filter((f) => f.endsWith('.safetensors'));
   if (st1.length === 1) return { kind: 'folder', path };
   if (isTrainerRun(path)) return { kind: 'run', path };
@@ -93,7 +96,7 @@ async function openPlain(path: string, opts: OpenSourceOptions): Promise<TensorS
     case 'sharded':
       return openSharded(inner.path);
     case 'folder': {
-      const name = existsSync(join(inner.path, 'model.safetensors'))
+      const name = entryExists(join(inner.path, 'model.safetensors'))
         ? 'model.safetensors'
         : readdirSync(inner.path).find((f) => f.endsWith('.safetensors'))!;
       return openFileSource(join(inner.path, name), 'folder', inner.path);

@@ -6,8 +6,7 @@
  * must be held by the shard the index names. Tensors a shard holds that the index does
  * not list are ignored, as transformers ignores them.
  */
-import { readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { entryExists, JSON_CAPS, readTextCapped } from '../open-regular.js';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { DorascopeError, q } from '../../errors.js';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader.js';
@@ -18,9 +17,10 @@ export const INDEX_FILE = 'model.safetensors.index.json';
 
 /** Reads and checks the index's shape; returns name → shard file name, in file order. */
 export async function readIndex(indexPath: string): Promise<Map<string, string>> {
+  const text = await readTextCapped(indexPath, 'shard index', JSON_CAPS.index);
   let json: unknown;
   try {
-    json = parseJsonLenient(await readFile(indexPath, 'utf8'));
+    json = parseJsonLenient(text);
   } catch (e) {
     throw new DorascopeError('E_INDEX', `cannot read shard index ${q(indexPath)}: ${(e as Error).message}`);
   }
@@ -44,7 +44,7 @@ export async function openSharded(dir: string, indexPath = join(dir, INDEX_FILE)
   const map = await readIndex(indexPath);
   const shardNames = [...new Set(map.values())];
   for (const s of shardNames) {
-    if (!existsSync(join(dir, s))) {
+    if (!entryExists(join(dir, s))) {
       const users = [...map].filter(([, f]) => f === s).length;
       throw new DorascopeError('E_INDEX', `shard index ${q(indexPath)} names shard ${q(s)} (for ${users} tensors), but ${q(join(dir, s))} does not exist`);
     }

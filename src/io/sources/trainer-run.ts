@@ -7,7 +7,7 @@
  * bare NaN / Infinity (a diverged loss): it is parsed leniently.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { entryExists, JSON_CAPS, readTextCapped } from '../open-regular.js';
 import { join } from 'node:path';
 import { DorascopeError, q } from '../../errors.js';
 import { parseJsonLenient } from './lenient-json.js';
@@ -34,10 +34,11 @@ export function isTrainerRun(dir: string): boolean {
 
 /** `global_step` of a trainer_state.json, or undefined when the file or the field is absent. */
 export async function readGlobalStep(path: string): Promise<number | undefined> {
-  if (!existsSync(path)) return undefined;
+  if (!entryExists(path)) return undefined;
+  const text = await readTextCapped(path, 'trainer state', JSON_CAPS.trainerState);
   let json: unknown;
   try {
-    json = parseJsonLenient(await readFile(path, 'utf8'));
+    json = parseJsonLenient(text);
   } catch (e) {
     throw new DorascopeError('E_TRAINER_STATE', `${q(path)} is not valid JSON: ${(e as Error).message}`);
   }
