@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Float64, Int32, RecordBatchFileWriter, Table, Utf8, makeVector, tableFromIPC, tableToIPC, vectorFromArray } from 'apache-arrow';
+import { Float64, Int32, Int64, RecordBatchFileWriter, Table, Utf8, makeVector, tableFromIPC, tableToIPC, vectorFromArray } from 'apache-arrow';
 import { DorascopeError, q } from '../errors.js';
 import { openAtomic, writeFileAtomic, type AtomicFile } from '../io/atomic.js';
 import { writeError } from '../io/write-error.js';
@@ -36,17 +36,19 @@ export interface PerRowRecord {
   row: number; m0: number; mt: number; cos: number;
 }
 
-type ColType = 'utf8' | 'int32' | 'float64';
+// `step` is int64: a Trainer's global_step may pass 2^31 (and int32 would wrap it silently).
+// Steps are JS numbers, exact up to 2^53; larger ones are refused where they are read.
+type ColType = 'utf8' | 'int32' | 'int64' | 'float64';
 
 export const DECOMPOSITION_COLUMNS: ReadonlyArray<readonly [keyof DecompositionRow, ColType]> = [
-  ['run', 'utf8'], ['method', 'utf8'], ['checkpoint', 'utf8'], ['step', 'int32'], ['module', 'utf8'],
+  ['run', 'utf8'], ['method', 'utf8'], ['checkpoint', 'utf8'], ['step', 'int64'], ['module', 'utf8'],
   ['layer', 'int32'], ['tensor', 'utf8'], ['rows', 'int32'], ['cols', 'int32'], ['delta_m', 'float64'],
   ['delta_d', 'float64'], ['zero_rows', 'int32'], ['shrunk_rows', 'int32'], ['rel_delta_fro', 'float64'], ['mean_m0', 'float64'],
   ['mean_mt', 'float64'], ['flag', 'utf8'],
 ];
 
 export const PER_ROW_COLUMNS: ReadonlyArray<readonly [keyof PerRowRecord, ColType]> = [
-  ['run', 'utf8'], ['checkpoint', 'utf8'], ['step', 'int32'], ['tensor', 'utf8'], ['layer', 'int32'],
+  ['run', 'utf8'], ['checkpoint', 'utf8'], ['step', 'int64'], ['tensor', 'utf8'], ['layer', 'int32'],
   ['module', 'utf8'], ['row', 'int32'], ['m0', 'float64'], ['mt', 'float64'], ['cos', 'float64'],
 ];
 
@@ -58,7 +60,9 @@ function toTable<T>(rows: readonly T[], columns: ReadonlyArray<readonly [keyof T
       ? vectorFromArray(values as string[], new Utf8())
       : type === 'int32'
         ? makeVector({ type: new Int32(), data: Int32Array.from(values as number[]) })
-        : makeVector({ type: new Float64(), data: Float64Array.from(values as number[]) });
+        : type === 'int64'
+          ? makeVector({ type: new Int64(), data: BigInt64Array.from(values as number[], (v) => BigInt(v)) })
+          : makeVector({ type: new Float64(), data: Float64Array.from(values as number[]) });
   }
   return new Table(cols);
 }

@@ -7,6 +7,8 @@
 import { DorascopeError, q } from '../../errors.js';
 import { parseJsonLenient } from '../sources/lenient-json.js';
 import { JSON_CAPS, readTextCapped } from '../open-regular.js';
+import { shownValue } from '../json-value.js';
+import { compileSafe } from '../safe-regex.js';
 
 export interface AdapterConfig {
   /** `peft_type` as written ("LORA"; the NVlabs/DoRA fork writes "DORA"). */
@@ -36,6 +38,11 @@ export function scalingFor(alpha: number, r: number, useRslora: boolean): number
   return useRslora ? alpha / Math.sqrt(r) : alpha / r;
 }
 
+/** The largest rank accepted (PEFT ranks are ≤ 1024 in practice; a rank is at most min(fan_in, fan_out)). */
+export const MAX_RANK = 65_536;
+/** The largest |alpha| accepted: the scaling alpha/r must stay a sane float32 factor. */
+export const MAX_ALPHA = 1e9;
+
 export async function readAdapterConfig(path: string): Promise<AdapterConfig> {
   const text = await readTextCapped(path, 'adapter config', JSON_CAPS.config);
   let json: unknown;
@@ -56,14 +63,15 @@ export function parseAdapterConfig(json: unknown, path: string): AdapterConfig {
   const num = (field: string, required: boolean, dflt: number, integer: boolean): number => {
     const v = o[field];
     if (v === undefined || v === null) return required ? fail(field, 'is missing') : dflt;
-    if (typeof v !== 'number' || !Number.isFinite(v)) return fail(field, `must be a finite number, got ${JSON.stringify(v)}`);
-    if (integer && (!Number.isInteger(v) || v <= 0)) return fail(field, `must be a positive integer, got ${v}`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) return fail(field, `must be a finite number, got ${shownValue(v)}`);
+    if (integer && (!Number.isInteger(v) || v <= 0 || v > MAX_RANK)) return fail(field, `must be a whole number from 1 to ${MAX_RANK}, got ${shownValue(v)}`);
+    if (!integer && Math.abs(v) > MAX_ALPHA) return fail(field, `must be between -${MAX_ALPHA} and ${MAX_ALPHA}, got ${shownValue(v)}`);
     return v;
   };
   const bool = (field: string): boolean => {
     const v = o[field];
     if (v === undefined || v === null) return false;
-    if (typeof v !== 'boolean') return fail(field, `must be true or false, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'boolean') return fail(field, `must be true or false, got ${shownValue(v)}`);
     return v;
   };
   const pattern = (field: string, integer: boolean): Record<string, number> => {
@@ -72,9 +80,11 @@ export function parseAdapterConfig(json: unknown, path: string): AdapterConfig {
     if (typeof v !== 'object' || Array.isArray(v)) return fail(field, 'must be an object of pattern → number');
     const out: Record<string, number> = {};
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-      if (typeof x !== 'number' || !Number.isFinite(x) || (integer && (!Number.isInteger(x) || x <= 0))) {
-        fail(`${field}.${k}`, `must be a ${integer ? 'positive integer' : 'finite number'}, got ${JSON.stringify(x)}`);
+      if (typeof x !== 'number' || !Number.isFinite(x) || (integer && (!Number.isInteger(x) || x <= 0 || x > MAX_RANK)) || (!integer && Math.abs(x) > MAX_ALPHA)) {
+        fail(`${field}.${k}`, `must be ${integer ? `a whole number from 1 to ${MAX_RANK}` : `a finite number between -${MAX_ALPHA} and ${MAX_ALPHA}`}, got ${shownValue(x)}`);
       }
+      // Keys are regexes (PEFT get_pattern_key): an invalid one is a config error now, not at first use.
+      compileSafe(`(?:.*\\.)?(?:${k})`, `${q(path)}: ${field} key ${q(k)}`, 'E_ADAPTER_CONFIG');
       out[k] = x as number;
     }
     return out;
@@ -87,11 +97,14 @@ export function parseAdapterConfig(json: unknown, path: string): AdapterConfig {
   };
   const peftType = o['peft_type'] === undefined ? 'LORA' : o['peft_type'];
   if (typeof peftType !== 'string' || !['LORA', 'DORA'].includes(peftType.toUpperCase())) {
-    fail('peft_type', `is ${JSON.stringify(peftType)}; dorascope reads LoRA and DoRA adapters only`);
+    fail('peft_type', `is ${shownValue(peftType)}; dorascope reads LoRA and DoRA adapters only`);
   }
   let targetModules: string | string[] | null = null;
   const tm = o['target_modules'];
-  if (typeof tm === 'string') targetModules = tm;
+  if (typeof tm === 'string') {
+    targetModules = tm;
+    if (tm !== 'all-linear') compileSafe(`(?:${tm})`, `${q(path)}: target_modules`, 'E_ADAPTER_CONFIG');
+  }
   else if (tm !== undefined && tm !== null) targetModules = strList('target_modules');
   let layersToTransform: number[] | null = null;
   const lt = o['layers_to_transform'];

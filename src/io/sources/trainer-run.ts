@@ -6,7 +6,8 @@
  * `trainer_state.json` is written by Python's json module, so its `log_history` may hold
  * bare NaN / Infinity (a diverged loss): it is parsed leniently.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, type Dirent } from 'node:fs';
+import { shownValue } from '../json-value.js';
 import { entryExists, JSON_CAPS, readTextCapped } from '../open-regular.js';
 import { join } from 'node:path';
 import { DorascopeError, q } from '../../errors.js';
@@ -21,7 +22,19 @@ export interface RunCheckpoint {
   readonly stepFrom: 'trainer_state' | 'name';
 }
 
+const CHECKPOINT_PREFIX = 'checkpoint-';
 const CHECKPOINT_RE = /^checkpoint-(\d+)$/u;
+
+/** A directory entry that is a folder, or a symlink to one. */
+function isFolder(dir: string, d: Dirent): boolean {
+  if (d.isDirectory()) return true;
+  if (!d.isSymbolicLink()) return false;
+  try {
+    return statSync(join(dir, d.name)).isDirectory();
+  } catch {
+    return false;
+  }
+}
 
 /** Whether `dir` holds at least one `checkpoint-<N>` folder. */
 export function isTrainerRun(dir: string): boolean {
@@ -46,7 +59,7 @@ export async function readGlobalStep(path: string): Promise<number | undefined> 
   const g = (json as Record<string, unknown>)['global_step'];
   if (g === undefined || g === null) return undefined;
   if (typeof g !== 'number' || !Number.isSafeInteger(g) || g < 0) {
-    throw new DorascopeError('E_TRAINER_STATE', `${q(path)}: global_step is ${String(g)}, not a non-negative integer`);
+    throw new DorascopeError('E_TRAINER_STATE', `${q(path)}: global_step is ${shownValue(g)}, not a whole number from 0 to 2^53 (${Number.MAX_SAFE_INTEGER})`, { path, field: 'global_step' });
   }
   return g;
 }
@@ -56,14 +69,29 @@ export async function listRun(dir: string): Promise<RunCheckpoint[]> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new DorascopeError('E_NOT_FOUND', `run folder ${q(dir)} does not exist`);
   const out: (RunCheckpoint & { n: number })[] = [];
   for (const d of readdirSync(dir, { withFileTypes: true })) {
-    const m = d.isDirectory() ? CHECKPOINT_RE.exec(d.name) : null;
-    if (!m) continue;
+    // The Trainer names its folders `checkpoint-<global_step>`; a folder that looks like one but
+    // whose step does not parse (checkpoint-abc, checkpoint-1e3) would otherwise vanish from the
+    // analysis without a word.
+    if (!d.name.startsWith(CHECKPOINT_PREFIX) || !isFolder(dir, d)) continue;
+    const m = CHECKPOINT_RE.exec(d.name);
+    const n = m ? Number(m[1]) : NaN;
+    if (!Number.isSafeInteger(n)) {
+      throw new DorascopeError('E_CHECKPOINT', `run folder ${q(dir)} holds ${q(d.name)}, whose name is not checkpoint-<step> with a whole step from 0 to 2^53: rename or move it`, { path: join(dir, d.name) });
+    }
     const path = join(dir, d.name);
-    const n = Number(m[1]);
     const g = await readGlobalStep(join(path, 'trainer_state.json'));
     out.push({ name: d.name, path, step: g ?? n, stepFrom: g === undefined ? 'name' : 'trainer_state', n });
   }
   if (out.length === 0) throw new DorascopeError('E_NOT_FOUND', `${q(dir)} holds no checkpoint-<N> folders`);
   out.sort((a, b) => a.step - b.step || a.n - b.n);
+  // Two checkpoints at one step (checkpoint-10 beside checkpoint-00010, or a global_step equal
+  // to another folder's) would be two points at one x: the run is ambiguous, so say so.
+  for (let i = 1; i < out.length; i++) {
+    const a = out[i - 1]!, b = out[i]!;
+    if (a.step === b.step) {
+      const from = (c: RunCheckpoint) => (c.stepFrom === 'trainer_state' ? 'global_step in its trainer_state.json' : 'its folder name');
+      throw new DorascopeError('E_CHECKPOINT', `run folder ${q(dir)}: ${q(a.name)} and ${q(b.name)} are both step ${a.step} (${from(a)}; ${from(b)}): remove one`, { step: a.step });
+    }
+  }
   return out.map(({ n: _n, ...c }) => c);
 }
