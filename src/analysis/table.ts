@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Float64, Int32, Int64, RecordBatchFileWriter, Table, Utf8, makeVector, tableFromIPC, tableToIPC, vectorFromArray } from 'apache-arrow';
 import { DorascopeError, q } from '../errors.js';
+import { csvStringCell } from '../io/escape.js';
 import { openAtomic, writeFileAtomic, type AtomicFile } from '../io/atomic.js';
 import { writeError } from '../io/write-error.js';
 
@@ -69,8 +70,7 @@ function toTable<T>(rows: readonly T[], columns: ReadonlyArray<readonly [keyof T
 
 function csvField(v: unknown): string {
   if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : String(v);
-  const s = String(v);
-  return /[",\n\r]/u.test(s) ? `"${s.replace(/"/gu, '""')}"` : s;
+  return csvStringCell(String(v)); // formula-looking strings neutralised (OWASP)
 }
 
 export function toCsv<T>(rows: readonly T[], columns: ReadonlyArray<readonly [keyof T, ColType]>): string {

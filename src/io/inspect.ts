@@ -3,6 +3,7 @@
  * read, so a 100 GB sharded model takes as long as reading its shard headers).
  * Returns plain data (the `--json` output) and formats it for people.
  */
+import { escapeTerminal } from './escape.js';
 import { DorascopeError, q } from '../errors.js';
 import type { DType, QuantInfo, TensorSource } from './types.js';
 import { classifyPath, openSource, type PathKind } from './sources/open-source.js';
@@ -203,15 +204,17 @@ function quantStr(qi: QuantInfo): string {
   return `quantized ${how} (${qi.method})`;
 }
 
-/** The human-readable report. */
+/** The human-readable report (control and bidi characters from the file shown escaped). */
 export function formatInspect(r: InspectResult): string {
+  // Names and metadata come from the file: escape sequences in them must not reach the terminal.
+  const e = escapeTerminal;
   const L: string[] = [];
-  L.push(`${r.path}${r.resolved !== r.path ? ` → ${r.resolved}` : ''}`);
+  L.push(`${e(r.path)}${r.resolved !== r.path ? ` → ${e(r.resolved)}` : ''}`);
   L.push(`kind: ${r.kind}`);
   if (r.checkpoints) {
     L.push(`checkpoints (${r.checkpoints.length}, ordered by step):`);
     for (const c of r.checkpoints) {
-      L.push(`  ${c.name.padEnd(20)} step ${String(c.step).padStart(8)} (${c.step_from === 'trainer_state' ? 'trainer_state.json' : 'folder name'})  ${c.kind.padEnd(8)} ${c.tensors} tensors, ${human(c.params)} params, ${bytesStr(c.bytes)}`);
+      L.push(`  ${e(c.name).padEnd(20)} step ${String(c.step).padStart(8)} (${c.step_from === 'trainer_state' ? 'trainer_state.json' : 'folder name'})  ${c.kind.padEnd(8)} ${c.tensors} tensors, ${human(c.params)} params, ${bytesStr(c.bytes)}`);
     }
     return `${L.join('\n')}\n`;
   }
@@ -222,24 +225,27 @@ export function formatInspect(r: InspectResult): string {
   }
   const meta = Object.entries(r.metadata);
   L.push(meta.length ? 'metadata:' : 'metadata: (none)');
-  for (const [k, v] of meta) L.push(`  ${k}: ${v.length > 200 ? `${v.slice(0, 197)}...` : v}`);
+  for (const [k, v] of meta) L.push(`  ${e(k)}: ${e(v.length > 200 ? `${v.slice(0, 197)}...` : v)}`);
   if (r.adapter) {
     const a = r.adapter;
-    L.push(`adapter: ${a.method.toUpperCase()}, r ${a.r}, lora_alpha ${a.lora_alpha}, scaling ${a.scaling} (${a.use_rslora ? 'rsLoRA: alpha/sqrt(r)' : 'alpha/r'})${a.base_model_name_or_path ? `, base ${a.base_model_name_or_path}` : ''}`);
-    L.push(`  target_modules: ${a.target_modules === null ? '(none)' : typeof a.target_modules === 'string' ? `regex ${a.target_modules}` : a.target_modules.join(', ')}`);
-    if (Object.keys(a.rank_pattern).length) L.push(`  rank_pattern: ${JSON.stringify(a.rank_pattern)}`);
-    if (Object.keys(a.alpha_pattern).length) L.push(`  alpha_pattern: ${JSON.stringify(a.alpha_pattern)}`);
-    if (a.modules_to_save) L.push(`  modules_to_save: ${a.modules_to_save.join(', ')}`);
+    L.push(`adapter: ${a.method.toUpperCase()}, r ${a.r}, lora_alpha ${a.lora_alpha}, scaling ${a.scaling} (${a.use_rslora ? 'rsLoRA: alpha/sqrt(r)' : 'alpha/r'})${a.base_model_name_or_path ? `, base ${e(a.base_model_name_or_path)}` : ''}`);
+    L.push(`  target_modules: ${a.target_modules === null ? '(none)' : typeof a.target_modules === 'string' ? `regex ${e(a.target_modules)}` : e(a.target_modules.join(', '))}`);
+    if (Object.keys(a.rank_pattern).length) L.push(`  rank_pattern: ${e(JSON.stringify(a.rank_pattern))}`);
+    if (Object.keys(a.alpha_pattern).length) L.push(`  alpha_pattern: ${e(JSON.stringify(a.alpha_pattern))}`);
+    if (a.modules_to_save) L.push(`  modules_to_save: ${e(a.modules_to_save.join(', '))}`);
     if (a.layers_to_transform) L.push(`  layers_to_transform: ${a.layers_to_transform.join(', ')}`);
     L.push(`  modules (${a.modules.length}), each → the base tensor it changes:`);
     for (const m of a.modules) {
       const where = m.layout ? ` (${m.layout}, base ${shapeStr(m.base_shape ?? [])})` : '';
-      L.push(`    ${m.module}  ${m.method} r=${m.r} alpha=${m.alpha} s=${m.scaling}  A ${shapeStr(m.lora_A)} B ${shapeStr(m.lora_B)}${m.magnitude ? ` m ${shapeStr(m.magnitude)}` : ''}  → ${m.base_tensor}${where}`);
+      L.push(`    ${e(m.module)}  ${m.method} r=${m.r} alpha=${m.alpha} s=${m.scaling}  A ${shapeStr(m.lora_A)} B ${shapeStr(m.lora_B)}${m.magnitude ? ` m ${shapeStr(m.magnitude)}` : ''}  → ${e(m.base_tensor)}${where}`);
     }
-    for (const [b, t] of Object.entries(a.replaces)) L.push(`    ${t}  replaces → ${b}`);
+    for (const [b, t] of Object.entries(a.replaces)) L.push(`    ${e(t)}  replaces → ${e(b)}`);
   }
   L.push('tensors:');
-  const w = Math.min(80, Math.max(4, ...r.tensors.map((t) => t.name.length)));
-  for (const t of r.tensors) L.push(`  ${t.name.padEnd(w)}  ${t.dtype.padEnd(7)} ${shapeStr(t.shape).padEnd(20)} ${String(t.params).padStart(12)}${t.quant ? `  ${quantStr(t.quant)}` : ''}`);
+  // A loop, not Math.max(...names): spreading 130,000 arguments overflows the call stack.
+  let w = 4;
+  for (const t of r.tensors) w = Math.max(w, e(t.name).length);
+  w = Math.min(80, w);
+  for (const t of r.tensors) L.push(`  ${e(t.name).padEnd(w)}  ${t.dtype.padEnd(7)} ${shapeStr(t.shape).padEnd(20)} ${String(t.params).padStart(12)}${t.quant ? `  ${quantStr(t.quant)}` : ''}`);
   return `${L.join('\n')}\n`;
 }

@@ -3,15 +3,18 @@
  * text; figure data travels as JSON in <script type="application/json"> with <, >, &, U+2028/2029
  * escaped so no label can close the script element (OWASP XSS prevention, rule 3.1).
  */
+import { showInvisible } from '../io/escape.js';
 import type { Figure } from './figures/common.js';
 import { VERSION } from '../version.js';
 
 export function escapeHtml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+  // Bidi and control characters from tensor names are shown escaped, not obeyed (Trojan Source).
+  return showInvisible(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
 
 export function jsonForScript(v: unknown): string {
-  return JSON.stringify(v).replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026')
+  // Figure labels come from users' files: their bidi and control characters are shown escaped too.
+  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'string' ? showInvisible(x) : x)).replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026')
     .replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
 }
 

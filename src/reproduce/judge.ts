@@ -18,6 +18,7 @@ import { headline, type ControlRow, type HeadlineRow } from './headline.js';
 import { renderReadme, type ReproRecord } from './readme.js';
 import { PAPER_FIGURE2, PAPER_CITATION } from './paper.js';
 import type { RunMetric } from './metrics.js';
+import { csvStringCell } from '../io/escape.js';
 
 /** The module of the paper's Figure 2: the headline statistics use the query matrices. */
 export const HEADLINE_MODULE = 'q_proj';
@@ -140,8 +141,8 @@ function csv(cols: Record<string, ArrayLike<unknown>>): string {
   const names = Object.keys(cols);
   const n = cols[names[0]!]!.length;
   const cell = (v: unknown): string => {
-    const s = typeof v === 'number' && Number.isNaN(v) ? '' : String(v);
-    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+    if (typeof v === 'number') return Number.isNaN(v) ? '' : String(v);
+    return csvStringCell(String(v)); // formula-looking text neutralised (OWASP)
   };
   const lines = [names.join(',')];
   for (let i = 0; i < n; i++) lines.push(names.map((k) => cell(cols[k]![i])).join(','));

@@ -48,7 +48,7 @@ export function layersFigure(id: string, rows: DecompRow[], step?: number): Figu
   const steps = sorted(new Set(rows.map((r) => r.step)));
   // A view: for each run, the step it shows.
   const views: { label: string; stepOf: (run: string) => number }[] = [
-    { label: 'last checkpoint', stepOf: (run) => Math.max(...c.get(run)!.keys()) },
+    { label: 'last checkpoint', stepOf: (run) => { let m = -Infinity; for (const s of c.get(run)!.keys()) m = Math.max(m, s); return m; } },
     ...steps.map((s) => ({ label: `step ${s}`, stepOf: () => s })),
   ];
   const active = step === undefined ? 0 : Math.max(0, steps.indexOf(step) + 1);
