@@ -18,10 +18,21 @@ function safeJson(v: unknown): string {
   try {
     return JSON.stringify(v) ?? String(v);
   } catch {
-    return String(v);
+    // Too deep to write out (String() of a nested array recurses the same way).
+    return Array.isArray(v) ? '[...nested too deep to show...]' : '{...nested too deep to show...}';
   }
 }
 
 function clip(s: string): string {
   return s.length > 120 ? `${s.slice(0, 117)}...` : s;
+}
+
+/**
+ * `JSON.stringify(v)` clipped to `max` characters, for messages. It never throws: a value nested
+ * thousands deep (a hostile file) overflows JSON.stringify's stack, and a message must not turn a
+ * typed error into a crash.
+ */
+export function jsonSnippet(v: unknown, max = 60): string {
+  const s = Number.isNaN(v) ? 'NaN' : safeJson(v);
+  return s.length > max ? `${s.slice(0, max - 3)}...` : s;
 }

@@ -7,6 +7,7 @@
  *   end − begin = product(shape) × dtype size (overflow checked); the last end = file size − 8 − N.
  * Plus two checks JSON.parse would otherwise hide: duplicate tensor names and non-string metadata.
  */
+import { jsonSnippet } from '../json-value.js';
 import { DorascopeError, q, type ErrorCode } from '../../errors.js';
 import { DTYPES, isDType } from '../dtypes.js';
 import type { TensorInfo } from '../types.js';
@@ -63,7 +64,7 @@ export function parseHeader(bytes: Uint8Array, fileSize: number, path: string): 
     if (name === '__metadata__') {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('E_METADATA', path, '__metadata__ is not an object of strings');
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof v !== 'string') fail('E_METADATA', path, `__metadata__ value for ${q(k)} is ${JSON.stringify(v)?.slice(0, 40)}, not a string`);
+        if (typeof v !== 'string') fail('E_METADATA', path, `__metadata__ value for ${q(k)} is ${jsonSnippet(v, 40)}, not a string`);
         metadata[k] = v;
       }
       continue;
@@ -95,11 +96,11 @@ function parseEntry(name: string, value: unknown, path: string): HeaderEntry {
   if (!isDType(v.dtype)) fail('E_UNKNOWN_DTYPE', path, `tensor ${q(name)}: unknown dtype ${q(v.dtype)}`);
   const shape = v.shape;
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
-    fail('E_HEADER_SCHEMA', path, `tensor ${q(name)}: "shape" must be an array of non-negative integers, got ${JSON.stringify(shape)?.slice(0, 60)}`);
+    fail('E_HEADER_SCHEMA', path, `tensor ${q(name)}: "shape" must be an array of non-negative integers, got ${jsonSnippet(shape)}`);
   }
   const off = v.data_offsets;
   if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0)) {
-    fail('E_HEADER_SCHEMA', path, `tensor ${q(name)}: "data_offsets" must be two non-negative integers, got ${JSON.stringify(off)?.slice(0, 60)}`);
+    fail('E_HEADER_SCHEMA', path, `tensor ${q(name)}: "data_offsets" must be two non-negative integers, got ${jsonSnippet(off)}`);
   }
   const [begin, end] = off as [number, number];
   if (!Number.isSafeInteger(begin) || !Number.isSafeInteger(end)) fail('E_OVERFLOW', path, `tensor ${q(name)}: data_offsets ${JSON.stringify(off)} overflow`);

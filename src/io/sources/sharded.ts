@@ -6,6 +6,7 @@
  * must be held by the shard the index names. Tensors a shard holds that the index does
  * not list are ignored, as transformers ignores them.
  */
+import { shownValue } from '../json-value.js';
 import { entryExists, JSON_CAPS, readTextCapped } from '../open-regular.js';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { DorascopeError, q } from '../../errors.js';
@@ -31,7 +32,7 @@ export async function readIndex(indexPath: string): Promise<Map<string, string>>
   const map = new Map<string, string>();
   const dir = resolve(dirname(indexPath));
   for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
-    if (typeof shard !== 'string' || shard === '') throw new DorascopeError('E_INDEX', `shard index ${q(indexPath)}: tensor ${q(name)} maps to ${JSON.stringify(shard)}, not a file name`);
+    if (typeof shard !== 'string' || shard === '') throw new DorascopeError('E_INDEX', `shard index ${q(indexPath)}: tensor ${q(name)} maps to ${shownValue(shard)}, not a file name`);
     // A shard must be a file inside the model folder (no "../" escapes).
     if (!resolve(dir, shard).startsWith(dir + sep)) throw new DorascopeError('E_INDEX', `shard index ${q(indexPath)}: tensor ${q(name)} maps to ${q(shard)}, outside the model folder`);
     map.set(name, shard);
