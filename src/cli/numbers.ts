@@ -68,7 +68,7 @@ export function checkTrainNumbers(a: Record<string, unknown>): void {
   if (d !== undefined && h !== undefined && (d % h !== 0 || (d / h) % 2 !== 0)) {
     throw new DorascopeError('E_USAGE', `--d-model ${d} with --heads ${h}: the hidden size must be a multiple of the heads with an even head size (RoPE rotates pairs), e.g. --d-model ${h * 2 * Math.max(1, Math.round(d / (2 * h)))}`);
   }
-  if (d !== undefined && r !== undefined && r > d) {
+  if (a['method'] !== 'full' && d !== undefined && r !== undefined && r > d) {
     throw new DorascopeError('E_USAGE', `-r ${r} is larger than --d-model ${d}: a LoRA rank is at most min(fan_in, fan_out)`);
   }
 }

@@ -8,10 +8,11 @@
 // C0 controls, DEL and C1 controls (ECMA-48: ESC and CSI start terminal commands).
 const CONTROL = '\\u0000-\\u001f\\u007f-\\u009f';
 // Unicode bidirectional controls: embeddings and overrides U+202A–U+202E, isolates
-// U+2066–U+2069, the marks U+200E/U+200F/U+061C; and the line/paragraph separators.
-const BIDI = '\\u202a-\\u202e\\u2066-\\u2069\\u200e\\u200f\\u061c\\u2028\\u2029';
+// U+2066–U+2069, and the marks U+200E/U+200F/U+061C.
+const BIDI = '\\u202a-\\u202e\\u2066-\\u2069\\u200e\\u200f\\u061c';
+const SEPARATORS = '\\u2028\\u2029'; // line breaks to a terminal; harmless text in HTML
 
-const TERMINAL_RE = new RegExp(`[${CONTROL}${BIDI}]`, 'gu');
+const TERMINAL_RE = new RegExp(`[${CONTROL}${BIDI}${SEPARATORS}]`, 'gu');
 const BIDI_RE = new RegExp(`[${BIDI}]|[\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]`, 'gu');
 
 /** `\xNN` for a control below U+0100, `\u{NNNN}` above: visible and unambiguous. */
