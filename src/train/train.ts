@@ -1,4 +1,5 @@
 import { JSON_CAPS, readTextCapped } from '../io/open-regular.js';
+import { shownValue } from '../io/json-value.js';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
@@ -280,6 +281,16 @@ function hasBase(runDir: string): boolean {
   return existsSync(join(runDir, 'base', FILES.model));
 }
 
+/**
+ * [min, max, whole number] of each config.json field `--init` reads: the sizes the tfjs trainer
+ * is built for, so a hostile or mistyped config cannot ask for an allocation without bound.
+ */
+const CONFIG_BOUNDS: Record<keyof LlamaConfig, readonly [number, number, boolean]> = {
+  vocab_size: [1, 1 << 20, true], hidden_size: [2, 16_384, true], intermediate_size: [1, 65_536, true],
+  num_hidden_layers: [1, 256, true], num_attention_heads: [1, 256, true], max_position_embeddings: [1, 1 << 20, true],
+  rms_norm_eps: [Number.MIN_VALUE, 1, false], rope_theta: [Number.MIN_VALUE, 1e12, false],
+};
+
 async function readConfig(dir: string): Promise<LlamaConfig> {
   const path = join(dir, 'config.json');
   const text = await readTextCapped(path, '--init config', JSON_CAPS.config);
@@ -293,10 +304,15 @@ async function readConfig(dir: string): Promise<LlamaConfig> {
   for (const k of Object.keys(DEFAULT_CONFIG)) {
     const v = raw[k];
     if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isFinite(v)) {
-      throw new DorascopeError('E_USAGE', `${path}: ${k} must be a number, got ${JSON.stringify(v)}`, { path, key: k });
+    const [lo, hi, whole] = CONFIG_BOUNDS[k as keyof LlamaConfig];
+    if (typeof v !== 'number' || !Number.isFinite(v) || (whole && !Number.isInteger(v)) || v < lo || v > hi) {
+      throw new DorascopeError('E_USAGE', `${path}: ${k} must be ${whole ? 'a whole number' : 'a number'} from ${lo} to ${hi}, got ${shownValue(v)}`, { path, key: k });
     }
     c[k] = v;
+  }
+  const heads = c['num_attention_heads']!, hidden = c['hidden_size']!;
+  if (hidden % heads !== 0 || (hidden / heads) % 2 !== 0) {
+    throw new DorascopeError('E_USAGE', `${path}: hidden_size ${hidden} must be a multiple of num_attention_heads ${heads} with an even head size (RoPE rotates pairs)`, { path });
   }
   return c as unknown as LlamaConfig;
 }

@@ -4,7 +4,9 @@
  * Values that used to be accepted and then allocate without bound run in a child process with
  * a time limit, so a regression fails the test instead of taking the runner down.
  */
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DorascopeError } from '../../src/errors.js';
 import { MAX_LAYER_INDEX, parseLayers, workerCount } from '../../src/analysis/analyze.js';
@@ -53,6 +55,28 @@ describe('train: every numeric option is bounded before any work starts', () => 
       expect(r.status).toBe(2);
     });
   }
+});
+
+describe('train --init: config.json fields are bounded too', () => {
+  it('hidden_size 1e6, a string layer count and 3 heads over 16 are E_USAGE naming the file, field and value', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dorascope-init-'));
+    try {
+      for (const [cfg, text] of [
+        [{ hidden_size: 1e6 }, 'hidden_size must be a whole number from 2 to 16384, got 1000000'],
+        [{ num_hidden_layers: '2' }, 'num_hidden_layers must be a whole number from 1 to 256, got the string "2"'],
+        [{ hidden_size: 16, num_attention_heads: 3 }, 'hidden_size 16 must be a multiple of num_attention_heads 3'],
+      ] as const) {
+        writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+        const r = runCli(['train', '--method', 'full', '--init', dir, '--steps', '1', '--backend', 'cpu', '--quiet'], 60_000);
+        expect(r.signal, `train ran on (killed after ${r.ms} ms)`).toBeNull();
+        expect(r.err).toContain('[E_USAGE]');
+        expect(r.err).toContain('config.json');
+        expect(r.err).toContain(text);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('analyze: --workers and --layers', () => {
