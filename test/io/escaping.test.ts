@@ -64,7 +64,7 @@ describe('inspect output on a terminal', () => {
 describe('CSV cells (OWASP CSV injection)', () => {
   const row = (o: Partial<DecompositionRow>): DecompositionRow => ({
     run: 'r', method: 'ft', checkpoint: 'c', step: 1, module: 'q_proj', layer: 0, tensor: 't', rows: 2, cols: 2,
-    delta_m: 0.5, delta_d: 0.25, zero_rows: 0, rel_delta_fro: 0.1, mean_m0: 1, mean_mt: 1, flag: '', ...o,
+    delta_m: 0.5, delta_d: 0.25, zero_rows: 0, shrunk_rows: 0, rel_delta_fro: 0.1, mean_m0: 1, mean_mt: 1, flag: '', ...o,
   });
   it('text starting with = + - @ tab or CR gets a leading quote; negative numbers stay numbers', () => {
     const rows = [
