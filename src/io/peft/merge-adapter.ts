@@ -1,7 +1,8 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DorascopeError, q } from '../../errors.js';
 import { writeFileAtomic } from '../atomic.js';
+import { JSON_CAPS, readTextCapped } from '../open-regular.js';
 import { guardOutput } from '../output-guard.js';
 import { writeResultFolder } from '../result-folder.js';
 import { VERSION } from '../../version.js';
@@ -57,7 +58,9 @@ export async function mergeAdapter(basePath: string, adapterDir: string, out: st
         // Written weights are dequantized: a config that still says `quantization_config` would make Transformers
         // load them as bitsandbytes tensors, so it is dropped (as Transformers' own `dequantize()` does).
         const quantized = base.list().some((t) => t.quant !== undefined);
-        await writeFileAtomic(join(dir, 'config.json'), quantized ? withoutQuantizationConfig(readFileSync(cfg, 'utf8'), cfg) : readFileSync(cfg));
+        // Read as any JSON input: a regular file only, size-capped (a FIFO named config.json must not hang merge).
+        const text = await readTextCapped(cfg, 'base config', JSON_CAPS.config);
+        await writeFileAtomic(join(dir, 'config.json'), quantized ? withoutQuantizationConfig(text, cfg) : text);
         files.push('config.json');
       }
       // Marks the folder as a merge result, so a later merge into it may replace it (output-guard.ts).
