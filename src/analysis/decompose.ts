@@ -76,6 +76,8 @@ export function sameBits(a: Float32Array, b: Float32Array): boolean {
  * Decomposes W_t against W0, both row-major (rows, cols), features along `axis`.
  * `norms0` (per-feature ‖W0[n]‖, from `featureNorms`) may be passed to avoid recomputing it
  * for every checkpoint: the analysis reads each base tensor once and caches its norms.
+ * This is the one-block case of the block kernel below, so the streaming analysis (which feeds
+ * the same functions row block by row block) gives the same numbers bit for bit.
  */
 export function decompose(w0: Float32Array, wt: Float32Array, rows: number, cols: number, axis: FeatureAxis,
   perRow = false, norms0?: Float64Array): Decomposition {
@@ -85,27 +87,51 @@ export function decompose(w0: Float32Array, wt: Float32Array, rows: number, cols
   const k = axis === 'rows' ? rows : cols;
   if (rows * cols === 0) return emptyDecomposition(k);
   const n0 = norms0 ?? featureNorms(w0, rows, cols, axis);
-  let baseFinite = true;
-  for (let n = 0; n < k && baseFinite; n++) baseFinite = Number.isFinite(n0[n]!);
+  const baseFinite = allFinite(n0);
   // Equal bits end at the first difference, so a changed tensor pays next to nothing for the check.
   if (baseFinite && sameBits(w0, wt)) return unchangedDecomposition(k, n0);
-  const dot = new Float64Array(k);
-  const sst = new Float64Array(k);
-  let diff2 = 0;
-  // ‖W0‖²_F from the cached feature norms: W0 does not change across checkpoints.
-  let base2 = 0;
-  for (let n = 0; n < k; n++) base2 += n0[n]! * n0[n]!;
-  let nonFinite = !baseFinite;
-  for (let i = 0; i < rows; i++) {
+  const sums = newBlockSums(k);
+  accumulateBlock(sums, w0, wt, 0, rows, cols, axis);
+  return finishDecomposition(n0, sums, baseFinite, perRow);
+}
+
+/** Whether every base feature norm is finite (a NaN/±Inf anywhere in W0 makes its feature's norm so). */
+export function allFinite(n0: Float64Array): boolean {
+  for (let n = 0; n < n0.length; n++) if (!Number.isFinite(n0[n]!)) return false;
+  return true;
+}
+
+/** The running sums of one checkpoint against W0 over the row blocks seen so far. */
+export interface BlockSums {
+  /** Per feature: W0[n]·W_t[n] and ‖W_t[n]‖². */
+  readonly dot: Float64Array;
+  readonly sst: Float64Array;
+  /** ‖W_t − W0‖²_F so far. */
+  diff2: number;
+}
+
+export function newBlockSums(k: number): BlockSums {
+  return { dot: new Float64Array(k), sst: new Float64Array(k), diff2: 0 };
+}
+
+/**
+ * Adds rows [row0, row0 + nRows) of a (·, cols) tensor to `s`: `w0` and `wt` hold those rows
+ * only (at least nRows·cols values; the rest is ignored). Blocks must come in row order for the
+ * sums to be the one-block sums bit for bit (each feature's terms are added in the same order).
+ */
+export function accumulateBlock(s: BlockSums, w0: Float32Array, wt: Float32Array, row0: number, nRows: number, cols: number, axis: FeatureAxis): void {
+  const { dot, sst } = s;
+  let diff2 = s.diff2;
+  for (let i = 0; i < nRows; i++) {
     const off = i * cols;
     if (axis === 'rows') {
-      let d = 0, s = 0;
+      let d = 0, q = 0;
       for (let j = 0; j < cols; j++) {
         const a = w0[off + j]!, b = wt[off + j]!;
-        d += a * b; s += b * b;
+        d += a * b; q += b * b;
         const e = b - a; diff2 += e * e;
       }
-      dot[i] = d; sst[i] = s;
+      dot[row0 + i] = d; sst[row0 + i] = q;
     } else {
       for (let j = 0; j < cols; j++) {
         const a = w0[off + j]!, b = wt[off + j]!;
@@ -114,6 +140,17 @@ export function decompose(w0: Float32Array, wt: Float32Array, rows: number, cols
       }
     }
   }
+  s.diff2 = diff2;
+}
+
+/** ΔM, ΔD and the rest from the base's feature norms and one checkpoint's sums over every row. */
+export function finishDecomposition(n0: Float64Array, sums: BlockSums, baseFinite: boolean, perRow: boolean): Decomposition {
+  const k = n0.length;
+  const { dot, sst, diff2 } = sums;
+  // ‖W0‖²_F from the cached feature norms: W0 does not change across checkpoints.
+  let base2 = 0;
+  for (let n = 0; n < k; n++) base2 += n0[n]! * n0[n]!;
+  let nonFinite = !baseFinite;
   let sumDM = 0, sumDD = 0, sumM0 = 0, sumMt = 0, zeroRows = 0, shrunkRows = 0;
   const m0 = perRow ? new Float64Array(k) : undefined;
   const mt = perRow ? new Float64Array(k) : undefined;
@@ -150,9 +187,15 @@ export function decompose(w0: Float32Array, wt: Float32Array, rows: number, cols
 
 /** Per-feature Euclidean norms, accumulated in float64. */
 export function featureNorms(w: Float32Array, rows: number, cols: number, axis: FeatureAxis): Float64Array {
-  const k = axis === 'rows' ? rows : cols;
-  const s = new Float64Array(k);
-  for (let i = 0; i < rows; i++) {
+  const s = new Float64Array(axis === 'rows' ? rows : cols);
+  accumulateSquares(s, w, 0, rows, cols, axis);
+  for (let n = 0; n < s.length; n++) s[n] = Math.sqrt(s[n]!);
+  return s;
+}
+
+/** Adds rows [row0, row0 + nRows) (held in `w`) to per-feature sums of squares `s`; take √ after the last block. */
+export function accumulateSquares(s: Float64Array, w: Float32Array, row0: number, nRows: number, cols: number, axis: FeatureAxis): void {
+  for (let i = 0; i < nRows; i++) {
     const off = i * cols;
     if (axis === 'rows') {
       // Four independent sums: the loop is bound by the latency of one running sum otherwise (~1.3× faster).
@@ -162,11 +205,9 @@ export function featureNorms(w: Float32Array, rows: number, cols: number, axis: 
         a0 += v0 * v0; a1 += v1 * v1; a2 += v2 * v2; a3 += v3 * v3;
       }
       for (; j < cols; j++) { const v = w[off + j]!; a0 += v * v; }
-      s[i] = (a0 + a1) + (a2 + a3);
+      s[row0 + i] = (a0 + a1) + (a2 + a3);
     } else {
       for (let j = 0; j < cols; j++) { const v = w[off + j]!; s[j]! += v * v; }
     }
   }
-  for (let n = 0; n < k; n++) s[n] = Math.sqrt(s[n]!);
-  return s;
 }

@@ -3,6 +3,8 @@
  * base tensor is read once and its feature norms are reused for all checkpoints; adapter
  * checkpoints that the fast path covers share one stacked product (adapter-fast-path.ts); the others
  * are read (or merged) one at a time. Peak memory: W0, one W_t (or merged copy), and the product.
+ * Full checkpoints in safetensors files take the streaming path instead (stream-task.ts): row
+ * blocks of W0 and every W_t into reused buffers, a few MiB whatever the tensor.
  *
  * A tensor that an adapter checkpoint does not adapt (no module on it in the adapter's weights,
  * no modules_to_save replacement) is the base tensor itself: that checkpoint gets an `unchanged`
@@ -20,6 +22,7 @@ import type { TensorSource } from '../io/types.js';
 import { fastAdapterDecompose, fastPathApplies, type ProductChoice } from './adapter-fast-path.js';
 import { decompose, emptyDecomposition, featureNorms, unchangedDecomposition, type Decomposition } from './decompose.js';
 import { featureAxisFor } from './names.js';
+import { canStream, streamDecompose } from './stream-task.js';
 
 export interface TaskCheckpoint {
   readonly source: TensorSource;
@@ -31,6 +34,8 @@ export interface TaskOptions {
   readonly perRow: boolean;
   readonly adapterPath: 'fast' | 'merge';
   readonly product: ProductChoice;
+  /** Elements per row block of the streaming path (default `BLOCK_ELEMENTS`); tests make it small to split tensors. */
+  readonly blockElements?: number | undefined;
 }
 
 export interface TaskResult {
@@ -62,6 +67,12 @@ export async function runTensorTask(base: TensorSource, cks: readonly TaskCheckp
     ? cks.map((c, i) => (changes[i] && c.adapter !== undefined && fastPathApplies(c.adapter, name, axis) ? i : -1)).filter((i) => i >= 0)
     : [];
   const todo = cks.map((_, i) => i).filter((i) => changes[i] && !fast.includes(i));
+  // Full checkpoints in files (the common case): row blocks into reused buffers, nothing whole in memory (stream-task.ts).
+  if (fast.length === 0 && canStream(base, name) && todo.every((i) => canStream(cks[i]!.source, name))) {
+    const ds = await streamDecompose(base, todo.map((i) => cks[i]!.source), name, rows, cols, axis, o.perRow, o.blockElements);
+    todo.forEach((i, k) => { out[i] = { d: ds[k]!, bytes: cks[i]!.source.info(name)!.byteLength }; });
+    return out as TaskResult[];
+  }
   const start = (k: number): Promise<Float32Array> | undefined => {
     if (k >= todo.length) return undefined;
     const p = cks[todo[k]!]!.source.read(name);

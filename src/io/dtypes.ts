@@ -100,6 +100,50 @@ function table8(dtype: 'F8_E4M3' | 'F8_E5M2'): Float32Array {
   return t;
 }
 
+function f16Lookup(): Float32Array {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let i = 0; i < 65536; i++) f16Table[i] = f16ToNumber(i);
+  }
+  return f16Table;
+}
+
+/**
+ * Decodes little-endian floating-point bytes into the caller's `out` (its first
+ * bytes.byteLength / size elements), allocating nothing: the streaming analysis decodes row
+ * blocks into one reused buffer. `bytes` must start at a multiple of the dtype's size in its
+ * buffer (a pooled buffer read at offset 0 does). Same values as `decodeToFloat32`.
+ */
+export function decodeInto(dtype: DType, bytes: Uint8Array, out: Float32Array): void {
+  const n = bytes.byteLength / DTYPES[dtype].size;
+  if (!Number.isInteger(n) || n > out.length) throw new RangeError(`decodeInto: ${bytes.byteLength} bytes of ${dtype} do not fit ${out.length} float32 values`);
+  const raw = viewAs(dtype, bytes);
+  switch (dtype) {
+    case 'F32': out.set(raw as Float32Array); return;
+    case 'F64': out.set(raw as Float64Array); return; // Float32Array.set rounds to nearest, like Float32Array.from
+    case 'BF16': {
+      const src = raw as Uint16Array;
+      const bits = new Uint32Array(out.buffer, out.byteOffset, n);
+      for (let i = 0; i < n; i++) bits[i] = src[i]! << 16;
+      return;
+    }
+    case 'F16': {
+      const t = f16Lookup();
+      const src = raw as Uint16Array;
+      for (let i = 0; i < n; i++) out[i] = t[src[i]!]!;
+      return;
+    }
+    case 'F8_E4M3': case 'F8_E5M2': {
+      const t = table8(dtype);
+      const src = raw as Uint8Array;
+      for (let i = 0; i < n; i++) out[i] = t[src[i]!]!;
+      return;
+    }
+    default:
+      throw new Error(`decodeInto: ${dtype} is not a floating dtype`);
+  }
+}
+
 /** Decodes a floating tensor's raw array to float32. Returns the same array for F32. */
 export function decodeToFloat32(dtype: DType, raw: RawArray): Float32Array {
   switch (dtype) {
@@ -114,13 +158,10 @@ export function decodeToFloat32(dtype: DType, raw: RawArray): Float32Array {
       return out;
     }
     case 'F16': {
-      if (!f16Table) {
-        f16Table = new Float32Array(65536);
-        for (let i = 0; i < 65536; i++) f16Table[i] = f16ToNumber(i);
-      }
+      const t = f16Lookup();
       const src = raw as Uint16Array;
       const out = new Float32Array(src.length);
-      for (let i = 0; i < src.length; i++) out[i] = f16Table[src[i]!]!;
+      for (let i = 0; i < src.length; i++) out[i] = t[src[i]!]!;
       return out;
     }
     case 'F8_E4M3': case 'F8_E5M2': {

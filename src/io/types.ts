@@ -55,6 +55,13 @@ export interface TensorSource {
   read(name: string): Promise<Float32Array>;
   /** Raw little-endian bytes of a stored tensor, any dtype (file-backed sources; quantized weights need it). */
   readBytes?(name: string): Promise<Uint8Array>;
+  /**
+   * Optional, for sources backed by files: reads `into.byteLength` raw bytes (the tensor's own
+   * dtype, little-endian) of tensor `name` from `tensorByteOffset` into the caller's buffer.
+   * The streaming analysis uses it to read row blocks into reused buffers; sources without it
+   * (an adapter merged onto a base) are read whole with `read`.
+   */
+  readBytesInto?(name: string, into: Uint8Array, tensorByteOffset: number): Promise<void>;
   /** Releases file handles. Safe to call twice. */
   close(): Promise<void>;
 }

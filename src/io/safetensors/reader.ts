@@ -3,6 +3,9 @@
  * is read on demand with positional reads. The file is never loaded whole, so files larger
  * than memory work; data may be unaligned in the file (old writers did not pad the header),
  * so bytes are always copied into a fresh, aligned buffer before being viewed as typed arrays.
+ * `readInto` is the allocation-free variant for hot loops: a byte range of one tensor lands in a
+ * buffer the caller owns and reuses (a fresh buffer per tensor costs more in page faults than
+ * the copy itself when the file is in the page cache).
  */
 import type { FileHandle } from 'node:fs/promises';
 import { openRegular } from '../open-regular.js';
@@ -30,6 +33,12 @@ export interface SafetensorsFile {
   info(name: string): TensorInfo | undefined;
   /** Raw little-endian bytes of one tensor. */
   readBytes(name: string): Promise<Uint8Array>;
+  /**
+   * Reads `into.byteLength` bytes of tensor `name`, starting `tensorByteOffset` bytes into the
+   * tensor, into the caller's buffer (positional reads, nothing allocated). E_OFFSETS when the
+   * range is outside the tensor.
+   */
+  readInto(name: string, into: Uint8Array, tensorByteOffset?: number): Promise<void>;
   /** The tensor in its own dtype (F16/BF16 as Uint16Array bits, F8 as Uint8Array). */
   readRaw(name: string): Promise<RawTensor>;
   /** A floating tensor decoded to float32 (E_DTYPE for integer and bool tensors). */
@@ -89,6 +98,13 @@ function makeFile(fh: FileHandle, path: string, fileSize: number, headerLength: 
     await readFully(fh, bytes, dataOffset + e.begin, path);
     return bytes;
   };
+  const readInto = async (name: string, into: Uint8Array, tensorByteOffset = 0): Promise<void> => {
+    const e = entry(name);
+    if (!Number.isInteger(tensorByteOffset) || tensorByteOffset < 0 || tensorByteOffset + into.byteLength > e.byteLength) {
+      throw new DorascopeError('E_OFFSETS', `${q(path)}: bytes ${tensorByteOffset}..${tensorByteOffset + into.byteLength} are outside tensor ${q(name)} (${e.byteLength} bytes)`);
+    }
+    await readFully(fh, into, dataOffset + e.begin + tensorByteOffset, path);
+  };
   const readRaw = async (name: string): Promise<RawTensor> => {
     const e = entry(name);
     return { name, dtype: e.dtype, shape: e.shape, data: viewAs(e.dtype, await readBytes(name)) };
@@ -103,7 +119,7 @@ function makeFile(fh: FileHandle, path: string, fileSize: number, headerLength: 
   return {
     path, fileSize, headerLength, dataOffset, metadata, tensors,
     info: (name) => byName.get(name),
-    readBytes, readRaw, readFloat32, read: readFloat32,
+    readBytes, readInto, readRaw, readFloat32, read: readFloat32,
     async close() {
       if (closed) return;
       closed = true;

@@ -1,0 +1,136 @@
+/**
+ * The streaming form of a full-checkpoint tensor task: W0 and every W_t are read in row blocks,
+ * with positional reads into a few reused buffers, decoded into one reused float32 block each,
+ * and reduced with the block kernel of decompose.ts. Nothing per tensor is allocated but the
+ * per-feature sums (a few float64 per output feature and checkpoint), so memory is bounded by
+ * the block size whatever the tensor (a 70B model's 28672×8192 MLP matrix included), and the
+ * page faults of a fresh buffer per tensor (most of the cost when the files are in the page
+ * cache) are gone. Reads run ahead of the reduction (`READ_AHEAD` blocks in flight on libuv's
+ * thread pool) so the copy from the page cache overlaps the arithmetic.
+ *
+ * The blocks of one tensor come in row order and feed the same functions `decompose` uses on
+ * a whole tensor, so the numbers are the same bit for bit (test/analysis/stream-task.test.ts).
+ */
+import { DTYPES, decodeInto } from '../io/dtypes.js';
+import type { TensorSource } from '../io/types.js';
+import {
+  accumulateBlock, accumulateSquares, allFinite, finishDecomposition, newBlockSums, sameBits, unchangedDecomposition,
+  type BlockSums, type Decomposition, type FeatureAxis,
+} from './decompose.js';
+
+/**
+ * Elements per row block (2²⁰: 4 MiB of float32, 2 MiB of BF16 read at a time): large enough that
+ * a read's round trip through the thread pool is noise, small enough that the decoded blocks
+ * stay in the last-level cache between decoding and reducing.
+ */
+export const BLOCK_ELEMENTS = 1 << 20;
+
+/** Block reads in flight ahead of the one being reduced. */
+const READ_AHEAD = 3;
+
+/**
+ * Reused buffers. Taken and given back per block; at most `keep` are kept, so a pool holds a few
+ * blocks' worth of memory however many tensors pass through it. Safe for concurrent tasks (each
+ * take returns a buffer no one else holds).
+ */
+export class BufferPool {
+  private readonly free: ArrayBuffer[] = [];
+  constructor(private readonly keep = 2 * READ_AHEAD + 4) {}
+
+  take(bytes: number): ArrayBuffer {
+    const i = this.free.findIndex((b) => b.byteLength >= bytes);
+    if (i >= 0) return this.free.splice(i, 1)[0]!;
+    // Round up so that blocks of slightly different sizes reuse one buffer; 8-byte multiples keep any typed view aligned.
+    return new ArrayBuffer(Math.max(8, 2 ** Math.ceil(Math.log2(Math.max(bytes, 1)))));
+  }
+
+  give(b: ArrayBuffer): void {
+    if (this.free.length < this.keep) this.free.push(b);
+    else {
+      // Keep the largest: the next tensor is likely as large as this one.
+      let min = 0;
+      for (let i = 1; i < this.free.length; i++) if (this.free[i]!.byteLength < this.free[min]!.byteLength) min = i;
+      if (this.free[min]!.byteLength < b.byteLength) this.free[min] = b;
+    }
+  }
+}
+
+/** One pool per thread: tasks on a thread reuse one another's buffers. */
+const sharedPool = new BufferPool();
+
+/** Whether a source can be read in blocks (file-backed, floating dtype). */
+export function canStream(src: TensorSource, name: string): boolean {
+  const info = src.info(name);
+  return src.readBytesInto !== undefined && info !== undefined && DTYPES[info.dtype].floating && info.byteLength > 0;
+}
+
+interface Read {
+  readonly src: number;
+  readonly block: number;
+  readonly buf: ArrayBuffer;
+  readonly bytes: Uint8Array;
+  readonly done: Promise<void>;
+}
+
+/**
+ * ΔM/ΔD of base tensor `name` (rows × cols, features along `axis`) against each of `cks`, every
+ * source read in blocks of `blockElements` (rounded to whole rows; at least one row). Every source
+ * must pass `canStream`; rows·cols > 0.
+ */
+export async function streamDecompose(base: TensorSource, cks: readonly TensorSource[], name: string, rows: number, cols: number,
+  axis: FeatureAxis, perRow: boolean, blockElements = BLOCK_ELEMENTS, pool = sharedPool): Promise<Decomposition[]> {
+  const srcs = [base, ...cks];
+  const size = srcs.map((s) => DTYPES[s.info(name)!.dtype].size);
+  const blockRows = Math.max(1, Math.min(rows, Math.floor(blockElements / cols)));
+  const nBlocks = Math.ceil(rows / blockRows);
+  const k = axis === 'rows' ? rows : cols;
+  const squares0 = new Float64Array(k);
+  const sums: BlockSums[] = cks.map(() => newBlockSums(k));
+  const same = cks.map(() => true);
+  // Reads in order: block 0 of the base, of each checkpoint, block 1 of the base, …
+  const total = nBlocks * srcs.length;
+  const reads: Read[] = [];
+  let issued = 0;
+  const issue = (): void => {
+    const src = issued % srcs.length, block = Math.floor(issued / srcs.length);
+    issued++;
+    const r0 = block * blockRows, nr = Math.min(blockRows, rows - r0);
+    const byteLength = nr * cols * size[src]!;
+    const buf = pool.take(byteLength);
+    const bytes = new Uint8Array(buf, 0, byteLength);
+    const done = srcs[src]!.readBytesInto!(name, bytes, r0 * cols * size[src]!);
+    done.catch(() => undefined); // awaited in order below; this keeps a failure ahead from being reported as unhandled
+    reads.push({ src, block, buf, bytes, done });
+  };
+  const f32 = blockRows * cols * 4;
+  const w0Buf = pool.take(f32), wtBuf = pool.take(f32);
+  const w0 = new Float32Array(w0Buf, 0, blockRows * cols), wt = new Float32Array(wtBuf, 0, blockRows * cols);
+  try {
+    while (issued < Math.min(total, READ_AHEAD)) issue();
+    while (reads.length > 0) {
+      const r = reads.shift()!;
+      await r.done;
+      if (issued < total) issue();
+      const r0 = r.block * blockRows, nr = Math.min(blockRows, rows - r0), n = nr * cols;
+      const dtype = srcs[r.src]!.info(name)!.dtype;
+      if (r.src === 0) {
+        decodeInto(dtype, r.bytes, w0);
+        accumulateSquares(squares0, w0, r0, nr, cols, axis);
+      } else {
+        const c = r.src - 1;
+        // An F32 block is used where it was read (the pooled buffer starts aligned); the others decode into `wt`.
+        const w = dtype === 'F32' ? new Float32Array(r.buf, 0, n) : (decodeInto(dtype, r.bytes, wt), wt);
+        if (same[c]) same[c] = sameBits(w0.subarray(0, n), w.subarray(0, n));
+        accumulateBlock(sums[c]!, w0, w, r0, nr, cols, axis);
+      }
+      pool.give(r.buf);
+    }
+  } finally {
+    // On a failure, let the reads still in flight finish before their buffers go back to the pool.
+    for (const r of reads) { await r.done.catch(() => undefined); pool.give(r.buf); }
+    pool.give(w0Buf); pool.give(wtBuf);
+  }
+  const n0 = squares0.map(Math.sqrt);
+  const baseFinite = allFinite(n0);
+  return sums.map((s, c) => (baseFinite && same[c] ? unchangedDecomposition(k, n0) : finishDecomposition(n0, s, baseFinite, perRow)));
+}

@@ -1,0 +1,124 @@
+/**
+ * The streaming tensor task (row blocks into reused buffers) against the whole-tensor kernel and
+ * a float64 loop written here: BF16, F16 and F32 files, blocks that split the tensor unevenly,
+ * both feature axes, per-feature records, and the unchanged / non-finite flags.
+ */
+import { describe, expect, it } from 'vitest';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decompose, type Decomposition, type FeatureAxis } from '../../src/analysis/decompose.js';
+import { BufferPool, streamDecompose } from '../../src/analysis/stream-task.js';
+import { decodeInto, decodeToFloat32, viewAs } from '../../src/io/dtypes.js';
+import { openSafetensors } from '../../src/io/safetensors/reader.js';
+import { encodeFloat32, writeSafetensors } from '../../src/io/safetensors/writer.js';
+import { openFileSource } from '../../src/io/sources/file-source.js';
+import type { DType } from '../../src/io/types.js';
+import { DorascopeError } from '../../src/errors.js';
+import { rng, randn } from '../helpers/random.js';
+
+const ROWS = 37, COLS = 29; // prime sizes: no block size divides them
+
+/** ΔM and ΔD by the paper's definitions, one float64 loop per feature, apart from src/analysis. */
+function reference(w0: Float32Array, wt: Float32Array, rows: number, cols: number, axis: FeatureAxis): { dm: number; dd: number } {
+  const k = axis === 'rows' ? rows : cols, len = axis === 'rows' ? cols : rows;
+  const at = (w: Float32Array, n: number, j: number) => (axis === 'rows' ? w[n * cols + j]! : w[j * cols + n]!);
+  let dm = 0, dd = 0;
+  for (let n = 0; n < k; n++) {
+    let a = 0, b = 0, d = 0;
+    for (let j = 0; j < len; j++) { const x = at(w0, n, j), y = at(wt, n, j); a += x * x; b += y * y; d += x * y; }
+    dm += Math.abs(Math.sqrt(b) - Math.sqrt(a));
+    dd += 1 - d / Math.sqrt(a * b);
+  }
+  return { dm: dm / k, dd: dd / k };
+}
+
+async function pair(dir: string, dtype0: DType, dtypeT: DType, w0: Float32Array, wt: Float32Array, tag: string) {
+  const name = 'model.layers.0.self_attn.q_proj.weight';
+  const p0 = join(dir, `${tag}-base.safetensors`), pt = join(dir, `${tag}-ck.safetensors`);
+  await writeSafetensors(p0, [{ name, dtype: dtype0, shape: [ROWS, COLS], data: encodeFloat32(dtype0, w0) }]);
+  await writeSafetensors(pt, [{ name, dtype: dtypeT, shape: [ROWS, COLS], data: encodeFloat32(dtypeT, wt) }]);
+  const base = await openFileSource(p0), ck = await openFileSource(pt);
+  // What the whole-tensor path sees: the values after the files' rounding.
+  const [d0, dt] = [await base.read(name), await ck.read(name)];
+  return { name, base, ck, d0, dt };
+}
+
+function expectClose(a: Decomposition, b: Decomposition, tol: number): void {
+  for (const f of ['deltaM', 'deltaD', 'relDeltaFro', 'meanM0', 'meanMt'] as const) {
+    expect(Math.abs(a[f] - b[f])).toBeLessThanOrEqual(tol * Math.abs(b[f]));
+  }
+  expect([a.flag, a.zeroRows, a.shrunkRows, a.k]).toEqual([b.flag, b.zeroRows, b.shrunkRows, b.k]);
+}
+
+describe('streamDecompose', () => {
+  const rand = rng(12);
+  const w0 = new Float32Array(randn(rand, ROWS * COLS).map((v) => 0.05 * v));
+  const wt = w0.map((v, i) => v * (1 + 0.02 * Math.sin(i)) + 0.003 * Math.cos(3 * i));
+
+  for (const [dtype0, dtypeT] of [['BF16', 'BF16'], ['F16', 'F16'], ['F32', 'F32'], ['BF16', 'F32'], ['F32', 'F16']] as [DType, DType][]) {
+    for (const axis of ['rows', 'cols'] as const) {
+      it(`${dtype0} base, ${dtypeT} checkpoint, features along ${axis}: the whole-tensor kernel's numbers for every block size`, async () => {
+        const dir = await mkdtemp(join(tmpdir(), 'dorascope-stream-'));
+        const { name, base, ck, d0, dt } = await pair(dir, dtype0, dtypeT, w0, wt, `${dtype0}-${dtypeT}-${axis}`);
+        const whole = decompose(d0, dt, ROWS, COLS, axis, true);
+        const ref = reference(d0, dt, ROWS, COLS, axis);
+        expect(Math.abs(whole.deltaM - ref.dm)).toBeLessThan(1e-12 * ref.dm);
+        expect(Math.abs(whole.deltaD - ref.dd)).toBeLessThan(1e-9 * ref.dd); // 1 − cos: cancellation amplifies rounding
+        // 1 row, 5 rows (37 = 7·5 + 2: the last block is short), 16 rows, and the whole tensor in one block.
+        for (const block of [1, 5 * COLS, 16 * COLS + 3, 1 << 20]) {
+          const [d] = await streamDecompose(base, [ck], name, ROWS, COLS, axis, true, block, new BufferPool());
+          expectClose(d!, whole, 1e-12);
+          for (const f of ['m0', 'mt', 'cos'] as const) {
+            d![f]!.forEach((v, n) => expect(Math.abs(v - whole[f]![n]!)).toBeLessThanOrEqual(1e-12 * Math.abs(whole[f]![n]!)));
+          }
+        }
+        await base.close(); await ck.close();
+      });
+    }
+  }
+
+  it('several checkpoints share one pass over the base; an identical one is unchanged, a NaN one non_finite', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dorascope-stream-'));
+    const name = 'model.layers.0.self_attn.q_proj.weight';
+    const write = async (tag: string, w: Float32Array) => {
+      const p = join(dir, `${tag}.safetensors`);
+      await writeSafetensors(p, [{ name, dtype: 'BF16', shape: [ROWS, COLS], data: encodeFloat32('BF16', w) }]);
+      return openFileSource(p);
+    };
+    const nan = wt.slice(); nan[ROWS * COLS - 3] = NaN; // in the last, short block
+    const base = await write('base', w0), same = await write('same', w0), moved = await write('moved', wt), bad = await write('bad', nan);
+    const ds = await streamDecompose(base, [same, moved, bad], name, ROWS, COLS, 'rows', false, 6 * COLS, new BufferPool(2));
+    expect(ds.map((d) => d.flag)).toEqual(['unchanged', '', 'non_finite']);
+    expect([ds[0]!.deltaM, ds[0]!.deltaD]).toEqual([0, 0]);
+    expect(Number.isNaN(ds[2]!.deltaM)).toBe(true);
+    expectClose(ds[1]!, decompose(await base.read(name), await moved.read(name), ROWS, COLS, 'rows'), 1e-12);
+    for (const s of [base, same, moved, bad]) await s.close();
+  });
+});
+
+describe('readInto and decodeInto', () => {
+  it('read a byte range of a tensor into the caller’s buffer and decode it as decodeToFloat32 does', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dorascope-stream-'));
+    const p = join(dir, 'm.safetensors');
+    const vals = Float32Array.from({ length: 40 }, (_, i) => (i - 20) * 0.37);
+    const dtypes: DType[] = ['F32', 'F16', 'BF16', 'F64', 'F8_E4M3', 'F8_E5M2'];
+    // F8 as raw codes (the encoder writes no F8): a spread of codes over the range.
+    const bytes8 = Uint8Array.from({ length: 40 }, (_, i) => i * 5 + 1);
+    await writeSafetensors(p, dtypes.map((d) => ({ name: d, dtype: d, shape: [40], data: d.startsWith('F8') ? bytes8 : encodeFloat32(d, vals) })));
+    const f = await openSafetensors(p);
+    for (const d of dtypes) {
+      const whole = await f.readBytes(d);
+      const size = whole.byteLength / 40;
+      const part = new Uint8Array(new ArrayBuffer(128), 0, 13 * size);
+      await f.readInto(d, part, 7 * size);
+      expect([...part]).toEqual([...whole.subarray(7 * size, 20 * size)]);
+      const out = new Float32Array(16).fill(99);
+      decodeInto(d, part, out);
+      expect([...out.subarray(0, 13)]).toEqual([...decodeToFloat32(d, viewAs(d, whole)).subarray(7, 20)]);
+      expect(out[13]).toBe(99); // nothing past the block is written
+    }
+    await expect(f.readInto('F32', new Uint8Array(8), 40 * 4 - 4)).rejects.toSatisfy((e: unknown) => e instanceof DorascopeError && e.code === 'E_OFFSETS');
+    await f.close();
+  });
+});
