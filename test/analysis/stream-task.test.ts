@@ -117,6 +117,13 @@ describe('readInto and decodeInto', () => {
       decodeInto(d, part, out);
       expect([...out.subarray(0, 13)]).toEqual([...decodeToFloat32(d, viewAs(d, whole)).subarray(7, 20)]);
       expect(out[13]).toBe(99); // nothing past the block is written
+      if (size === 2) { // 16-bit codes at an offset that is not a multiple of 4 (the one-at-a-time loop)
+        const odd = new Uint8Array(new ArrayBuffer(128), 2, 13 * size);
+        odd.set(part);
+        const out2 = new Float32Array(13);
+        decodeInto(d, odd, out2);
+        expect([...out2]).toEqual([...out.subarray(0, 13)]);
+      }
     }
     await expect(f.readInto('F32', new Uint8Array(8), 40 * 4 - 4)).rejects.toSatisfy((e: unknown) => e instanceof DorascopeError && e.code === 'E_OFFSETS');
     await f.close();
