@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decompose, type Decomposition, type FeatureAxis } from '../../src/analysis/decompose.js';
 import { BufferPool, streamDecompose } from '../../src/analysis/stream-task.js';
+import { bf16RowSums } from '../../src/compute/bf16-row-sums.js';
 import { decodeInto, decodeToFloat32, viewAs } from '../../src/io/dtypes.js';
 import { openSafetensors } from '../../src/io/safetensors/reader.js';
 import { encodeFloat32, writeSafetensors } from '../../src/io/safetensors/writer.js';
@@ -66,17 +67,32 @@ describe('streamDecompose', () => {
         expect(Math.abs(whole.deltaM - ref.dm)).toBeLessThan(1e-12 * ref.dm);
         expect(Math.abs(whole.deltaD - ref.dd)).toBeLessThan(1e-9 * ref.dd); // 1 − cos: cancellation amplifies rounding
         // 1 row, 5 rows (37 = 7·5 + 2: the last block is short), 16 rows, and the whole tensor in one block.
-        for (const block of [1, 5 * COLS, 16 * COLS + 3, 1 << 20]) {
-          const [d] = await streamDecompose(base, [ck], name, ROWS, COLS, axis, true, block, new BufferPool());
-          expectClose(d!, whole, 1e-12);
+        // 'auto' runs BF16 rows on the WebAssembly kernel (sums in another order), 'js' the block loop of decompose (same bits).
+        for (const kernel of ['auto', 'js'] as const) for (const block of [1, 5 * COLS, 16 * COLS + 3, 1 << 20]) {
+          const [d] = await streamDecompose(base, [ck], name, ROWS, COLS, axis, true, block, new BufferPool(), kernel);
+          expectClose(d!, whole, kernel === 'js' ? 0 : 1e-12);
           for (const f of ['m0', 'mt', 'cos'] as const) {
-            d![f]!.forEach((v, n) => expect(Math.abs(v - whole[f]![n]!)).toBeLessThanOrEqual(1e-12 * Math.abs(whole[f]![n]!)));
+            d![f]!.forEach((v, n) => expect(Math.abs(v - whole[f]![n]!)).toBeLessThanOrEqual((kernel === 'js' ? 0 : 1e-12) * Math.abs(whole[f]![n]!)));
           }
         }
         await base.close(); await ck.close();
       });
     }
   }
+
+  it('runs BF16 rows on the WebAssembly kernel here, and two tasks interleaved on it give each its own numbers', async () => {
+    expect(bf16RowSums()).toBeDefined(); // Node ≥ 16.4 has WebAssembly SIMD: the 'auto' cases above ran the kernel
+    const dir = await mkdtemp(join(tmpdir(), 'dorascope-stream-'));
+    const a = await pair(dir, 'BF16', 'BF16', w0, wt, 'a');
+    const b = await pair(dir, 'BF16', 'BF16', wt, w0.map((v) => -2 * v), 'b');
+    const alone = [
+      (await streamDecompose(a.base, [a.ck], a.name, ROWS, COLS, 'rows', true, 3 * COLS))[0]!,
+      (await streamDecompose(b.base, [b.ck], b.name, ROWS, COLS, 'rows', true, 3 * COLS))[0]!,
+    ];
+    const together = await Promise.all([a, b].map(async (x) => (await streamDecompose(x.base, [x.ck, x.ck], x.name, ROWS, COLS, 'rows', true, 3 * COLS))));
+    together.forEach((ds, i) => ds.forEach((d) => expect(d).toEqual(alone[i])));
+    for (const x of [a, b]) { await x.base.close(); await x.ck.close(); }
+  });
 
   it('several checkpoints share one pass over the base; an identical one is unchanged, a NaN one non_finite', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dorascope-stream-'));
@@ -88,11 +104,13 @@ describe('streamDecompose', () => {
     };
     const nan = wt.slice(); nan[ROWS * COLS - 3] = NaN; // in the last, short block
     const base = await write('base', w0), same = await write('same', w0), moved = await write('moved', wt), bad = await write('bad', nan);
-    const ds = await streamDecompose(base, [same, moved, bad], name, ROWS, COLS, 'rows', false, 6 * COLS, new BufferPool(2));
-    expect(ds.map((d) => d.flag)).toEqual(['unchanged', '', 'non_finite']);
-    expect([ds[0]!.deltaM, ds[0]!.deltaD]).toEqual([0, 0]);
-    expect(Number.isNaN(ds[2]!.deltaM)).toBe(true);
-    expectClose(ds[1]!, decompose(await base.read(name), await moved.read(name), ROWS, COLS, 'rows'), 1e-12);
+    for (const kernel of ['auto', 'js'] as const) {
+      const ds = await streamDecompose(base, [same, moved, bad], name, ROWS, COLS, 'rows', false, 6 * COLS, new BufferPool(2), kernel);
+      expect(ds.map((d) => d.flag)).toEqual(['unchanged', '', 'non_finite']);
+      expect([ds[0]!.deltaM, ds[0]!.deltaD]).toEqual([0, 0]);
+      expect(Number.isNaN(ds[2]!.deltaM)).toBe(true);
+      expectClose(ds[1]!, decompose(await base.read(name), await moved.read(name), ROWS, COLS, 'rows'), 1e-12);
+    }
     for (const s of [base, same, moved, bad]) await s.close();
   });
 });
