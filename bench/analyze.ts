@@ -147,7 +147,8 @@ function buildRef(dir: string): { bin?: string; why?: string } {
   const src = join(process.cwd(), 'bench', 'analyze-ref.c');
   if (!existsSync(src)) return { why: `${src} not found (run from the repository root)` };
   const bin = join(dir, 'analyze-ref');
-  const cc = spawnSync('cc', ['-O3', '-march=native', '-fopenmp', '-o', bin, src, '-lm'], { encoding: 'utf8' });
+  let cc = spawnSync('cc', ['-O3', '-march=native', '-fopenmp', '-o', bin, src, '-lm'], { encoding: 'utf8' });
+  if (!cc.error && cc.status !== 0) cc = spawnSync('cc', ['-O3', '-fopenmp', '-o', bin, src, '-lm'], { encoding: 'utf8' }); // compilers without -march=native
   if (cc.error) return { why: `no C compiler (cc: ${cc.error.message})` };
   if (cc.status !== 0) return { why: `cc -O3 -fopenmp failed: ${cc.stderr.trim().split('\n').slice(-2).join(' ')}` };
   return { bin };
