@@ -2,8 +2,6 @@
  * renderReport / renderCompare: analysis folder(s) → one self-contained HTML file, written atomically.
  * Returns the written path (docs/report.md).
  */
-import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { guardOutput, type OutputInput } from '../io/output-guard.js';
@@ -15,6 +13,7 @@ import { scatterFigure, type ScatterModule } from './figures/scatter.js';
 import { layersFigure, trajectoryFigure } from './figures/layers.js';
 import { fmt, type Figure } from './figures/common.js';
 import { histogramFigure } from './figures/histograms.js';
+import { plotlyBundle, traceTypes } from './plotly-bundle.js';
 
 export interface ReportOptions { dir: string; out?: string; title?: string; plotlySrc?: string; command?: string[]; force?: boolean }
 export interface CompareOptions { dirs: string[]; labels?: string[]; out?: string; title?: string; plotlySrc?: string; command?: string[]; force?: boolean }
@@ -23,10 +22,9 @@ export interface CompareOptions { dirs: string[]; labels?: string[]; out?: strin
 const ANALYSIS_FILES = ['decomposition.arrow', 'decomposition.csv', 'summary.json', 'manifest.json', 'rows.arrow'];
 const analysisInputs = (dir: string): OutputInput[] => ANALYSIS_FILES.map((f) => ({ role: 'analysis file', path: join(dir, f) }));
 
-async function plotlySource(src: string | undefined): Promise<{ inline: string } | { src: string }> {
+async function plotlySource(src: string | undefined, figures: readonly Figure[]): Promise<{ inline: string } | { src: string }> {
   if (src) return { src };
-  const req = createRequire(import.meta.url);
-  return { inline: await readFile(req.resolve('plotly.js-dist-min/plotly.min.js'), 'utf8') };
+  return { inline: await plotlyBundle(traceTypes(figures)) };
 }
 
 const TRAINABLE_COLUMN = 'trainable params (analysed tensors)';
@@ -109,7 +107,7 @@ export async function renderReport(o: ReportOptions): Promise<string> {
   const { figures, table } = buildFigures(a.rows, a.runs);
   if (a.features && a.features.groups.length > 0) figures.push(histogramFigure('hist', a.features));
   const html = renderPage({ title: o.title ?? `dorascope report: ${a.runs.map((r) => r.run).join(', ')}`, figures, table,
-    provenance: provenance([a], o.command), plotly: await plotlySource(o.plotlySrc) });
+    provenance: provenance([a], o.command), plotly: await plotlySource(o.plotlySrc, figures) });
   await writeFileAtomic(out, html);
   return out;
 }
@@ -131,7 +129,7 @@ export async function renderCompare(o: CompareOptions): Promise<string> {
   });
   const { figures, table } = buildFigures(rows, runs);
   const html = renderPage({ title: o.title ?? `dorascope compare: ${runs.map((r) => r.run).join(' vs ')}`, figures, table,
-    provenance: provenance(analyses, o.command), plotly: await plotlySource(o.plotlySrc) });
+    provenance: provenance(analyses, o.command), plotly: await plotlySource(o.plotlySrc, figures) });
   await writeFileAtomic(out, html);
   return out;
 }
