@@ -35,6 +35,8 @@ function figureHeight(f: Figure): number {
 }
 
 export function renderPage(p: PageInput): string {
+  // plotly.js loads at the end of <body>: some of its WebGL modules (to-px, via gl-text) measure CSS units by
+  // appending to document.body as they load, which is null in <head>.
   // CSP: with plotly inlined nothing may load; with --plotly-src the user chose an external copy (a relative
   // path or URL cannot be named as a CSP source expression, so scripts from file:/http(s): are allowed then).
   const plotlyTag = 'inline' in p.plotly
@@ -51,7 +53,6 @@ export function renderPage(p: PageInput): string {
 <html lang="en"><head><meta charset="utf-8"><meta name="generator" content="dorascope ${escapeHtml(VERSION)}"><title>${escapeHtml(p.title)}</title>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'${'src' in p.plotly ? " 'self' file: https: http:" : ''}; style-src 'unsafe-inline'; img-src data: blob:; worker-src blob:">
 <style>body{font-family:system-ui,sans-serif;margin:1.5em}h2{font-size:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}th{cursor:pointer;background:#eee}th[title]{text-decoration:underline dotted}dt{font-weight:bold}</style>
-${plotlyTag}
 </head><body>
 <h1>${escapeHtml(p.title)}</h1>
 <h2>Summary</h2>
@@ -61,6 +62,7 @@ ${tr}
 <p><label><input type="checkbox" id="indep"> independent axes</label></p>
 ${figs}
 <h2>Provenance</h2><dl>${prov}</dl>
+${plotlyTag}
 <script type="application/json" id="figdata">${jsonForScript(p.figures)}</script>
 <script>
 (function () {
