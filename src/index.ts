@@ -33,7 +33,8 @@ export { loadAnalysis, type Analysis, type DecompRow, type Stats, type RunSummar
 export { exportFigures } from './report/export.js';
 // train
 export { train, type TrainOptions, type TrainResult, type TrainMethod, type TrainProgress } from './train/train.js';
-export { selectBackend, BACKEND_CHOICES, type BackendChoice, type BackendInfo, type BackendName } from './compute/backend.js';
+export { selectBackend } from './compute/select-backend.js';
+export { BACKEND_CHOICES, type BackendChoice, type BackendInfo, type BackendName } from './compute/backend-types.js';
 // reproduce
 export { reproduce, type ReproduceOptions, type ReproduceResult } from './reproduce/reproduce.js';
 export { QUICK, FULL, type Preset } from './reproduce/plan.js';

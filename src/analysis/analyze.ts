@@ -27,12 +27,11 @@ import { listRun, readGlobalStep } from '../io/sources/trainer-run.js';
 import type { TensorSource } from '../io/types.js';
 import { VERSION } from '../version.js';
 import { Progress, stderrProgress } from '../progress.js';
-import type { ProductChoice } from './adapter-fast-path.js';
 import { isDefaultTarget, parseTensorName } from './names.js';
 import { AnalysisPool, workerUrl } from './pool.js';
 import { mayChange, openTaskCheckpoint, runTensorTask, type TaskCheckpoint, type TaskOptions, type TaskResult } from './tensor-task.js';
 import { BOOTSTRAP, type Stats } from './stats.js';
-import { checkAnalyzeOptions } from './options.js';
+import { checkAnalyzeOptions, type ProductChoice } from './options.js';
 import { checkGroups, groupSummaries, runStatistics, type GroupSummary, type RunStatistics } from './run-summary.js';
 import { PerRowWriter, writeDecomposition, type DecompositionRow, type PerRowRecord } from './table.js';
 

@@ -5,6 +5,13 @@
  */
 import { DorascopeError, q } from '../errors.js';
 
+/**
+ * The engine of the adapter fast path's product W0·Aᵀ (adapter-fast-path.ts): `auto`, `tfjs` (wasm matmul) or
+ * `js` (float64 loop). Spelled out here, not imported from the compute layer, so analyze()'s published types
+ * do not pull in TensorFlow.js's.
+ */
+export type ProductChoice = 'auto' | 'tfjs' | 'js';
+
 const show = (v: unknown): string => {
   if (typeof v === 'string') return q(v);
   if (v === null || typeof v !== 'object') return String(v);
