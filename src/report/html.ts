@@ -91,7 +91,7 @@ export function renderPage(p: PageInput): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="generator" content="dorascope ${escapeHtml(VERSION)}"><title>${escapeHtml(p.title)}</title>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'${'src' in p.plotly ? " 'self' file: https: http:" : ''}; style-src 'unsafe-inline'; img-src data: blob:; worker-src blob:">
-<style>body{font-family:system-ui,sans-serif;margin:1.5em}h2{font-size:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}th{background:#eee}#summary th{cursor:pointer}th[title]{text-decoration:underline dotted}dt{font-weight:bold}
+<style>body{font-family:system-ui,sans-serif;margin:1.5em}h2{font-size:1em}h3{font-size:.95em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}th{background:#eee}#summary th{cursor:pointer}th[title]{text-decoration:underline dotted}dt{font-weight:bold}
 .cards{display:flex;flex-wrap:wrap;gap:1em;margin:1em 0}.card{border:1px solid #ccc;border-radius:6px;padding:.6em 1em;min-width:16em;max-width:24em}.card .cap{font-size:.8em;color:#666;margin:.4em 0 0}.card h3{margin:.1em 0 .4em;font-size:1.05em}.card dl{display:grid;grid-template-columns:auto auto;gap:.1em .8em;margin:0}.card dt{font-weight:normal;color:#555}.card dd{margin:0;font-variant-numeric:tabular-nums}
 .verdict{display:inline-block;margin-top:.5em;padding:.1em .6em;border-radius:1em;font-weight:bold}.agrees{background:#d8f0dc;color:#14532d}.opposite{background:#f8d7d7;color:#7f1d1d}.inconclusive{background:#eee;color:#444}
 .prov td{font-size:.9em}pre{white-space:pre-wrap;word-break:break-all;font-size:.8em;background:#f6f6f6;padding:.5em}</style>
