@@ -347,7 +347,7 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
         files: ['decomposition.arrow', 'decomposition.csv', 'summary.json', 'manifest.json', ...(o.perRow ? ['rows.arrow'] : [])],
         options: { modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto', groups: o.groups ?? null },
         base: { path: o.base, kind: (fullBase ?? base).kind, bytes: pathBytes(o.base) },
-        quantized_base: o.quantizedBase === undefined ? null : { path: o.quantizedBase, kind: base.kind },
+        quantized_base: o.quantizedBase === undefined ? null : { path: o.quantizedBase, kind: base.kind, bytes: pathBytes(o.quantizedBase) },
         runs: runs.map((r) => ({
           run: r.label, path: r.path, method: r.method, adapter_config: r.adapter?.['config'] ?? null,
           checkpoints: r.checkpoints.map((c) => ({ name: c.name, step: c.step, path: c.path, kind: c.source.kind, bytes: pathBytes(c.path) })),
