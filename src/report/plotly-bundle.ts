@@ -4,17 +4,11 @@
  * 1.1 MB; with scattergl, 1.4 MB), instead of all of plotly.js (4.8 MB). A build that could not make
  * them (no dev dependencies) falls back to the full plotly.js-dist-min.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { DorascopeError } from '../errors.js';
-
-/** Trace types each bundle registers, smallest first (the same lists as scripts/build-plotly.mjs). */
-export const PLOTLY_BUNDLES: readonly { name: string; traces: readonly string[] }[] = [
-  { name: 'svg', traces: ['scatter', 'bar'] },
-  { name: 'gl', traces: ['scatter', 'scattergl', 'bar'] },
-];
 
 /** The folder of the built bundles: <package>/dist/plotly, from src/report/ (tests) and dist/report/ alike. */
 const BUNDLE_DIR = fileURLToPath(new URL('../../dist/plotly/', import.meta.url));
@@ -26,9 +20,19 @@ export function traceTypes(figures: readonly { data: readonly Record<string, unk
   return types;
 }
 
+/** The built bundles and the trace types each registers, smallest first, as the build recorded them (bundles.json). */
+function builtBundles(): { name: string; traces: readonly string[] }[] {
+  try {
+    const j = JSON.parse(readFileSync(`${BUNDLE_DIR}bundles.json`, 'utf8')) as { bundles?: Record<string, string[]> };
+    return Object.entries(j.bundles ?? {}).map(([name, traces]) => ({ name, traces }));
+  } catch {
+    return [];
+  }
+}
+
 /** Path of the smallest built bundle that draws `types`, or of plotly.js-dist-min when none does. */
 export function plotlyBundlePath(types: ReadonlySet<string>): string {
-  for (const b of PLOTLY_BUNDLES) {
+  for (const b of builtBundles()) {
     if (![...types].every((t) => b.traces.includes(t))) continue;
     const file = `${BUNDLE_DIR}plotly-${b.name}.min.js`;
     if (existsSync(file)) return file;

@@ -12,6 +12,7 @@ import { resultCards } from '../../src/report/cards.js';
 import { integerTicks, orderModules } from '../../src/report/figures/common.js';
 import { loadAnalysis, type RunSummary } from '../../src/report/load.js';
 import { formatBytes } from '../../src/report/provenance.js';
+import { plotlyBundlePath } from '../../src/report/plotly-bundle.js';
 import { buildFigures, renderReport } from '../../src/report/render.js';
 import { grid, writeAnalysis } from './helpers.js';
 
@@ -83,6 +84,12 @@ describe('report page', () => {
     expect(prov).toContain('<td>run ft (ft)</td><td>runs/ft</td><td>n/a</td><td>2</td><td>1.50 MB</td>');
     expect(prov).toContain('<td>1.5 s</td><td>12.0 kB</td><td>28</td><td>0</td>');
     expect(prov).toMatch(/<details><summary>manifest\.json \(raw\)<\/summary><pre>\{\n {2}&quot;tool&quot;: &quot;dorascope&quot;/u);
+  });
+
+  it('inlines the smallest plotly.js that draws the page\'s trace types (all of plotly.js only for others)', () => {
+    expect(plotlyBundlePath(new Set(['scatter', 'bar']))).toMatch(/dist\/plotly\/plotly-svg\.min\.js$/u);
+    expect(plotlyBundlePath(new Set(['scatter', 'scattergl']))).toMatch(/dist\/plotly\/plotly-gl\.min\.js$/u);
+    expect(plotlyBundlePath(new Set(['heatmap']))).toMatch(/plotly\.js-dist-min\/plotly\.min\.js$/u);
   });
 
   it('sizes: a folder is the sum of its files (not its directory entry), bytes in SI units', async () => {
