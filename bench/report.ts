@@ -82,7 +82,7 @@ async function main(): Promise<void> {
     const plotly = readFileSync(createRequire(import.meta.url).resolve('plotly.js-dist-min/plotly.min.js'), 'utf8');
     const empty = join(work, 'empty.html');
     await writeFileAtomic(empty, renderPage({ title: 'empty', figures: [{ id: 'empty', title: 'empty', data: [], layout: {} }],
-      table: { columns: [], rows: [] }, provenance: {}, plotly: { inline: plotly } }));
+      table: { columns: [], rows: [] }, provenance: { facts: [], tables: [], raw: [] }, plotly: { inline: plotly } }));
     const pages: { name: string; points: number; path: string; buildMs: number }[] = [{ name: 'one empty plot', points: 0, path: empty, buildMs: 0 }];
     const timed = async (name: string, points: number, make: () => Promise<string>) => {
       const t = performance.now();

@@ -15,23 +15,23 @@
  */
 import { basename, resolve } from 'node:path';
 import { join } from 'node:path';
-import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { DorascopeError, q } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { guardOutput } from '../io/output-guard.js';
 import { writeResultFolder } from '../io/result-folder.js';
 import { compileSafe } from '../io/safe-regex.js';
+import { pathBytes } from '../io/path-bytes.js';
 import { classifyPath, openSource } from '../io/sources/open-source.js';
 import { listRun, readGlobalStep } from '../io/sources/trainer-run.js';
 import type { TensorSource } from '../io/types.js';
 import { VERSION } from '../version.js';
 import { Progress, stderrProgress } from '../progress.js';
-import type { ProductChoice } from './adapter-fast-path.js';
 import { isDefaultTarget, parseTensorName } from './names.js';
 import { AnalysisPool, workerUrl } from './pool.js';
 import { mayChange, openTaskCheckpoint, runTensorTask, type TaskCheckpoint, type TaskOptions, type TaskResult } from './tensor-task.js';
 import { BOOTSTRAP, type Stats } from './stats.js';
+import { checkAnalyzeOptions, type ProductChoice } from './options.js';
 import { checkGroups, groupSummaries, runStatistics, type GroupSummary, type RunStatistics } from './run-summary.js';
 import { PerRowWriter, writeDecomposition, type DecompositionRow, type PerRowRecord } from './table.js';
 
@@ -56,12 +56,16 @@ export interface AnalyzeOptions {
   readonly modulesRegex?: string | undefined;
   /** Layer indices to keep. */
   readonly layers?: readonly number[] | undefined;
-  /** Output folder (default ./dorascope-out); undefined with `write: false`. */
+  /**
+   * Output folder for the tables, summary.json and manifest.json. A library call writes nothing unless it
+   * names one (the CLI passes its `--out`, default ./dorascope-out); `write: false` also turns writing off.
+   */
   readonly out?: string | undefined;
   readonly write?: boolean | undefined;
   readonly perRow?: boolean | undefined;
   /** Replace an existing `out` that is not a dorascope analysis folder (never an input). */
   readonly force?: boolean | undefined;
+  /** No progress output. Default: quiet, unless `log` is given (the CLI passes its `--quiet`). */
   readonly quiet?: boolean | undefined;
   /** The command line, for the manifest. */
   readonly command?: readonly string[] | undefined;
@@ -74,7 +78,7 @@ export interface AnalyzeOptions {
   readonly product?: ProductChoice | undefined;
   /** Worker threads (0: main thread only); default automatic (see `workerCount`). Results are identical either way. */
   readonly workers?: number | undefined;
-  /** Where progress lines go (default stderr). */
+  /** Where progress lines go (default stderr, when `quiet: false`). */
   readonly log?: ((line: string) => void) | undefined;
   /** Runs that are seeds of one configuration, by group name: summary.json gets each statistic's mean and range. */
   readonly groups?: Readonly<Record<string, readonly string[]>> | undefined;
@@ -185,7 +189,9 @@ async function openRun(input: AnalyzeRunInput, base: TensorSource): Promise<Run>
  * holds something other than an earlier analysis (src/io/output-guard.ts).
  */
 export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
-  const out = o.write === false ? undefined : (o.out ?? 'dorascope-out');
+  checkAnalyzeOptions(o);
+  // A library call writes nothing unless `out` names a folder (the CLI passes its --out).
+  const out = o.write === false ? undefined : o.out;
   if (out === undefined) return analyzeInto(o, undefined, undefined);
   guardOutput({ out, kind: 'analysis', force: o.force, inputs: [{ role: 'base (--base)', path: o.base }, ...(o.quantizedBase === undefined ? [] : [{ role: 'quantized base (--quantized-base)', path: o.quantizedBase }]), ...o.runs.map((r) => ({ role: 'run', path: r.path }))] });
   return writeResultFolder(out, (dir) => analyzeInto(o, out, dir));
@@ -195,7 +201,9 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
 async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: string | undefined): Promise<AnalyzeResult> {
   const started = Date.now();
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const say = o.quiet ? () => undefined : log;
+  // A library call prints nothing unless asked (quiet: false, or a log to write to).
+  const quiet = o.quiet ?? o.log === undefined;
+  const say = quiet ? () => undefined : log;
   if (o.runs.length === 0) throw new DorascopeError('E_USAGE', 'name at least one run to analyse against the base');
   const regex = o.modulesRegex === undefined ? undefined : compileSafe(o.modulesRegex, '--modules-regex', 'E_USAGE');
   const moduleSet = o.modules && o.modules.length > 0 ? new Set(o.modules) : undefined;
@@ -246,8 +254,8 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
     if (o.perRow && dir !== undefined) perRowOut = await PerRowWriter.open(dir);
     // A bar on a terminal, plain lines to a log (tensors done, bytes/s, ETA); nothing with quiet.
     progress = o.log === undefined
-      ? stderrProgress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet: o.quiet })
-      : new Progress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet: o.quiet, tty: false, write: (text) => log(text.replace(/\n$/u, '')) });
+      ? stderrProgress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet })
+      : new Progress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet, tty: false, write: (text) => log(text.replace(/\n$/u, '')) });
     // Header checks first: a missing tensor or a wrong shape fails before any data is read.
     // The quantization run is compared with the full-precision base, every other run with `base`.
     const allCks = runs.filter((r) => r !== quantRun).flatMap((r) => r.checkpoints);
@@ -332,18 +340,17 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
       await perRowOut?.commit();
       perRowOut = undefined;
       await writeFileAtomic(join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
-      const size = (p: string) => { try { return statSync(p).size; } catch { return null; } };
       const manifest = {
         tool: 'dorascope', version: VERSION, kind: 'analysis', created: new Date().toISOString(),
         command: o.command ?? null,
         // Everything the folder holds; readers use nothing else (a report draws histograms only when rows.arrow is listed).
         files: ['decomposition.arrow', 'decomposition.csv', 'summary.json', 'manifest.json', ...(o.perRow ? ['rows.arrow'] : [])],
         options: { modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto', groups: o.groups ?? null },
-        base: { path: o.base, kind: (fullBase ?? base).kind },
-        quantized_base: o.quantizedBase === undefined ? null : { path: o.quantizedBase, kind: base.kind },
+        base: { path: o.base, kind: (fullBase ?? base).kind, bytes: pathBytes(o.base) },
+        quantized_base: o.quantizedBase === undefined ? null : { path: o.quantizedBase, kind: base.kind, bytes: pathBytes(o.quantizedBase) },
         runs: runs.map((r) => ({
           run: r.label, path: r.path, method: r.method, adapter_config: r.adapter?.['config'] ?? null,
-          checkpoints: r.checkpoints.map((c) => ({ name: c.name, step: c.step, path: c.path, kind: c.source.kind, bytes: size(c.path) })),
+          checkpoints: r.checkpoints.map((c) => ({ name: c.name, step: c.step, path: c.path, kind: c.source.kind, bytes: pathBytes(c.path) })),
         })),
         tensors: targets.length,
         timings: { seconds: (Date.now() - started) / 1000, bytes_read: bytesRead, workers: pool?.size ?? 0 },

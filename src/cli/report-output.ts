@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 
-/** `--open`: hand the file to the desktop's opener (xdg-open / open) when there is one; always print the path. */
-export async function openOrPrint(path: string, open: boolean): Promise<void> {
-  process.stdout.write(`${path}\n`);
+/** `--open`: hand the file to the desktop's opener (xdg-open / open) when there is one; print the path unless `quiet` (--json prints it in its object). */
+export async function openOrPrint(path: string, open: boolean, quiet = false): Promise<void> {
+  if (!quiet) process.stdout.write(`${path}\n`);
   if (!open) return;
   const opener = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? null : 'xdg-open';
   if (!opener || (process.platform === 'linux' && !process.env.DISPLAY && !process.env.WAYLAND_DISPLAY)) return;
@@ -21,11 +21,17 @@ export async function checkImageDirs(o: { png?: string; svg?: string }, analysis
   }
 }
 
-/** `--png DIR` / `--svg DIR`: images of each figure through headless Chromium (E_CHROMIUM when none). */
-export async function exportImages(html: string, o: { png?: string; svg?: string }): Promise<void> {
-  if (!o.png && !o.svg) return;
+/** `--png DIR` / `--svg DIR`: images of each figure through headless Chromium (E_CHROMIUM when none); returns their paths, printed unless `quiet`. */
+export async function exportImages(html: string, o: { png?: string; svg?: string }, quiet = false): Promise<string[]> {
+  const written: string[] = [];
+  if (!o.png && !o.svg) return written;
   const { exportFigures } = await import('../report/export.js');
   for (const [fmt, dir] of [['png', o.png], ['svg', o.svg]] as const) {
-    if (dir) for (const p of await exportFigures(html, dir, fmt)) process.stdout.write(`${p}\n`);
+    if (!dir) continue;
+    for (const p of await exportFigures(html, dir, fmt)) {
+      written.push(p);
+      if (!quiet) process.stdout.write(`${p}\n`);
+    }
   }
+  return written;
 }

@@ -41,20 +41,8 @@ export function registerGradients(): Promise<void> {
   return gradientsReady;
 }
 
-export type BackendName = 'cpu' | 'wasm' | 'webgpu' | 'tensorflow';
-export type BackendChoice = BackendName | 'auto';
-export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'];
-
-/** What was chosen, on what device, and why the others were passed over (printed, and kept in checkpoints). */
-export interface BackendInfo {
-  name: BackendName;
-  /** Human-readable device: the WebGPU adapter's description, or the CPU engine. */
-  device: string;
-  /** True for a software WebGPU adapter (Mesa llvmpipe, SwiftShader): correct but slow. */
-  software: boolean;
-  /** For `auto`: one line per backend that was tried and skipped, with the reason. */
-  skipped: string[];
-}
+import { BACKEND_CHOICES, type BackendChoice, type BackendInfo, type BackendName } from './backend-types.js';
+export { BACKEND_CHOICES, type BackendChoice, type BackendInfo, type BackendName };
 
 
 /**

@@ -2,19 +2,19 @@
  * renderReport / renderCompare: analysis folder(s) → one self-contained HTML file, written atomically.
  * Returns the written path (docs/report.md).
  */
-import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { guardOutput, type OutputInput } from '../io/output-guard.js';
 import { DorascopeError } from '../errors.js';
-import { VERSION } from '../version.js';
-import { loadAnalysis, type Analysis, type DecompRow, type RunSummary } from './load.js';
+import { loadAnalysis, type DecompRow, type RunSummary } from './load.js';
 import { renderPage, type TableData } from './html.js';
 import { scatterFigure, type ScatterModule } from './figures/scatter.js';
 import { layersFigure, trajectoryFigure } from './figures/layers.js';
-import { fmt, type Figure } from './figures/common.js';
+import { fmt, orderModules, type Figure } from './figures/common.js';
+import { pooledModules, resultCards } from './cards.js';
+import { provenance } from './provenance.js';
 import { histogramFigure } from './figures/histograms.js';
+import { plotlyBundle, traceTypes } from './plotly-bundle.js';
 
 export interface ReportOptions { dir: string; out?: string; title?: string; plotlySrc?: string; command?: string[]; force?: boolean }
 export interface CompareOptions { dirs: string[]; labels?: string[]; out?: string; title?: string; plotlySrc?: string; command?: string[]; force?: boolean }
@@ -23,16 +23,19 @@ export interface CompareOptions { dirs: string[]; labels?: string[]; out?: strin
 const ANALYSIS_FILES = ['decomposition.arrow', 'decomposition.csv', 'summary.json', 'manifest.json', 'rows.arrow'];
 const analysisInputs = (dir: string): OutputInput[] => ANALYSIS_FILES.map((f) => ({ role: 'analysis file', path: join(dir, f) }));
 
-async function plotlySource(src: string | undefined): Promise<{ inline: string } | { src: string }> {
+async function plotlySource(src: string | undefined, figures: readonly Figure[]): Promise<{ inline: string } | { src: string }> {
   if (src) return { src };
-  const req = createRequire(import.meta.url);
-  return { inline: await readFile(req.resolve('plotly.js-dist-min/plotly.min.js'), 'utf8') };
+  return { inline: await plotlyBundle(traceTypes(figures)) };
 }
 
 const TRAINABLE_COLUMN = 'trainable params (analysed tensors)';
 const TRAINABLE_NOTE = 'Counts only the tensors this analysis covered: LoRA r·(in + out) per adapted tensor (r from rank_pattern '
   + 'where it matches), plus out for DoRA\'s magnitude; full fine-tuning: every element of the analysed tensors. '
   + 'Embeddings, norms, biases and tensors not analysed are not counted; n/a when the adapter config is not recorded.';
+
+const POOLED_COLUMN = 'modules pooled';
+const POOLED_NOTE = 'Every statistic to the right pools the rows of these modules over all checkpoints. Figure 2 shows one '
+  + 'module at a time, with that module\'s own r and slope above each panel; the cards at the top judge the query matrices, as the paper does.';
 
 const LAYER_STEP_NOTES: Record<string, string> = {
   'within-checkpoint r': 'Correlation of ΔM with ΔD across layers at each checkpoint, Fisher-z averaged over checkpoints '
@@ -47,7 +50,7 @@ const LAYER_STEP_NOTES: Record<string, string> = {
 
 /** Builds every figure and the table from loaded runs (labels already applied). */
 export function buildFigures(rows: DecompRow[], runs: RunSummary[]): { figures: Figure[]; table: TableData } {
-  const modules = [...new Set(rows.map((r) => r.module))]; // first-seen order: the checkpoint's (q, k, v, o, gate, up, down)
+  const modules = orderModules(rows.map((r) => r.module)); // the model's order (q, k, v, o, gate, up, down), not the file's
   // Figure 2: one figure, runs side by side, a dropdown over modules (see figures/scatter.ts for why).
   const cell = new Map<string, DecompRow[]>();
   for (const r of rows) {
@@ -60,23 +63,23 @@ export function buildFigures(rows: DecompRow[], runs: RunSummary[]): { figures: 
     return rs ? { run: run.run, module: m, rows: rs, stats: run.modules[m] ?? null } : null;
   }) }));
   const figures: Figure[] = [];
-  if (modules.length) figures.push(scatterFigure('fig2', runs.map((r) => r.run), scatterModules, true));
+  if (modules.length) figures.push(scatterFigure('fig2', runs.map((r) => r.run), scatterModules));
   figures.push(layersFigure('fig3', rows));
   figures.push(trajectoryFigure('traj', rows));
-  const columns = ['run', 'method', 'r', 'alpha', 'rsLoRA', 'DoRA', TRAINABLE_COLUMN, 'points', 'pearson r', 'r 95% CI', 'spearman ρ', 'slope', 'slope 95% CI',
+  const columns = ['run', 'method', 'r', 'alpha', 'rsLoRA', 'DoRA', TRAINABLE_COLUMN, POOLED_COLUMN, 'points', 'pearson r', 'r 95% CI', 'spearman ρ', 'slope', 'slope 95% CI',
     ...Object.keys(LAYER_STEP_NOTES)];
   const ci = (c: [number, number] | null | undefined): string => (c ? `[${fmt(c[0])}, ${fmt(c[1])}]` : 'n/a');
   const withCi = (v: { r: number | null; r_ci95: [number, number] | null } | undefined): string | null =>
     (v === undefined ? null : `${fmt(v.r)} ${ci(v.r_ci95)}`);
   const pct = (v: number | null | undefined): string | null => (v === null || v === undefined ? null : `${(100 * v).toFixed(1)}%`);
   const table = {
-    columns, notes: { [TRAINABLE_COLUMN]: TRAINABLE_NOTE, ...LAYER_STEP_NOTES },
+    columns, notes: { [TRAINABLE_COLUMN]: TRAINABLE_NOTE, [POOLED_COLUMN]: POOLED_NOTE, ...LAYER_STEP_NOTES },
     rows: runs.map((r) => {
       const a = r.adapter ?? {};
       const s = r.overall;
       return [r.run, r.method, (a.r as number | undefined) ?? null, (a.lora_alpha as number | undefined) ?? null,
         a.use_rslora === undefined ? null : String(a.use_rslora), a.use_dora === undefined ? null : String(a.use_dora),
-        r.trainable ?? null, s?.n ?? rows.filter((x) => x.run === r.run).length, fmt(s?.pearson_r), ci(s?.r_ci95), fmt(s?.spearman_rho), fmt(s?.slope), ci(s?.slope_ci95),
+        r.trainable ?? null, pooledModules(r), s?.n ?? rows.filter((x) => x.run === r.run).length, fmt(s?.pearson_r), ci(s?.r_ci95), fmt(s?.spearman_rho), fmt(s?.slope), ci(s?.slope_ci95),
         ...layerStepCells(r, withCi, pct)];
     }),
   };
@@ -92,24 +95,14 @@ function layerStepCells(r: RunSummary, withCi: (v: { r: number | null; r_ci95: [
     pct(d.magnitude.final?.mean_signed_rel_delta_m), pct(d.magnitude.final?.frac_features_shrunk)];
 }
 
-function provenance(analyses: Analysis[], command: string[] | undefined): Record<string, string> {
-  const p: Record<string, string> = { tool: `dorascope ${VERSION}`, date: new Date().toISOString(),
-    command: (command ?? process.argv.slice(1)).join(' ') };
-  analyses.forEach((a, i) => {
-    p[`input ${i + 1}`] = resolve(a.dir);
-    if (a.manifest) p[`manifest ${i + 1}`] = JSON.stringify(a.manifest);
-  });
-  return p;
-}
-
 export async function renderReport(o: ReportOptions): Promise<string> {
   const out = o.out ?? join(o.dir, 'report.html');
   guardOutput({ out, kind: 'report-html', force: o.force, inputs: analysisInputs(o.dir) });
   const a = await loadAnalysis(o.dir);
   const { figures, table } = buildFigures(a.rows, a.runs);
   if (a.features && a.features.groups.length > 0) figures.push(histogramFigure('hist', a.features));
-  const html = renderPage({ title: o.title ?? `dorascope report: ${a.runs.map((r) => r.run).join(', ')}`, figures, table,
-    provenance: provenance([a], o.command), plotly: await plotlySource(o.plotlySrc) });
+  const html = renderPage({ title: o.title ?? `dorascope report: ${a.runs.map((r) => r.run).join(', ')}`, figures, table, cards: resultCards(a.runs),
+    provenance: provenance([a], o.command), plotly: await plotlySource(o.plotlySrc, figures) });
   await writeFileAtomic(out, html);
   return out;
 }
@@ -130,8 +123,8 @@ export async function renderCompare(o: CompareOptions): Promise<string> {
     for (const r of a.runs) runs.push({ ...r, run: rename(r.run) });
   });
   const { figures, table } = buildFigures(rows, runs);
-  const html = renderPage({ title: o.title ?? `dorascope compare: ${runs.map((r) => r.run).join(' vs ')}`, figures, table,
-    provenance: provenance(analyses, o.command), plotly: await plotlySource(o.plotlySrc) });
+  const html = renderPage({ title: o.title ?? `dorascope compare: ${runs.map((r) => r.run).join(' vs ')}`, figures, table, cards: resultCards(runs),
+    provenance: provenance(analyses, o.command), plotly: await plotlySource(o.plotlySrc, figures) });
   await writeFileAtomic(out, html);
   return out;
 }

@@ -4,9 +4,8 @@
  * the rank sweep (a smaller version of the paper's Figure 5: validation metric against rank for LoRA
  * and DoRA) and the pretraining curves of the bases (held-out loss against step).
  */
-import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { writeFileAtomic } from '../io/atomic.js';
+import { plotlyBundle } from '../report/plotly-bundle.js';
 import type { RankPoint } from './results.js';
 import type { EvalPoint } from './metrics.js';
 
@@ -70,7 +69,8 @@ function scriptJson(v: unknown): string {
 }
 
 export async function writeFigurePage(path: string, title: string, intro: string, fig: PlotlyFigure): Promise<void> {
-  const plotly = await readFile(createRequire(import.meta.url).resolve('plotly.js-dist-min'), 'utf8');
+  // The smallest partial plotly.js bundle that draws these traces (scripts/build-plotly.mjs), as the report inlines.
+  const plotly = await plotlyBundle(new Set(fig.data.map((t) => (typeof t.type === 'string' ? t.type : 'scatter'))));
   const html = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:">

@@ -2,11 +2,8 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../compute/backend.js';
 import type { AdamW } from './adamw.js';
 
-export interface StepInfo {
-  step: number;
-  loss: number;
-  learningRate: number;
-}
+import type { StepInfo } from './types.js';
+export type { StepInfo } from './types.js';
 
 export interface LoopOptions {
   /** Trainable variables; everything else the loss touches stays frozen. */

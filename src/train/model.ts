@@ -6,16 +6,8 @@ import type { AdapterVariant, LoraParams } from './adapters/lora.js';
 type T = tfc.Tensor;
 
 /** Subset of a Hugging Face LlamaConfig (config.json field names). */
-export interface LlamaConfig {
-  vocab_size: number;
-  hidden_size: number;
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  max_position_embeddings: number;
-  rms_norm_eps: number;
-  rope_theta: number;
-}
+import type { LlamaConfig } from './types.js';
+export type { LlamaConfig } from './types.js';
 
 /** Frozen or trainable weights under their HF Llama names (linear weights out×in, as PyTorch stores them). */
 export type Weights = Map<string, tfc.Variable>;

@@ -4,7 +4,7 @@
  * Skips (visibly) where Chromium is absent; CI installs Debian's chromium in .ci/run.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyFile, mkdir, stat } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -100,9 +100,12 @@ describe.skipIf(!exe)('report in headless Chromium', () => {
   it('draws a 70B-sized compare (2 × 11,200 points): every plot, every module', async () => {
     const steps = Array.from({ length: 20 }, (_, i) => (i + 1) * 50);
     const mods = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-    const a = await writeAnalysis(grid('ft', 'ft', 80, mods, steps, 3));
-    const b = await writeAnalysis(grid('dora', 'dora', 80, mods, steps, 5));
+    // Written in a safetensors header's (alphabetical) order: the report puts them back in the model's.
+    const a = await writeAnalysis(grid('ft', 'ft', 80, [...mods].sort(), steps, 3));
+    const b = await writeAnalysis(grid('dora', 'dora', 80, [...mods].sort(), steps, 5));
     const out = await renderCompare({ dirs: [a, b], out: join(a, 'big.html') });
+    // WebGL figures: the partial bundle with scattergl is inlined.
+    expect(await readFile(out, 'utf8')).toContain('partial bundle: scatter, scattergl, bar.');
     const r = await open(out, 'compare-large.png');
     expect(r.errors).toEqual([]);
     expect(r.foreign).toEqual([]);
@@ -126,7 +129,7 @@ describe.skipIf(!exe)('report in headless Chromium', () => {
       }
       return out;
     });
-    expect(perModule.map((m) => m[0])).toEqual(mods); // in the checkpoint's order
+    expect(perModule.map((m) => m[0])).toEqual(mods); // in the model's order
     for (const [label, modules, n] of perModule) { expect(modules).toEqual([label, label]); expect(n).toBe(3200); }
     // Figure 3: ΔM and ΔD per run, 80 layers each; trajectories: 80 layers × 20 steps per run and quantity.
     expect(fig3!.perTrace.map((t) => t.points)).toEqual([80, 80, 80, 80]);
@@ -140,18 +143,18 @@ describe.skipIf(!exe)('report in headless Chromium', () => {
       return gd._fullData.map((t) => t.x.length);
     });
     expect(step50).toEqual([80, 80, 80, 80]);
-    // "independent axes" unlinks the runs' axes and links them back.
+    // Each run's panel has its own axes (as in the paper); "shared axes" links them to the first panel's and back.
     const matches = () => r.page.evaluate(() => {
       const l = (document.getElementById('fig2') as unknown as { layout: Record<string, { matches?: string | null }> }).layout;
       return [l.xaxis2!.matches ?? null, l.yaxis2!.matches ?? null];
     });
-    expect(await matches()).toEqual(['x', 'y']);
-    await r.page.click('#indep');
-    await r.page.waitForFunction(() => (document.getElementById('fig2') as unknown as { layout: { xaxis2: { matches?: string | null } } }).layout.xaxis2.matches == null);
     expect(await matches()).toEqual([null, null]);
-    await r.page.click('#indep');
+    await r.page.click('#shared');
     await r.page.waitForFunction(() => (document.getElementById('fig2') as unknown as { layout: { xaxis2: { matches?: string | null } } }).layout.xaxis2.matches === 'x');
     expect(await matches()).toEqual(['x', 'y']);
+    await r.page.click('#shared');
+    await r.page.waitForFunction(() => (document.getElementById('fig2') as unknown as { layout: { xaxis2: { matches?: string | null } } }).layout.xaxis2.matches == null);
+    expect(await matches()).toEqual([null, null]);
     await r.page.close();
   }, 120_000);
 });

@@ -75,13 +75,15 @@ describe('figure specs', () => {
     expect(t2.rows[0]![t2.columns.indexOf('within-checkpoint r')]).toBeNull();
   });
 
-  it('Figure 2 in a compare: runs side by side on shared axes', async () => {
+  it('Figure 2 in a compare: runs side by side, each on its own axes, shareable by the page toggle', async () => {
     const a = await loadAnalysis(await writeAnalysis([...grid('ft', 'ft', 2, ['q'], [1, 2]), ...grid('dora', 'dora', 2, ['q'], [1, 2], 9)]));
     const f2 = buildFigures(a.rows, a.runs).figures.find((f) => f.id === 'fig2')!;
     const pts = f2.data.filter((t) => (t.meta as { role: string }).role === 'points');
     expect(pts.map((t) => [t.xaxis, (t.meta as { run: string }).run, (t.x as number[]).length])).toEqual([['x', 'ft', 4], ['x2', 'dora', 4]]);
-    expect((f2.layout.xaxis2 as { matches: string }).matches).toBe('x');
-    expect((f2.layout.yaxis2 as { matches: string }).matches).toBe('y');
+    // Own axes by default (the paper's panels each have their own); the toggle's links are in layout.meta.
+    expect((f2.layout.xaxis2 as { matches?: string }).matches).toBeUndefined();
+    expect((f2.layout.yaxis2 as { matches?: string }).matches).toBeUndefined();
+    expect((f2.layout.meta as { shareable: Record<string, string> }).shareable).toEqual({ xaxis2: 'x', yaxis2: 'y' });
   });
 
   it('Figure 3 shows per-layer means at the last step by default, and a button per step', async () => {
@@ -229,6 +231,9 @@ describe('load errors', () => {
     const out = await renderCompare({ dirs: [d, d], labels: ['FT', 'LoRA'], out: join(d, 'c.html') });
     const html = await readFile(out, 'utf8');
     expect(html).toContain('FT');
-    expect(html.length).toBeGreaterThan(3_000_000); // plotly.js inlined
+    // plotly.js inlined: the partial bundle with the SVG trace types (scripts/build-plotly.mjs), not all of plotly.js.
+    expect(html).toContain('partial bundle: scatter, bar.');
+    expect(html.length).toBeGreaterThan(1_000_000);
+    expect(html.length).toBeLessThan(1_500_000);
   });
 });

@@ -18,6 +18,7 @@ interface Args {
   adapterPath: 'fast' | 'merge';
   workers?: number;
   group?: string[];
+  json: boolean;
 }
 
 export const analyzeCommand: CommandModule<object, Args> = {
@@ -25,7 +26,8 @@ export const analyzeCommand: CommandModule<object, Args> = {
   describe: 'ΔM and ΔD (DoRA paper §3.2) of every checkpoint of each run against the base, plus statistics',
   builder: (y: Argv<object>) =>
     y
-      .positional('runs', { type: 'string', array: true, describe: 'Trainer run folders, checkpoints, PEFT adapter folders or full weights' })
+      .positional('runs', { type: 'string', array: true, describe: 'Trainer run folders, checkpoints, PEFT adapter folders or full weights (one or more)',
+        default: undefined }) // yargs would show a variadic positional as both required and "[default: []]"
       .option('base', { type: 'string', demandOption: true, describe: 'Pretrained weights (file, folder, sharded folder, or org/name in the local HF cache)' })
       .option('quantized-base', { type: 'string', describe: 'The bitsandbytes-quantized base (NF4/FP4/int8) the runs were trained on (QLoRA/QDoRA): runs are measured against it dequantized, and a run "quantization" compares --base with it' })
       // nargs 1: `--label dora=RUN RUN` must leave RUN as a positional (repeat --label for several runs).
@@ -41,12 +43,14 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .option('adapter-path', { choices: ['fast', 'merge'] as const, default: 'fast' as const, describe: 'Adapter checkpoints: exact algebra from W0·Aᵀ and A·Aᵀ (fast) or through the merged weights (merge)' })
       .option('workers', { type: 'number', describe: 'Worker threads (0: none); default: 2 on a multi-core machine for large analyses' })
       .option('group', { type: 'string', array: true, nargs: 1, describe: 'Runs that are seeds of one configuration: NAME=RUN,RUN (run labels); summary.json gets each statistic\'s mean and range' })
+      .option('json', { type: 'boolean', default: false, describe: 'Print a JSON summary on stdout (files written, per-run statistics) instead of the folder name' })
       .conflicts('modules', 'modules-regex')
       .example('$0 analyze --base base/ runs/lora runs/ft --modules q_proj,v_proj', 'two Trainer runs, query and value matrices')
       .example('$0 analyze --base meta-llama/Llama-3.1-8B --label dora=out/dora-adapter out/dora-adapter --report', 'a PEFT adapter against a base from the local HF cache')
       .example('$0 analyze --base base/ --label ft-s1=runs/ft-s1 --label ft-s2=runs/ft-s2 runs/ft-s1 runs/ft-s2 --group ft=ft-s1,ft-s2', 'two seeds of full fine-tuning, summarised together')
       .example('$0 analyze --base base-fp16/ --quantized-base base-nf4/ --label qdora=out/qdora out/qdora', 'a QDoRA adapter against its NF4 base, with the quantization step as a run of its own')
-      .example('$0 analyze --base model.safetensors ckpt.safetensors --layers 0-5,8 --per-row', 'one checkpoint, six layers, per-feature table') as unknown as Argv<Args>,
+      .example('$0 analyze --base model.safetensors ckpt.safetensors --layers 0-5,8 --per-row', 'one checkpoint, six layers, per-feature table')
+      .example('$0 analyze --base base/ runs/dora --quiet --json | jq .runs[0].overall.pearson_r', 'machine-readable: files written and each run\'s statistics') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     boundedOptional('workers', argv.workers, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true });
     const { analyze, parseLayers } = await import('../../analysis/analyze.js');
@@ -77,7 +81,8 @@ export const analyzeCommand: CommandModule<object, Args> = {
       ...(argv.perRow ? ['--per-row'] : []), ...(argv.force ? ['--force'] : []), ...(argv.quiet ? ['--quiet'] : []), ...(argv.report ? ['--report'] : []),
       ...argv.runs,
     ];
-    await analyze({
+    const started = Date.now();
+    const result = await analyze({
       base: argv.base,
       quantizedBase: argv.quantizedBase,
       runs: argv.runs.map((path) => ({ path, label: labels.get(path) })),
@@ -93,12 +98,19 @@ export const analyzeCommand: CommandModule<object, Args> = {
       groups,
       command,
     });
+    let html: string | undefined;
     if (argv.report) {
       // Rendered here, above the analysis, so analysis never imports the report layer.
       const { renderReport } = await import('../../report/render.js');
-      const html = await renderReport({ dir: argv.out });
+      html = await renderReport({ dir: argv.out });
       if (!argv.quiet) process.stderr.write(`report: ${html}\n`);
     }
-    process.stdout.write(`${argv.out}\n`);
+    if (argv.json) {
+      const { filesWrittenSince, printJson, runStatsJson } = await import('../json-summary.js');
+      printJson({ command: 'analyze', out: argv.out, ...(html === undefined ? {} : { report: html }),
+        files: filesWrittenSince(argv.out, started), runs: runStatsJson(result.summary.runs) });
+    } else {
+      process.stdout.write(`${argv.out}\n`);
+    }
   },
 };

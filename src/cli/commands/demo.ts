@@ -12,7 +12,9 @@ export const demoCommand: CommandModule<object, Args> = {
   builder: (y: Argv<object>) =>
     y
       .option('out', { type: 'string', default: 'dorascope-demo', describe: 'Folder for the demo report and checkpoints' })
-      .option('backend', { type: 'string', default: 'auto', choices: ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'], describe: 'Training backend' }) as unknown as Argv<Args>,
+      .option('backend', { type: 'string', default: 'auto', choices: ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'], describe: 'Training backend' })
+      .example('$0 demo', 'train FT, LoRA, DoRA and DoRA† on a tiny model, analyse them, and write dorascope-demo/report.html')
+      .example('$0 demo --out /tmp/demo --backend wasm', 'elsewhere, on the WebAssembly backend') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const { reproduce } = await import('../../reproduce/reproduce.js');
     const res = await reproduce({ out: argv.out, quick: true, backend: argv.backend, command: ['demo', ...(argv.out === 'dorascope-demo' ? [] : ['--out', argv.out])] });

@@ -29,7 +29,10 @@ export const reproduceCommand: CommandModule<object, Args> = {
       .option('drop-checkpoints', { type: 'boolean', default: false, describe: 'Delete the checkpoints at the end (keep only report, tables, summary)' })
       .option('backend', { type: 'string', default: 'auto', choices: ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'], describe: 'Training backend' })
       .option('notes', { type: 'string', describe: "A markdown file with a hand-written discussion to put in the README" })
-      .option('png', { type: 'boolean', default: false, describe: "Also export the report's figures as PNG into OUT/png (needs Chromium)" }) as unknown as Argv<Args>,
+      .option('png', { type: 'boolean', default: false, describe: "Also export the report's figures as PNG into OUT/png (needs Chromium)" })
+      .example('$0 reproduce --quick --out my-run', 'the quick preset (about a minute on 2 CPU cores): my-run/report.html and README.md')
+      .example('$0 reproduce --preset full --out reports/reproduce --png', 'the published run, with PNG figures')
+      .example('$0 reproduce --base ./my-model --preset quick --drop-checkpoints', 'fine-tune your own base model; keep only the report, tables and summary') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     if (argv.rejudge !== undefined) {
       const { rejudge } = await import('../../reproduce/judge.js');

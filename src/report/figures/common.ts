@@ -37,3 +37,30 @@ export const hoverNum = (x: number | null | undefined): string => (x === null ||
 export function hoverText(run: string, layer: number, module: string, step: number, dm: number | null, dd: number | null): string {
   return `run ${plotlyText(run)}<br>layer ${layer} · ${plotlyText(module)}<br>step ${step}<br>ΔM ${hoverNum(dm)} · ΔD ${hoverNum(dd)}`;
 }
+
+/**
+ * The order of a transformer block's projections, as a Llama/Mistral/Qwen checkpoint lists them in its model
+ * code (attention q, k, v, o, then the MLP's gate, up, down). Safetensors headers sort names alphabetically
+ * (k, o, q, v; down, gate, up), so the file's order is not the model's.
+ */
+export const MODEL_MODULE_ORDER = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
+
+/** Modules in model order (MODEL_MODULE_ORDER, with or without `_proj`), any other after them in the given order. */
+export function orderModules(modules: Iterable<string>): string[] {
+  const rank = (m: string): number => {
+    const i = (MODEL_MODULE_ORDER as readonly string[]).indexOf(m.replace(/_proj$/u, ''));
+    return i < 0 ? MODEL_MODULE_ORDER.length : i;
+  };
+  return [...new Set(modules)].map((m, i) => ({ m, i })).sort((a, b) => rank(a.m) - rank(b.m) || a.i - b.i).map((x) => x.m);
+}
+
+/**
+ * Plotly tick settings that put ticks on whole numbers only, for layer indices (Plotly's automatic ticks give
+ * 0, 0.2, …, 1 for a two-layer model): a step of 1, 2 or 5 × 10^k, at most about `maxTicks` ticks.
+ */
+export function integerTicks(lo: number, hi: number, maxTicks = 8): { tick0: number; dtick: number; tickformat: string } {
+  const span = Math.max(1, Math.ceil(hi - lo));
+  let dtick = 1;
+  for (let k = 1; span / dtick > maxTicks; k++) dtick = [1, 2, 5][k % 3]! * 10 ** Math.floor(k / 3);
+  return { tick0: Math.floor(lo), dtick, tickformat: 'd' };
+}

@@ -5,7 +5,7 @@
  * trajectories draw every layer's line in one trace, broken by `null` between layers.
  */
 import type { DecompRow } from '../load.js';
-import { AXIS_NOTE, PALETTE, hoverText, plotlyText, type Figure } from './common.js';
+import { AXIS_NOTE, PALETTE, hoverText, integerTicks, plotlyText, type Figure } from './common.js';
 
 interface Cell { dm: number; dd: number; n: number; modules: Set<string> }
 
@@ -72,10 +72,13 @@ export function layersFigure(id: string, rows: DecompRow[], step?: number): Figu
       xaxis: 'x2', yaxis: 'y2', line: { color, dash: 'dot' }, meta: { run, key: 'delta_d' } });
   });
   const buttons = views.map((v) => ({ label: v.label, method: 'restyle', args: [restyle(v)] }));
+  let lmin = Infinity, lmax = -Infinity;
+  for (const r of rows) { lmin = Math.min(lmin, r.layer); lmax = Math.max(lmax, r.layer); }
+  const layerAxis = { title: { text: 'layer' }, ...(Number.isFinite(lmin) ? integerTicks(lmin, lmax) : {}) };
   const layout = {
     grid: { rows: 1, columns: 2, pattern: 'independent' }, height: 420, hovermode: 'closest',
-    xaxis: { title: { text: 'layer' } }, yaxis: { title: { text: 'ΔM (mean over modules)' } },
-    xaxis2: { title: { text: 'layer' } }, yaxis2: { title: { text: 'ΔD (mean over modules)' } },
+    xaxis: layerAxis, yaxis: { title: { text: 'ΔM (mean over modules)' } },
+    xaxis2: layerAxis, yaxis2: { title: { text: 'ΔD (mean over modules)' } },
     updatemenus: [{ buttons, active, x: 0, y: 1.2, xanchor: 'left' }],
   };
   return { id, title: `Figure 3: ΔM and ΔD per layer at a checkpoint (default: each run's last). ${AXIS_NOTE}`, data, layout };

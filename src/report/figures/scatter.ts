@@ -13,7 +13,7 @@
  * The other modules' data ride in the dropdown's buttons (Plotly `update`), so they draw only when chosen.
  */
 import type { DecompRow, Stats } from '../load.js';
-import { AXIS_NOTE, GL_THRESHOLD, LAYER_SCALE, SYMBOLS, fmt, hoverText, plotlyText, type Figure } from './common.js';
+import { AXIS_NOTE, GL_THRESHOLD, LAYER_SCALE, SYMBOLS, fmt, hoverText, integerTicks, plotlyText, type Figure } from './common.js';
 
 export interface ScatterPanel { run: string; module: string; rows: DecompRow[]; stats: Stats | null }
 /** One module's row of panels: one per run (null where that run has no such module). */
@@ -38,9 +38,11 @@ function fitLine(p: ScatterPanel | null): { x: number[]; y: number[]; slope: num
  * `modules[i].panels[j]` is module i, run j. Traces: for each run j, its points (index 2j) and its fitted line
  * (2j + 1), then legend-only keys for the step symbols. The traces hold the first module; the dropdown's
  * button k restyles traces 0…2·runs−1 with module k's data and swaps the subplot titles.
- * With `sharedAxes` every panel shares the first one's x and y ranges (the page's "independent axes" unlinks).
+ * Each panel has its own axes by default, as in the paper's Figure 2 (full fine-tuning moves weights far more than
+ * LoRA, so axes shared with it squash the LoRA panels into a corner). `layout.meta.shareable` names the axes the
+ * page's "shared axes" toggle links to the first panel's; `sharedAxes` links them from the start.
  */
-export function scatterFigure(id: string, runs: string[], modules: ScatterModule[], sharedAxes = true, active = 0): Figure {
+export function scatterFigure(id: string, runs: string[], modules: ScatterModule[], sharedAxes = false, active = 0): Figure {
   const all = modules.flatMap((m) => m.panels).filter((p): p is ScatterPanel => p !== null);
   const perView = modules.map((m) => m.panels.reduce((a, p) => a + (p?.rows.length ?? 0), 0));
   const type = Math.max(0, ...perView) > GL_THRESHOLD ? 'scattergl' : 'scatter';
@@ -88,7 +90,7 @@ export function scatterFigure(id: string, runs: string[], modules: ScatterModule
     data.push({ type, mode: 'markers', name: plotlyText(run), showlegend: false, xaxis: `x${ax}`, yaxis: `y${ax}`,
       x: p.x, y: p.y, text: p.text, hoverinfo: 'text',
       marker: { color: p.color, colorscale: LAYER_SCALE, cmin: lmin, cmax: lmax === lmin ? lmin + 1 : lmax, size: 7, symbol: p.symbol,
-        showscale: j === 0, colorbar: { title: { text: 'layer' }, thickness: 12 } },
+        showscale: j === 0, colorbar: { title: { text: 'layer' }, thickness: 12, ...integerTicks(lmin, lmax) } },
       meta: (v.restyle.meta)[2 * j] });
     const f = v.fits[j]!;
     data.push({ type: 'scatter', mode: 'lines', name: 'least squares', showlegend: false, xaxis: `x${ax}`, yaxis: `y${ax}`,
@@ -104,7 +106,8 @@ export function scatterFigure(id: string, runs: string[], modules: ScatterModule
     grid: { rows: 1, columns: Math.max(1, runs.length), pattern: 'independent' },
     annotations: v.annotations, hovermode: 'closest', showlegend: true, height: 560, margin: { t: 110 },
     legend: { title: { text: 'step' }, orientation: 'h', y: -0.2, yanchor: 'top' },
-    meta: { exportViews: true }, // image export draws each module (src/report/export.ts)
+    // exportViews: image export draws each module (src/report/export.ts); shareable: the page's axis toggle.
+    meta: { exportViews: true, shareable: Object.fromEntries(runs.slice(1).flatMap((_, j) => [[`xaxis${j + 2}`, 'x'], [`yaxis${j + 2}`, 'y']])) },
     updatemenus: [{ active, x: 0, y: 1.25, xanchor: 'left', yanchor: 'bottom',
       buttons: modules.map((m, k) => ({ label: m.module, method: 'update', args: [views[k]!.restyle, { annotations: views[k]!.annotations }, traces] })) }],
   };

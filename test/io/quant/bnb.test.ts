@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, stat } from 'node:fs/promises';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -274,8 +274,10 @@ describe('bitsandbytes checkpoints against a reference quantizer', () => {
     }
     expect(code).toBe(0);
     const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
-    expect(manifest.base).toEqual({ path: fp, kind: 'folder' });
-    expect(manifest.quantized_base).toEqual({ path: nf4, kind: 'folder' });
+    // bytes: the folder's files added up (a flat folder here), not its directory entry.
+    const folderBytes = async (d: string) => (await Promise.all((await readdir(d)).map(async (f) => (await stat(join(d, f))).size))).reduce((a, b) => a + b, 0);
+    expect(manifest.base).toEqual({ path: fp, kind: 'folder', bytes: await folderBytes(fp) });
+    expect(manifest.quantized_base).toEqual({ path: nf4, kind: 'folder', bytes: await folderBytes(nf4) });
     expect(manifest.command).toContain('--quantized-base');
     const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8'));
     expect(summary.runs.map((x: { run: string }) => x.run)).toEqual(['quantization', 'qdora']);
