@@ -230,7 +230,8 @@ export class PerRowWriter {
 
   async abort(): Promise<void> {
     if (this.arrow) {
-      this.arrow.writer.abort();
+      // After a failed write the writer's queue is already closed: nothing is left to abort there.
+      try { this.arrow.writer.abort(); } catch { /* closed */ }
       await this.arrow.drained.catch(() => undefined);
       await this.arrow.file.abort();
     }

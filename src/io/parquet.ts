@@ -12,8 +12,8 @@
  * write no Parquet.
  */
 import { tableToIPC, type Table } from 'apache-arrow';
-import { DorascopeError, q } from '../errors.js';
 import { openAtomic, writeFileAtomic, type AtomicFile } from './atomic.js';
+import { writeError } from './write-error.js';
 
 type ParquetWasm = typeof import('parquet-wasm');
 let wasm: Promise<ParquetWasm> | undefined;
@@ -37,7 +37,7 @@ export async function writeParquetFile(path: string, table: Table): Promise<void
   try {
     bytes = await parquetBytes(table);
   } catch (e) {
-    throw new DorascopeError('E_WRITE', `cannot write ${q(path)}: ${(e as Error).message}`, {}, { cause: e });
+    throw writeError(path, e);
   }
   await writeFileAtomic(path, bytes);
 }
@@ -49,6 +49,8 @@ export async function writeParquetFile(path: string, table: Table): Promise<void
 export class ParquetStreamWriter {
   private controller: ReadableStreamDefaultController<unknown> | undefined;
   private drained: Promise<void> | undefined;
+  /** The first failed write (a full disk): later batches are refused rather than queued for no reader. */
+  private failure: unknown;
 
   private constructor(private readonly pw: ParquetWasm, private readonly file: AtomicFile, private readonly empty: Table, private readonly rowGroup: number) {}
 
@@ -60,6 +62,7 @@ export class ParquetStreamWriter {
 
   /** Appends a batch of rows (to the row group being filled; a full one goes to the file). */
   write(table: Table): void {
+    if (this.failure !== undefined) throw writeError(this.file.path, this.failure);
     if (table.numRows === 0) return;
     const batches = this.pw.Table.fromIPCStream(tableToIPC(table, 'stream')).recordBatches();
     if (!this.controller) {
@@ -73,7 +76,7 @@ export class ParquetStreamWriter {
       this.drained = (async () => {
         for await (const chunk of (await out) as ReadableStream<Uint8Array>) await this.file.fh.write(chunk);
       })();
-      this.drained.catch(() => undefined); // surfaced by commit
+      this.drained.catch((e: unknown) => { this.failure ??= e; }); // surfaced by the next write or commit
       return;
     }
     for (const b of batches) this.controller.enqueue(b);
@@ -89,7 +92,7 @@ export class ParquetStreamWriter {
       }
     } catch (e) {
       await this.file.abort();
-      throw new DorascopeError('E_WRITE', `cannot write ${q(this.file.path)}: ${(e as Error).message}`, {}, { cause: e });
+      throw writeError(this.file.path, e);
     }
     await this.file.commit();
   }
