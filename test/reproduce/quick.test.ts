@@ -149,5 +149,7 @@ describe('reproduce --quick end to end', () => {
 });
 
 async function readTable(path: string): Promise<Record<string, unknown>[]> {
-  return tableFromIPC(await readFile(path)).toArray().map((r) => r.toJSON() as Record<string, unknown>);
+  // int64 columns (step) come back as bigint: plain numbers, as the summary holds them.
+  return tableFromIPC(await readFile(path)).toArray().map((r) => Object.fromEntries(Object.entries(r.toJSON() as Record<string, unknown>)
+    .map(([k, v]) => [k, typeof v === 'bigint' ? Number(v) : v])));
 }
