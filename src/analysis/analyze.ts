@@ -33,7 +33,7 @@ import { mayChange, openTaskCheckpoint, runTensorTask, type TaskCheckpoint, type
 import { BOOTSTRAP, type Stats } from './stats.js';
 import { checkAnalyzeOptions, type ProductChoice } from './options.js';
 import { checkGroups, groupSummaries, runStatistics, type GroupSummary, type RunStatistics } from './run-summary.js';
-import { PerRowWriter, writeDecomposition, type DecompositionRow, type PerRowRecord } from './table.js';
+import { PerRowWriter, TABLE_FORMATS, writeDecomposition, type DecompositionRow, type PerRowRecord, type TableFormat } from './table.js';
 
 export interface AnalyzeRunInput {
   readonly path: string;
@@ -66,6 +66,8 @@ export interface AnalyzeOptions {
   /** Replace an existing `out` that is not a dorascope analysis folder (never an input). */
   readonly force?: boolean | undefined;
   /** No progress output. Default: quiet, unless `log` is given (the CLI passes its `--quiet`). */
+  /** File formats of the tables (decomposition, rows): default arrow, parquet and csv (rows: never csv). */
+  readonly formats?: readonly TableFormat[] | undefined;
   readonly quiet?: boolean | undefined;
   /** The command line, for the manifest. */
   readonly command?: readonly string[] | undefined;
@@ -170,6 +172,8 @@ export function workerCount(workers: number | undefined, elements: number): numb
 /** Automatic workers from this many weight elements to analyse (base elements × checkpoints): 2²⁵ ≈ 134 MB of float32. */
 export const AUTO_WORKERS_MIN_ELEMENTS = 1 << 25;
 
+const allCksOf = (runs: readonly Run[]): Checkpoint[] => runs.flatMap((r) => r.checkpoints);
+
 async function openRun(input: AnalyzeRunInput, base: TensorSource): Promise<Run> {
   const { kind, path } = classifyPath(input.path);
   const run: Run = { label: input.label ?? basename(resolve(input.path)).replace(/\.safetensors$/u, ''), path: input.path, method: 'ft', adapter: null, checkpoints: [] };
@@ -251,7 +255,13 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
 
     const rows: DecompositionRow[] = [];
     // Per-feature records stream to rows.arrow tensor by tensor (bounded memory); it appears at the end.
-    if (o.perRow && dir !== undefined) perRowOut = await PerRowWriter.open(dir);
+    const formats = o.formats ?? TABLE_FORMATS;
+    if (o.perRow && dir !== undefined) {
+      perRowOut = await PerRowWriter.open(dir, {
+        run: runs.map((r) => r.label), checkpoint: allCksOf(runs).map((c) => c.name),
+        tensor: targets.map((t) => t.name), module: targets.map((t) => parseTensorName(t.name).module),
+      }, formats);
+    }
     // A bar on a terminal, plain lines to a log (tensors done, bytes/s, ETA); nothing with quiet.
     progress = o.log === undefined
       ? stderrProgress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet })
@@ -336,7 +346,7 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
     };
 
     if (out !== undefined && dir !== undefined) {
-      await writeDecomposition(dir, rows);
+      await writeDecomposition(dir, rows, formats);
       await perRowOut?.commit();
       perRowOut = undefined;
       await writeFileAtomic(join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
@@ -344,8 +354,8 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
         tool: 'dorascope', version: VERSION, kind: 'analysis', created: new Date().toISOString(),
         command: o.command ?? null,
         // Everything the folder holds; readers use nothing else (a report draws histograms only when rows.arrow is listed).
-        files: ['decomposition.arrow', 'decomposition.csv', 'summary.json', 'manifest.json', ...(o.perRow ? ['rows.arrow'] : [])],
-        options: { modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto', groups: o.groups ?? null },
+        files: [...formats.map((f) => `decomposition.${f}`), 'summary.json', 'manifest.json', ...(o.perRow ? formats.filter((f) => f !== 'csv').map((f) => `rows.${f}`) : [])],
+        options: { formats, modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto', groups: o.groups ?? null },
         base: { path: o.base, kind: (fullBase ?? base).kind, bytes: pathBytes(o.base) },
         quantized_base: o.quantizedBase === undefined ? null : { path: o.quantizedBase, kind: base.kind, bytes: pathBytes(o.quantizedBase) },
         runs: runs.map((r) => ({
@@ -356,7 +366,7 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
         timings: { seconds: (Date.now() - started) / 1000, bytes_read: bytesRead, workers: pool?.size ?? 0 },
       };
       await writeFileAtomic(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-      say(`wrote ${rows.length} rows to ${join(out, 'decomposition.arrow')} (+ .csv, summary.json, manifest.json${o.perRow ? ', rows.arrow' : ''})`);
+      say(`wrote ${rows.length} rows to ${join(out, 'decomposition')}.{${formats.join(',')}} (+ summary.json, manifest.json${o.perRow ? `, rows.{${formats.filter((f) => f !== 'csv').join(',')}}` : ''})`);
     }
     return { rows, summary, out };
   } finally {

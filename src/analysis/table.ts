@@ -1,15 +1,18 @@
 /**
- * The analysis tables: `decomposition.arrow` (Arrow IPC file format, which pandas
- * `read_feather`, polars and DuckDB read) and the same rows as CSV. Column order and types are
- * part of the public contract (docs/analysis.md, "Output schema").
+ * The analysis tables: `decomposition` as Arrow IPC file (pandas `read_feather`, polars), Parquet
+ * (DuckDB, Spark, pandas) and CSV, with one schema. Column order and types are part of the public
+ * contract (docs/analysis.md, "Output schema"). Strings that repeat on every row (run, method,
+ * checkpoint, module, tensor) are dictionary columns; a row without a flag has a null `flag` on
+ * disk (an empty CSV cell, which pandas and polars read as missing) and `''` in memory.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Float64, Int32, Int64, RecordBatchFileWriter, Table, Utf8, makeVector, tableFromIPC, tableToIPC, vectorFromArray } from 'apache-arrow';
+import { Dictionary, Float64, Int32, Int64, RecordBatchFileWriter, Table, Utf8, makeData, makeVector, tableFromIPC, tableToIPC, vectorFromArray, type Vector } from 'apache-arrow';
 import { DorascopeError, q } from '../errors.js';
 import { csvStringCell } from '../io/escape.js';
 import { openAtomic, writeFileAtomic, type AtomicFile } from '../io/atomic.js';
 import { writeError } from '../io/write-error.js';
+import { ParquetStreamWriter, writeParquetFile } from '../io/parquet.js';
 
 export interface DecompositionRow {
   run: string;
@@ -37,28 +40,63 @@ export interface PerRowRecord {
   row: number; m0: number; mt: number; cos: number;
 }
 
+/** `dict`: dictionary-encoded utf8 (int32 indices); `utf8?`: utf8 whose empty string is written as null. */
 // `step` is int64: a Trainer's global_step may pass 2^31 (and int32 would wrap it silently).
 // Steps are JS numbers, exact up to 2^53; larger ones are refused where they are read.
-type ColType = 'utf8' | 'int32' | 'int64' | 'float64';
+type ColType = 'dict' | 'utf8?' | 'int32' | 'int64' | 'float64';
 
 export const DECOMPOSITION_COLUMNS: ReadonlyArray<readonly [keyof DecompositionRow, ColType]> = [
-  ['run', 'utf8'], ['method', 'utf8'], ['checkpoint', 'utf8'], ['step', 'int64'], ['module', 'utf8'],
-  ['layer', 'int32'], ['tensor', 'utf8'], ['rows', 'int32'], ['cols', 'int32'], ['delta_m', 'float64'],
+  ['run', 'dict'], ['method', 'dict'], ['checkpoint', 'dict'], ['step', 'int64'], ['module', 'dict'],
+  ['layer', 'int32'], ['tensor', 'dict'], ['rows', 'int32'], ['cols', 'int32'], ['delta_m', 'float64'],
   ['delta_d', 'float64'], ['zero_rows', 'int32'], ['shrunk_rows', 'int32'], ['rel_delta_fro', 'float64'], ['mean_m0', 'float64'],
-  ['mean_mt', 'float64'], ['flag', 'utf8'],
+  ['mean_mt', 'float64'], ['flag', 'utf8?'],
 ];
 
 export const PER_ROW_COLUMNS: ReadonlyArray<readonly [keyof PerRowRecord, ColType]> = [
-  ['run', 'utf8'], ['checkpoint', 'utf8'], ['step', 'int64'], ['tensor', 'utf8'], ['layer', 'int32'],
-  ['module', 'utf8'], ['row', 'int32'], ['m0', 'float64'], ['mt', 'float64'], ['cos', 'float64'],
+  ['run', 'dict'], ['checkpoint', 'dict'], ['step', 'int64'], ['tensor', 'dict'], ['layer', 'int32'],
+  ['module', 'dict'], ['row', 'int32'], ['m0', 'float64'], ['mt', 'float64'], ['cos', 'float64'],
 ];
 
-function toTable<T>(rows: readonly T[], columns: ReadonlyArray<readonly [keyof T, ColType]>): Table {
-  const cols: Record<string, ReturnType<typeof makeVector>> = {};
-  for (const [name, type] of columns) {
+/**
+ * A dictionary fixed before the first batch (the vocabulary is known: run labels, checkpoint and
+ * tensor names), so every record batch of a streamed file shares it: the Arrow IPC file format
+ * allows no replacement dictionary between batches.
+ */
+interface FixedDictionary {
+  readonly type: Dictionary<Utf8, Int32>;
+  readonly values: Vector<Utf8>;
+  readonly index: ReadonlyMap<string, number>;
+}
+
+/**
+ * Dictionary ids are the column's position: apache-arrow otherwise numbers dictionaries from a
+ * process-wide counter, and the same rows would give different bytes in a second analysis.
+ */
+const dictionaryType = (id: number): Dictionary<Utf8, Int32> => new Dictionary(new Utf8(), new Int32(), id);
+
+function fixedDictionary(vocabulary: Iterable<string>, id: number): FixedDictionary {
+  const words = [...new Set(vocabulary)];
+  return { type: dictionaryType(id), values: vectorFromArray(words, new Utf8()), index: new Map(words.map((w, i) => [w, i])) };
+}
+
+function toTable<T>(rows: readonly T[], columns: ReadonlyArray<readonly [keyof T, ColType]>, dicts?: ReadonlyMap<keyof T, FixedDictionary>): Table {
+  const cols: Record<string, Vector> = {};
+  for (const [c, [name, type]] of columns.entries()) {
     const values = rows.map((r) => r[name]);
-    cols[name as string] = type === 'utf8'
-      ? vectorFromArray(values as string[], new Utf8())
+    const fixed = dicts?.get(name);
+    cols[name as string] = fixed
+      ? makeVector(makeData({
+        type: fixed.type, length: values.length, dictionary: fixed.values,
+        data: Int32Array.from(values as string[], (v) => {
+          const i = fixed.index.get(v);
+          if (i === undefined) throw new DorascopeError('E_INTERNAL', `${String(name)} ${q(v)} is not in the table's dictionary`);
+          return i;
+        }),
+      }))
+      : type === 'dict'
+      ? vectorFromArray(values as string[], dictionaryType(c))
+      : type === 'utf8?'
+      ? vectorFromArray((values as string[]).map((v) => (v === '' ? null : v)), new Utf8())
       : type === 'int32'
         ? makeVector({ type: new Int32(), data: Int32Array.from(values as number[]) })
         : type === 'int64'
@@ -79,77 +117,134 @@ export function toCsv<T>(rows: readonly T[], columns: ReadonlyArray<readonly [ke
   return `${lines.join('\n')}\n`;
 }
 
-export async function writeDecomposition(dir: string, rows: readonly DecompositionRow[]): Promise<void> {
-  await writeFileAtomic(join(dir, 'decomposition.arrow'), tableToIPC(toTable(rows, DECOMPOSITION_COLUMNS), 'file'));
-  await writeFileAtomic(join(dir, 'decomposition.csv'), toCsv(rows, DECOMPOSITION_COLUMNS));
+/** The file formats of the tables (`analyze --format`); all three by default. */
+export type TableFormat = 'arrow' | 'parquet' | 'csv';
+export const TABLE_FORMATS: readonly TableFormat[] = ['arrow', 'parquet', 'csv'];
+
+/** Parses `arrow,parquet` (the CLI's --format). */
+export function parseFormats(spec: string | readonly string[]): TableFormat[] {
+  const parts = (typeof spec === 'string' ? [spec] : spec).flatMap((s) => s.split(',')).map((s) => s.trim().toLowerCase()).filter(Boolean);
+  for (const p of parts) {
+    if (!(TABLE_FORMATS as readonly string[]).includes(p)) throw new DorascopeError('E_USAGE', `--format ${q(p)}: expected one or more of ${TABLE_FORMATS.join(', ')} (comma-separated)`);
+  }
+  if (parts.length === 0) throw new DorascopeError('E_USAGE', `--format names no format: expected one or more of ${TABLE_FORMATS.join(', ')}`);
+  return TABLE_FORMATS.filter((f) => parts.includes(f));
+}
+
+export async function writeDecomposition(dir: string, rows: readonly DecompositionRow[], formats: readonly TableFormat[] = TABLE_FORMATS): Promise<void> {
+  const table = toTable(rows, DECOMPOSITION_COLUMNS);
+  if (formats.includes('arrow')) await writeFileAtomic(join(dir, 'decomposition.arrow'), tableToIPC(table, 'file'));
+  if (formats.includes('parquet')) await writeParquetFile(join(dir, 'decomposition.parquet'), table);
+  if (formats.includes('csv')) await writeFileAtomic(join(dir, 'decomposition.csv'), toCsv(rows, DECOMPOSITION_COLUMNS));
+}
+
+/** The strings of the per-row table's dictionary columns, known before the first record. */
+export interface PerRowVocabulary {
+  readonly run: readonly string[];
+  readonly checkpoint: readonly string[];
+  readonly tensor: readonly string[];
+  readonly module: readonly string[];
 }
 
 /** Rows per record batch of rows.arrow: readers (the report's histograms) hold one batch at a time. */
 export const PER_ROW_BATCH = 65_536;
 
 /**
- * `DIR/rows.arrow` written as the analysis goes, one or more record batches per
- * tensor, so the per-feature records never sit in memory all at once (a 70B
- * model has ~10^8 of them). The Arrow IPC file goes to a temporary file beside
- * the destination and appears only at `commit` (an interrupted run leaves none).
+ * `DIR/rows.arrow` and `DIR/rows.parquet` written as the analysis goes, one or more record batches
+ * per tensor (Parquet: row groups of PER_ROW_BATCH rows), so the per-feature records never sit in memory all at once (a
+ * 70B model has ~10^8 of them). Each file goes to a temporary file beside the destination and
+ * appears only at `commit` (an interrupted run leaves none). No CSV: at 10^8 lines it would help
+ * no one.
  */
 export class PerRowWriter {
   private wrote = false;
-  /** The first failed write (a full disk): once the drain stops, the writer's queue is closed. */
+  /** The first failed write of rows.arrow (a full disk): once the drain stops, the writer's queue is closed. */
   private failure: unknown;
-  private constructor(private readonly file: AtomicFile, private readonly writer: RecordBatchFileWriter, private readonly drained: Promise<void>) {
-    drained.catch((e: unknown) => { this.failure ??= e; });
+  private constructor(
+    private readonly arrow: { file: AtomicFile; writer: RecordBatchFileWriter; drained: Promise<void> } | undefined,
+    private readonly parquet: ParquetStreamWriter | undefined,
+    private readonly dicts: ReadonlyMap<keyof PerRowRecord, FixedDictionary>,
+  ) {
+    arrow?.drained.catch((e: unknown) => { this.failure ??= e; });
   }
 
-  static async open(dir: string): Promise<PerRowWriter> {
-    const file = await openAtomic(join(dir, 'rows.arrow'));
-    const writer = new RecordBatchFileWriter();
-    // The writer is an async byte queue: drain it to the file as batches arrive.
-    const drained = (async () => {
-      for await (const chunk of writer) await file.fh.write(chunk);
-    })();
-    drained.catch(() => undefined); // surfaced by commit
-    return new PerRowWriter(file, writer, drained);
+  static async open(dir: string, vocabulary: PerRowVocabulary, formats: readonly TableFormat[] = TABLE_FORMATS): Promise<PerRowWriter> {
+    const dicts = new Map<keyof PerRowRecord, FixedDictionary>(
+      (['run', 'checkpoint', 'tensor', 'module'] as const).map((k) => [k, fixedDictionary(vocabulary[k], PER_ROW_COLUMNS.findIndex(([n]) => n === k))]));
+    let arrow: { file: AtomicFile; writer: RecordBatchFileWriter; drained: Promise<void> } | undefined;
+    let parquet: ParquetStreamWriter | undefined;
+    try {
+      if (formats.includes('arrow')) {
+        const file = await openAtomic(join(dir, 'rows.arrow'));
+        const writer = new RecordBatchFileWriter();
+        // The writer is an async byte queue: drain it to the file as batches arrive.
+        const drained = (async () => {
+          for await (const chunk of writer) await file.fh.write(chunk);
+        })();
+        drained.catch(() => undefined); // surfaced by commit
+        arrow = { file, writer, drained };
+      }
+      if (formats.includes('parquet')) parquet = await ParquetStreamWriter.open(join(dir, 'rows.parquet'), toTable([], PER_ROW_COLUMNS, dicts), PER_ROW_BATCH);
+    } catch (e) {
+      await new PerRowWriter(arrow, parquet, dicts).abort();
+      throw e;
+    }
+    return new PerRowWriter(arrow, parquet, dicts);
   }
 
   /** Appends records (any number; split into batches of PER_ROW_BATCH rows). */
   add(rows: readonly PerRowRecord[]): void {
     // Report the write that failed (ENOSPC…), not the closed queue it left behind.
-    if (this.failure !== undefined) throw writeError(this.file.path, this.failure);
+    const path = this.arrow?.file.path ?? 'rows.parquet';
+    if (this.failure !== undefined) throw writeError(path, this.failure);
     try {
       for (let i = 0; i < rows.length; i += PER_ROW_BATCH) {
-        for (const b of toTable(rows.slice(i, i + PER_ROW_BATCH), PER_ROW_COLUMNS).batches) this.writer.write(b);
+        const table = toTable(rows.slice(i, i + PER_ROW_BATCH), PER_ROW_COLUMNS, this.dicts);
+        if (this.arrow) for (const b of table.batches) this.arrow.writer.write(b);
+        this.parquet?.write(table);
         this.wrote = true;
       }
     } catch (e) {
-      throw writeError(this.file.path, this.failure ?? e);
+      throw writeError(path, this.failure ?? e);
     }
   }
 
   async commit(): Promise<void> {
-    // An analysis without per-feature rows still gets a valid file with the schema.
-    try {
-      if (this.failure !== undefined) throw this.failure;
-      if (!this.wrote) this.writer.write(toTable([], PER_ROW_COLUMNS));
-      this.writer.finish();
-      await this.drained;
-    } catch (e) {
-      await this.file.abort();
-      throw writeError(this.file.path, e);
+    if (this.arrow) {
+      const { file, writer, drained } = this.arrow;
+      try {
+        if (this.failure !== undefined) throw this.failure;
+        // An analysis without per-feature rows still gets a valid file with the schema.
+        if (!this.wrote) writer.write(toTable([], PER_ROW_COLUMNS, this.dicts));
+        writer.finish();
+        await drained;
+      } catch (e) {
+        await file.abort();
+        await this.parquet?.abort();
+        throw writeError(file.path, e);
+      }
+      await file.commit();
     }
-    await this.file.commit();
+    await this.parquet?.commit();
   }
 
   async abort(): Promise<void> {
-    this.writer.abort();
-    await this.drained.catch(() => undefined);
-    await this.file.abort();
+    if (this.arrow) {
+      // After a failed write the writer's queue is already closed: nothing is left to abort there.
+      try { this.arrow.writer.abort(); } catch { /* closed */ }
+      await this.arrow.drained.catch(() => undefined);
+      await this.arrow.file.abort();
+    }
+    await this.parquet?.abort();
   }
 }
 
-/** Writes `DIR/rows.arrow` from records in memory (tests, small analyses), in batches of PER_ROW_BATCH. */
-export async function writePerRow(dir: string, rows: readonly PerRowRecord[]): Promise<void> {
-  const w = await PerRowWriter.open(dir);
+/** Writes `DIR/rows.arrow` (and .parquet) from records in memory (tests, small analyses), in batches of PER_ROW_BATCH. */
+export async function writePerRow(dir: string, rows: readonly PerRowRecord[], formats: readonly TableFormat[] = TABLE_FORMATS): Promise<void> {
+  const vocabulary = {
+    run: rows.map((r) => r.run), checkpoint: rows.map((r) => r.checkpoint), tensor: rows.map((r) => r.tensor), module: rows.map((r) => r.module),
+  };
+  const w = await PerRowWriter.open(dir, vocabulary, formats);
   try {
     w.add(rows);
   } catch (e) {
@@ -173,7 +268,8 @@ export async function readDecomposition(dir: string): Promise<DecompositionRow[]
     const row = {} as Record<string, unknown>;
     for (const [name, type] of DECOMPOSITION_COLUMNS) {
       const v = r[name];
-      row[name] = type === 'utf8' ? String(v ?? '') : Number(v);
+      // Null flags (and older folders' empty strings) are '' in memory: run-summary.ts usableRow.
+      row[name] = type === 'dict' || type === 'utf8?' ? String(v ?? '') : Number(v);
     }
     out.push(row as unknown as DecompositionRow);
   }

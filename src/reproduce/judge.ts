@@ -1,7 +1,7 @@
 /**
  * The last step of a reproduction: from the decomposition tables of every run and the facts of the
  * training (plan, bases, metrics, timings), compute the headline statistics with their verdicts
- * (headline.ts) and write results.arrow/.csv, control.csv, rank_sweep.csv, summary.json and README.md.
+ * (headline.ts) and write results.arrow/.parquet/.csv, control.csv, rank_sweep.csv, summary.json and README.md.
  * `rejudge` runs it again on a finished reproduction folder, without training: the statistics and the
  * text then come from this version of dorascope, the numbers they are computed from from the saved tables.
  */
@@ -9,6 +9,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { tableFromArrays, tableToIPC } from 'apache-arrow';
 import { writeFileAtomic } from '../io/atomic.js';
+import { writeParquetFile } from '../io/parquet.js';
 import { DorascopeError, q } from '../errors.js';
 import { readDecomposition } from '../analysis/table.js';
 import { VERSION } from '../version.js';
@@ -88,7 +89,7 @@ const files = (png: boolean, pretrained: boolean): { path: string; what: string 
   ...(pretrained ? [{ path: 'pretraining.html', what: 'held-out loss of each base while it was pretrained' }] : []),
   { path: 'analysis/, analysis-all-modules/, analysis-weight-decay/', what: 'decomposition.arrow/.csv, summary.json, manifest.json behind the three reports' },
   { path: 'analysis-seeds/base-N/', what: 'every run on base N (all seeds, the control, the rank sweep): what the headline statistics are computed from' },
-  { path: 'results.arrow, results.csv', what: 'the headline table (method × statistic, each seed and the range); control.csv: the weight-decay control; rank_sweep.csv: the rank sweep' },
+  { path: 'results.arrow, results.parquet, results.csv', what: 'the headline table (method × statistic, each seed and the range); control.csv: the weight-decay control; rank_sweep.csv: the rank sweep' },
   { path: 'summary.json', what: 'everything above as JSON (plan, learning rates, per-seed statistics, timings, machine)' },
   ...(png ? [{ path: 'png/', what: 'the report figures as PNG' }] : []),
 ];
@@ -121,7 +122,9 @@ async function writeTables(out: string, head: readonly HeadlineRow[], control: r
     verdict: flat.map(({ c }) => c.verdict ?? ''),
     seeds: flat.map(({ c }) => c.per_seed.map((p) => `${p.run}: ${fmtR(p.r)} ${fmtCi(p.ci)}`).join('; ')),
   };
-  await writeFileAtomic(join(out, 'results.arrow'), tableToIPC(tableFromArrays(cols), 'file'));
+  const results = tableFromArrays(cols);
+  await writeFileAtomic(join(out, 'results.arrow'), tableToIPC(results, 'file'));
+  await writeParquetFile(join(out, 'results.parquet'), results);
   await writeFileAtomic(join(out, 'results.csv'), csv(cols));
   const ctl = control.flatMap((c) => c.cells.map((cell) => ({ c, cell })));
   await writeFileAtomic(join(out, 'control.csv'), csv({

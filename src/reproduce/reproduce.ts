@@ -185,7 +185,7 @@ async function analyseAndReport(ctx: Ctx, plan: Plan, bases: readonly BaseRecord
 
 
 /** What `reproduce` writes in OUT besides the checkpoint folder. */
-const REPRODUCE_OUTPUTS = ['README.md', 'summary.json', 'results.arrow', 'results.csv', 'control.csv', 'rank_sweep.csv', 'index.html',
+const REPRODUCE_OUTPUTS = ['README.md', 'summary.json', 'results.arrow', 'results.parquet', 'results.csv', 'control.csv', 'rank_sweep.csv', 'index.html',
   'all-modules.html', 'weight-decay.html', 'rank-sweep.html', 'pretraining.html', 'analysis', 'analysis-all-modules', 'analysis-weight-decay',
   'analysis-seeds', 'png'];
 

@@ -16,6 +16,7 @@ import { loadCmudict, loadSotu, sampleWindows, seededRandom, type TextData } fro
 import { cleanStaleTemps, FILES, saveBase, saveCheckpoint, type ResumeState, type Trainable } from './checkpoint.js';
 import { newestCheckpoint, restore } from './resume.js';
 import { lrAt, makeSchedule, resolveWarmup } from './schedule.js';
+import { hfLogEntry, MetricsLog, type LogEntry, type ReportTo } from './metrics-log.js';
 import { openSource } from '../io/sources/open-source.js';
 import type { Weights } from './model.js';
 import { checkNoOverlap } from '../io/output-guard.js';
@@ -68,6 +69,8 @@ export interface TrainOptions {
   /** Called once before the first step of this invocation (after set-up and any resume). */
   onStart?: (e: { startStep: number; totalSteps: number }) => void;
   onProgress?: (e: TrainProgress) => void;
+  /** With `out`: besides `metrics.jsonl` (always), TensorBoard event files in `out/tensorboard/` (metrics-log.ts). */
+  reportTo?: readonly ReportTo[];
 }
 
 /** One step, as reported to `onProgress`. */
@@ -80,7 +83,6 @@ export interface TrainProgress extends StepInfo {
   tokens: number;
 }
 
-type LogEntry = StepInfo & { learning_rate?: number; evalLoss?: number; eval_loss?: number; eval_accuracy?: number };
 
 export interface TrainResult {
   backend: BackendName;
@@ -162,6 +164,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const opt = new AdamW({ lr: baseLr, weightDecay: o.weightDecay ?? 0 });
   // One writer per run folder: a second `train --out` of the same folder fails (E_OUTPUT_LOCKED).
   const unlock = o.out === undefined ? undefined : lockOutput(o.out);
+  let metricsLog: MetricsLog | undefined;
   try {
     if (init !== 'random') await loadWeights(init, weights);
     if (o.method === 'full') {
@@ -215,7 +218,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       const ck = await newestCheckpoint(o.out!, weightsFile);
       const r = await restore(ck.dir, ck.step, weightsFile, saved, trainables, opt, args);
       for (let i = 0; i < r.dataDraws; i++) dataRand();
-      logHistory = r.logHistory as unknown as LogEntry[];
+      logHistory = r.logHistory.map(hfLogEntry);
       startStep = r.step;
       tokensSeen = r.tokensSeen;
       resumedFrom = r.dir;
@@ -239,6 +242,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     if (o.out !== undefined && o.method !== 'full' && !(o.resume === true && hasBase(o.out))) {
       await saveBase(join(o.out, 'base'), config, weights, metadata);
     }
+    // Metrics as they happen, beside the checkpoints: metrics.jsonl, and TensorBoard on request.
+    if (o.out !== undefined) metricsLog = await MetricsLog.open(o.out, { startStep, reportTo: o.reportTo });
     o.onStart?.({ startStep, totalSteps: o.steps });
     const last = await runLoop({
       params, optimizer: opt, steps: o.steps, fromStep: startStep + 1,
@@ -255,13 +260,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         // trainer_state.json carries its metric (HF names: eval_loss, eval_accuracy).
         const due = (every > 0 && info.step % every === 0) || (k > 0 && info.step % k === 0) || info.step === o.steps;
         // learning_rate is the rate this step applied (HF logs the next step's: see docs/train.md).
-        const entry: LogEntry = { ...info, learning_rate: info.learningRate };
-        if (due) {
-          const l = await evalLoss();
-          Object.assign(entry, { evalLoss: l, eval_loss: l, eval_accuracy: await evalAccuracy() });
-        }
+        const entry: LogEntry = { step: info.step, loss: info.loss, learning_rate: info.learningRate };
+        if (due) Object.assign(entry, { eval_loss: await evalLoss(), eval_accuracy: await evalAccuracy() });
         logHistory.push(entry);
-        o.onProgress?.({ ...entry, startStep, totalSteps: o.steps, tokens: rows * len });
+        await metricsLog?.log(entry);
+        o.onProgress?.({ ...info, ...(entry.eval_loss === undefined ? {} : { evalLoss: entry.eval_loss }), startStep, totalSteps: o.steps, tokens: rows * len });
         if ((k > 0 && info.step % k === 0) || info.step === o.steps) await save(info.step);
       },
     });
@@ -271,6 +274,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       trainLoss: lastLoss, evalLossBefore, evalLossAfter: await evalLoss(), logHistory, checkpoints,
     };
   } finally {
+    await metricsLog?.close();
     unlock?.();
     disposeRopeTables();
     opt.dispose();

@@ -160,7 +160,7 @@ describe('analyze', () => {
     // The Arrow file reads back with apache-arrow, with the documented columns, order and types.
     const table = tableFromIPC(await readFile(join(out, 'decomposition.arrow')));
     expect(table.schema.fields.map((f) => f.name)).toEqual(DECOMPOSITION_COLUMNS.map(([n]) => n));
-    expect(table.schema.fields.map((f) => String(f.type))).toEqual(DECOMPOSITION_COLUMNS.map(([, t]) => ({ utf8: 'Utf8', int32: 'Int32', int64: 'Int64', float64: 'Float64' })[t]));
+    expect(table.schema.fields.map((f) => String(f.type))).toEqual(DECOMPOSITION_COLUMNS.map(([, t]) => ({ dict: 'Dictionary<Int32, Utf8>', 'utf8?': 'Utf8', int32: 'Int32', int64: 'Int64', float64: 'Float64' })[t]));
     expect(table.numRows).toBe(6);
     const back = await readDecomposition(out);
     expect(back.map((r) => r.delta_d)).toEqual(res.rows.map((r) => r.delta_d));

@@ -57,9 +57,9 @@ describe('a result folder is written as one unit', () => {
     expect((await run(analyzeArgs(o, 'ck1', '--per-row', '--layers', '0', '--label', `first=${join(root, 'ck1.safetensors')}`))).code).toBe(0);
     expect(readdirSync(o)).toContain('rows.arrow');
     expect((await run(analyzeArgs(o, 'ck2', '--layers', '0', '--label', `second=${join(root, 'ck2.safetensors')}`))).code).toBe(0);
-    expect(readdirSync(o).sort()).toEqual(['decomposition.arrow', 'decomposition.csv', 'manifest.json', 'summary.json']);
+    expect(readdirSync(o).sort()).toEqual(['decomposition.arrow', 'decomposition.csv', 'decomposition.parquet', 'manifest.json', 'summary.json']);
     const manifest = JSON.parse(readFileSync(join(o, 'manifest.json'), 'utf8'));
-    expect(manifest).toMatchObject({ kind: 'analysis', files: ['decomposition.arrow', 'decomposition.csv', 'summary.json', 'manifest.json'] });
+    expect(manifest).toMatchObject({ kind: 'analysis', files: ['decomposition.arrow', 'decomposition.parquet', 'decomposition.csv', 'summary.json', 'manifest.json'] });
     const a = await loadAnalysis(o);
     expect(a.runs.map((r) => r.run)).toEqual(['second']);
     expect(a.features).toBeNull();

@@ -117,7 +117,7 @@ describe('reproduce --quick end to end', () => {
   });
 
   it('writes the report pages, tables and a README with the command and the verdict', async () => {
-    for (const f of ['index.html', 'weight-decay.html', 'all-modules.html', 'rank-sweep.html', 'pretraining.html', 'results.arrow', 'results.csv', 'control.csv', 'rank_sweep.csv', 'README.md']) {
+    for (const f of ['index.html', 'weight-decay.html', 'all-modules.html', 'rank-sweep.html', 'pretraining.html', 'results.arrow', 'results.parquet', 'results.csv', 'control.csv', 'rank_sweep.csv', 'README.md']) {
       expect((await stat(join(out, f))).size).toBeGreaterThan(0);
     }
     const html = await readFile(join(out, 'index.html'), 'utf8');
@@ -149,5 +149,7 @@ describe('reproduce --quick end to end', () => {
 });
 
 async function readTable(path: string): Promise<Record<string, unknown>[]> {
-  return tableFromIPC(await readFile(path)).toArray().map((r) => r.toJSON() as Record<string, unknown>);
+  // int64 columns (step) come back as bigint: plain numbers, as the summary holds them.
+  return tableFromIPC(await readFile(path)).toArray().map((r) => Object.fromEntries(Object.entries(r.toJSON() as Record<string, unknown>)
+    .map(([k, v]) => [k, typeof v === 'bigint' ? Number(v) : v])));
 }

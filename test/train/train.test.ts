@@ -32,7 +32,13 @@ describe('train(options) on real SOTU text (wasm)', () => {
     expect(res.checkpoints.map((c) => basename(c))).toEqual(['checkpoint-5', 'checkpoint-10']);
     const state = JSON.parse(readFileSync(join(out, 'checkpoint-10', 'trainer_state.json'), 'utf8'));
     expect(state.global_step).toBe(10);
-    expect(state.log_history.filter((h: { evalLoss?: number }) => h.evalLoss !== undefined)).toHaveLength(2);
+    expect(state.log_history.filter((h: { eval_loss?: number }) => h.eval_loss !== undefined)).toHaveLength(2);
+    // Hugging Face's key names only (transformers' Trainer: loss, learning_rate, eval_loss, eval_<metric>).
+    for (const h of state.log_history) expect(Object.keys(h).every((k) => ['step', 'loss', 'learning_rate', 'eval_loss', 'eval_accuracy'].includes(k))).toBe(true);
+    // metrics.jsonl holds the same entries, one a line, with the time each was logged.
+    const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    expect(lines.map(({ wall_time: _t, ...e }) => e)).toEqual(state.log_history);
+    for (const l of lines) expect(Math.abs(l['wall_time']! - Date.now() / 1000)).toBeLessThan(600);
     expect(JSON.parse(readFileSync(join(out, 'checkpoint-10', 'adapter_config.json'), 'utf8')).use_dora).toBe(true);
     expect(existsSync(join(out, 'base', 'model.safetensors'))).toBe(true);
     // --init from the written base: the adapters start at the same held-out loss as the base run did
@@ -40,7 +46,7 @@ describe('train(options) on real SOTU text (wasm)', () => {
     expect(again.config.hidden_size).toBe(32);
     expect(Math.abs(again.evalLossBefore - res.evalLossBefore)).toBeLessThan(1e-5);
     rmSync(out, { recursive: true, force: true });
-    expect(res.logHistory.filter((h) => h.evalLoss !== undefined).map((h) => h.step)).toEqual([5, 10]);
+    expect(res.logHistory.filter((h) => h.eval_loss !== undefined).map((h) => h.step)).toEqual([5, 10]);
     expect(Number.isFinite(res.evalLossAfter)).toBe(true);
   });
 

@@ -13,6 +13,7 @@ interface Args {
   out: string;
   perRow: boolean;
   force: boolean;
+  format: string[];
   quiet: boolean;
   report: boolean;
   adapterPath: 'fast' | 'merge';
@@ -36,7 +37,8 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .option('modules-regex', { type: 'string', describe: 'Regex on full tensor names (instead of --modules)' })
       .option('layers', { type: 'string', describe: 'Layer indices and ranges, e.g. 0-5,8' })
       .option('out', { type: 'string', default: 'dorascope-out', describe: 'Output folder' })
-      .option('per-row', { type: 'boolean', default: false, describe: 'Also write rows.arrow with per-feature m0, mt and cos' })
+      .option('per-row', { type: 'boolean', default: false, describe: 'Also write rows.arrow (and rows.parquet) with per-feature m0, mt and cos' })
+      .option('format', { type: 'string', array: true, default: ['arrow,parquet,csv'], describe: 'Table file formats, comma-separated: arrow (the report reads it), parquet, csv' })
       .option('force', { type: 'boolean', default: false, describe: 'Replace an existing --out that is not an earlier analysis (never an input)' })
       .option('quiet', { type: 'boolean', default: false, describe: 'No progress output' })
       .option('report', { type: 'boolean', default: false, describe: 'Also write report.html into the output folder' })
@@ -50,11 +52,15 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .example('$0 analyze --base base/ --label ft-s1=runs/ft-s1 --label ft-s2=runs/ft-s2 runs/ft-s1 runs/ft-s2 --group ft=ft-s1,ft-s2', 'two seeds of full fine-tuning, summarised together')
       .example('$0 analyze --base base-fp16/ --quantized-base base-nf4/ --label qdora=out/qdora out/qdora', 'a QDoRA adapter against its NF4 base, with the quantization step as a run of its own')
       .example('$0 analyze --base model.safetensors ckpt.safetensors --layers 0-5,8 --per-row', 'one checkpoint, six layers, per-feature table')
-      .example('$0 analyze --base base/ runs/dora --quiet --json | jq .runs[0].overall.pearson_r', 'machine-readable: files written and each run\'s statistics') as unknown as Argv<Args>,
+      .example('$0 analyze --base base/ runs/dora --quiet --json | jq .runs[0].overall.pearson_r', 'machine-readable: files written and each run\'s statistics')
+      .example('$0 analyze --base base/ runs/lora --format parquet', 'Parquet tables only (for DuckDB or pandas)') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     boundedOptional('workers', argv.workers, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true });
     const { analyze, parseLayers } = await import('../../analysis/analyze.js');
     const { parseGroup } = await import('../../analysis/run-summary.js');
+    const { parseFormats } = await import('../../analysis/table.js');
+    const formats = parseFormats(argv.format);
+    if (argv.report && !formats.includes('arrow')) throw new DorascopeError('E_USAGE', `--report reads decomposition.arrow: add arrow to --format ${q(formats.join(','))}`);
     const groups = Object.fromEntries((argv.group ?? []).map(parseGroup));
     const labels = new Map<string, string>();
     for (const l of argv.label ?? []) {
@@ -75,6 +81,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       ...(argv.modulesRegex === undefined ? [] : ['--modules-regex', argv.modulesRegex]),
       ...(argv.layers === undefined ? [] : ['--layers', argv.layers]),
       '--out', argv.out,
+      ...(formats.join(',') === 'arrow,parquet,csv' ? [] : ['--format', formats.join(',')]),
       ...(argv.adapterPath === 'merge' ? ['--adapter-path', 'merge'] : []),
       ...(argv.workers === undefined ? [] : ['--workers', String(argv.workers)]),
       ...(argv.group ?? []).flatMap((g) => ['--group', g]),
@@ -92,6 +99,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       out: argv.out,
       perRow: argv.perRow,
       force: argv.force,
+      formats,
       quiet: argv.quiet,
       adapterPath: argv.adapterPath,
       workers: argv.workers,

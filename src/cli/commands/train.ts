@@ -7,6 +7,7 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { checkTrainNumbers } from '../numbers.js';
 import { BACKEND_CHOICES, type BackendChoice } from '../../compute/backend.js';
+import { DorascopeError } from '../../errors.js';
 
 interface Args {
   method: 'full' | 'lora' | 'dora';
@@ -37,6 +38,7 @@ interface Args {
   'batch-size': number;
   'context-length': number;
   quiet: boolean;
+  'report-to': string[];
 }
 
 const list = (s: string) => s.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
@@ -74,14 +76,18 @@ export const trainCommand: CommandModule<object, Args> = {
       .option('context-length', { type: 'number', default: 32, describe: 'Tokens per sequence' })
       .option('quiet', { type: 'boolean', default: false, describe: 'No progress output' })
       .option('json', { type: 'boolean', default: false, describe: 'Print the result as JSON' })
+      .option('report-to', { type: 'string', array: true, choices: ['none', 'tensorboard'], default: ['none'], describe: 'Besides --out/metrics.jsonl (always written): tensorboard writes event files to --out/tensorboard/ (needs --out)' })
       .example('$0 train --method dora --steps 300 --target q_proj,k_proj,v_proj --out runs/dora --save-every 100', 'DoRA on attention projections; checkpoints in runs/dora')
       .example('$0 train --method lora --r 4 --alpha 8 --rslora --backend cpu', 'rank-4 rsLoRA on the cpu backend')
       .example('$0 train --method full --steps 100 --json', 'full fine-tuning, JSON result')
+      .example('$0 train --method lora --out runs/lora --report-to tensorboard', 'then: tensorboard --logdir runs/lora')
       .example('$0 train --method dora --target q_proj,k_proj,v_proj --magnitude-only o_proj,gate_proj,up_proj,down_proj --out runs/t6', 'magnitude on all modules, direction on QKV')
       .example('$0 train --method dora --steps 300 --target q_proj,k_proj,v_proj --out runs/dora --save-every 100 --resume', 'continue the first example\'s run from its newest checkpoint (same options)') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     checkTrainNumbers(argv);
     const { train } = await import('../../train/train.js');
+    const reportTo = argv['report-to'].includes('tensorboard') ? ['tensorboard' as const] : [];
+    if (reportTo.length > 0 && argv.out === undefined) throw new DorascopeError('E_USAGE', '--report-to tensorboard writes into the run folder: pass --out');
     const { stderrProgress } = await import('../../progress.js');
     let progress: ReturnType<typeof stderrProgress> | undefined;
     // tokens/s over this invocation's steps, timed from the first step's start (set-up not counted).
@@ -111,6 +117,7 @@ export const trainCommand: CommandModule<object, Args> = {
       batchSize: argv['batch-size'],
       contextLength: argv['context-length'],
       resume: argv.resume,
+      reportTo,
       config: {
         num_hidden_layers: argv.layers, hidden_size: argv['d-model'],
         intermediate_size: Math.round((argv['d-model'] * 8) / 3), num_attention_heads: argv.heads,
