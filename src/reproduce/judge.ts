@@ -19,6 +19,8 @@ import { headline, type ControlRow, type HeadlineRow } from './headline.js';
 import { renderReadme, type ReproRecord } from './readme.js';
 import { PAPER_FIGURE2, PAPER_CITATION } from './paper.js';
 import type { RunMetric } from './metrics.js';
+import type { Engine } from './engine.js';
+import { figurePages, renderPages, reproductionTitle } from './pages.js';
 import { csvStringCell } from '../io/escape.js';
 
 /** The module of the paper's Figure 2: the headline statistics use the query matrices. */
@@ -47,8 +49,11 @@ export async function judge(out: string, facts: RunFacts, seedDirs: readonly str
   return { readme, summary, headline: head };
 }
 
-/** Recomputes the statistics, tables, summary.json and README.md of a finished reproduction folder. */
-export async function rejudge(dir: string): Promise<{ readme: string; summary: string; headline: { rows: HeadlineRow[]; control: ControlRow[] } }> {
+/**
+ * Recomputes the statistics, tables, summary.json and README.md of a finished reproduction folder, and
+ * renders its pages again (with `png`, its figures as PNG too).
+ */
+export async function rejudge(dir: string, opts: { png?: boolean; engine?: Engine } = {}): Promise<{ readme: string; summary: string; headline: { rows: HeadlineRow[]; control: ControlRow[] } }> {
   const out = resolve(dir);
   const path = join(out, 'summary.json');
   let s: Record<string, any>;
@@ -69,15 +74,18 @@ export async function rejudge(dir: string): Promise<{ readme: string; summary: s
   const seedRoot = join(out, 'analysis-seeds');
   const seedDirs = (await readdir(seedRoot)).filter((n) => /^base-\d+$/u.test(n)).sort().map((n) => join(seedRoot, n));
   const facts: RunFacts = {
-    title: `dorascope reproduction of DoRA Figure 2 (${s['preset'].name})`, command: s['command'], created: s['created'], preset: s['preset'],
+    title: reproductionTitle(s['preset'].name), command: s['command'], created: s['created'], preset: s['preset'],
     backend: s['backend'], machine: s['machine'], seconds: s['seconds'], task: s['task'], plan, sweep: s['lr_sweep'], rank: s['rank_sweep'],
     bases: (s['bases'] as { seed: number | null; note: string; late_improvement: number | null; curve: { step: number; evalLoss: number }[] }[])
       .map((b) => ({ seed: b.seed, path: '', note: b.note, curve: b.curve, lateImprovement: b.late_improvement })),
     metrics: Object.fromEntries(runs.map((r) => [r.name, r.metric])),
     checkpointsDirs: Object.fromEntries(runs.map((r) => [r.name, r.checkpoints_dir])),
-    png: (await readdir(out)).includes('png'),
+    png: opts.png === true || (await readdir(out)).includes('png'),
     rejudged: { created: new Date().toISOString(), version: VERSION },
   };
+  const engine = opts.engine ?? (await import('./engine-dorascope.js')).dorascopeEngine();
+  await renderPages(engine, out, facts.title, plan.control.map((c) => c.weightDecay), opts.png === true);
+  await figurePages(out, facts.title, facts.rank, (await engine.describeData()).metric, facts.bases);
   return judge(out, facts, seedDirs);
 }
 

@@ -227,7 +227,7 @@ function sweepSections(L: string[], r: ReproRecord): void {
   for (const c of r.claims) L.push(`| ${c.claim} | ${c.holds === null ? 'n/a' : c.holds ? 'yes' : 'no'} | ${c.detail} |`);
   L.push('', 'One run per point (first base and seed): differences smaller than run-to-run noise are not evidence either way.', '');
   L.push('| method | rank | run | validation metric | validation loss |', '| --- | --- | --- | --- | --- |');
-  for (const x of r.rank) L.push(`| ${x.method} | ${x.rank} | ${x.run} | ${f(x.metric, 4)} | ${f(x.evalLoss, 4)} |`);
+  for (const x of [...r.rank].sort((a, b) => a.method.localeCompare(b.method) || a.rank - b.rank)) L.push(`| ${x.method} | ${x.rank} | ${x.run} | ${f(x.metric, 4)} | ${f(x.evalLoss, 4)} |`);
   L.push('', '## Learning-rate sweep', '');
   L.push(`Each adapter family tried every learning rate for ${p.sweepSteps} steps on the first base; the chosen one (highest validation metric,`,
     'ties to the lower validation loss, then the smaller rate) was used for all its runs; FT took the fixed fraction of LoRA\'s.', '');

@@ -23,7 +23,7 @@ import type { RankPoint } from './results.js';
 import type { ControlRow, HeadlineRow } from './headline.js';
 import { describeMachine, type BaseRecord, type SweepRow } from './readme.js';
 import { judge, type RunFacts } from './judge.js';
-import { pretrainFigure, rankFigure, writeFigurePage } from './rank-figure.js';
+import { figurePages, renderPages, reproductionTitle } from './pages.js';
 
 export interface ReproduceOptions {
   readonly out: string;
@@ -174,12 +174,7 @@ async function analyseAndReport(ctx: Ctx, plan: Plan, bases: readonly BaseRecord
       seedDirs.push(dir);
     }
   });
-  await timed(ctx, 'report', async () => {
-    await ctx.engine.compare({ dirs: [join(ctx.out, 'analysis')], out: join(ctx.out, 'index.html'), title });
-    await ctx.engine.compare({ dirs: [join(ctx.out, 'analysis-all-modules')], out: join(ctx.out, 'all-modules.html'), title: `${title}: every projection` });
-    await ctx.engine.compare({ dirs: [join(ctx.out, 'analysis-weight-decay')], out: join(ctx.out, 'weight-decay.html'), title: `${title}: full fine-tuning at weight decay ${plan.control.map((c) => c.weightDecay).join(', ')}` });
-    if (ctx.opts.png) await ctx.engine.png({ dirs: [join(ctx.out, 'analysis')], out: join(ctx.out, 'index.html'), title, pngDir: join(ctx.out, 'png') });
-  });
+  await timed(ctx, 'report', () => renderPages(ctx.engine, ctx.out, title, plan.control.map((c) => c.weightDecay), ctx.opts.png === true));
   return seedDirs;
 }
 
@@ -214,7 +209,7 @@ export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult
   };
   await mkdir(out, { recursive: true });
   await mkdir(ctx.work, { recursive: true });
-  const title = `dorascope reproduction of DoRA Figure 2 (${preset.name})`;
+  const title = reproductionTitle(preset.name);
 
   const bases = await pretrainBases(ctx);
   const sweep = await sweepLearningRates(ctx, bases);
@@ -229,12 +224,7 @@ export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult
     .filter((r): r is RunSpec & { method: 'lora' | 'dora'; rank: number } => r.method !== 'full' && r.rank !== undefined && preset.ranks.includes(r.rank))
     .map((r) => ({ method: r.method, rank: r.rank, run: r.name, metric: metrics.get(r.name)!.value, evalLoss: metrics.get(r.name)!.evalLoss }));
   const data = await ctx.engine.describeData();
-  await writeFigurePage(join(out, 'rank-sweep.html'), `${title}: rank sweep`,
-    'One fine-tuning run per point (first base and seed; learning rate per method from the sweep; alpha = 2r).', rankFigure(rank, data.metric));
-  if (bases.some((b) => b.curve.length > 0)) {
-    await writeFigurePage(join(out, 'pretraining.html'), `${title}: pretraining`, 'Held-out loss of each base while it was pretrained.',
-      pretrainFigure(bases.map((b, i) => ({ label: `base ${i} (seed ${b.seed})`, curve: b.curve }))));
-  }
+  await figurePages(out, title, rank, data.metric, bases);
   if (opts.dropCheckpoints) await rm(ctx.work, { recursive: true, force: true });
   ctx.seconds['total'] = (performance.now() - t0) / 1000;
   const facts: RunFacts = {

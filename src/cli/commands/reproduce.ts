@@ -22,8 +22,8 @@ export const reproduceCommand: CommandModule<object, Args> = {
     y
       .option('out', { type: 'string', default: 'reports/reproduce', describe: 'Folder for the report, tables, summary.json and README.md' })
       .option('quick', { type: 'boolean', default: false, describe: 'The quick preset: tiny model, few steps (about a minute on 2 CPU cores); what `demo` and CI run' })
-      .option('rejudge', { type: 'string', describe: 'Recompute the statistics, tables, summary.json and README.md of a finished reproduction folder from its saved tables (no training)' })
-      .option('preset', { type: 'string', choices: ['quick', 'full', 'gpu'], describe: 'quick; full (the published run: 8 layers, 2 bases × 2 seeds, about half an hour on 2 CPU cores); gpu (wider, deeper, longer: for --backend webgpu)' })
+      .option('rejudge', { type: 'string', describe: 'Recompute the statistics, tables, summary.json, README.md and pages of a finished reproduction folder from its saved tables (no training; with --png, the figures too)' })
+      .option('preset', { type: 'string', choices: ['quick', 'full', 'gpu'], describe: 'quick; full (the published run: 8 layers, 2 bases × 2 seeds, about an hour on 2 CPU cores); gpu (wider, deeper, longer: for --backend webgpu)' })
       .option('base', { type: 'string', describe: 'Fine-tune this base model (HF folder or .safetensors) instead of pretraining one' })
       .option('work', { type: 'string', describe: 'Folder for the checkpoints (default OUT/checkpoints)' })
       .option('drop-checkpoints', { type: 'boolean', default: false, describe: 'Delete the checkpoints at the end (keep only report, tables, summary)' })
@@ -36,7 +36,7 @@ export const reproduceCommand: CommandModule<object, Args> = {
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     if (argv.rejudge !== undefined) {
       const { rejudge } = await import('../../reproduce/judge.js');
-      const res = await rejudge(argv.rejudge);
+      const res = await rejudge(argv.rejudge, { png: argv.png });
       process.stdout.write(`README: ${res.readme}\n`);
       return;
     }
