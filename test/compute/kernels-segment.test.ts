@@ -32,7 +32,7 @@ describe('wasm UnsortedSegmentSum (gather gradient)', () => {
     const idv = Int32Array.from([4, 1, 4, 0, 6, 4]);
     // loss = Σ gather(E, ids) ⊙ W  →  dL/dE[v] = Σ_{positions p with ids[p] = v} W[p]
     const ref = new Float64Array(V * d);
-    idv.forEach((v, p) => { for (let j = 0; j < d; j++) ref[v * d + j] += W[p * d + j]!; });
+    idv.forEach((v, p) => { for (let j = 0; j < d; j++) ref[v * d + j]! += W[p * d + j]!; });
     const grad = async (backend: 'wasm' | 'cpu') => {
       await initBackend(backend);
       const e = t.tensor2d(E, [V, d]), w = t.tensor3d(W, [B, T, d]), ids = t.tensor2d(idv, [B, T], 'int32');

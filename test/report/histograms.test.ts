@@ -142,8 +142,8 @@ describe('per-feature histograms of a large rows.arrow', () => {
       let w = want.get(key);
       if (!w) want.set(key, w = { dm: new Array(BINS + 2).fill(0), dcos: new Array(BINS + 2).fill(0), rows: 0 });
       const sc = f.scales.get(gen.module[i]!)!;
-      w.dm[scanBin(Math.abs(gen.mt[i]! - gen.m0[i]!), sc.dm!.edges)]++;
-      w.dcos[scanBin(1 - gen.cos[i]!, sc.dcos!.edges)]++;
+      w.dm[scanBin(Math.abs(gen.mt[i]! - gen.m0[i]!), sc.dm!.edges)]!++;
+      w.dcos[scanBin(1 - gen.cos[i]!, sc.dcos!.edges)]!++;
       w.rows++;
     }
     let total = 0;

@@ -13,7 +13,7 @@ export function segmentSum(x: Float32Array | Int32Array, ids: Int32Array, inner:
     const s = ids[i]!;
     if (s < 0 || s >= numSegments) continue;
     const src = i * inner, dst = s * inner;
-    for (let j = 0; j < inner; j++) out[dst + j] += x[src + j]!;
+    for (let j = 0; j < inner; j++) out[dst + j]! += x[src + j]!;
   }
 }
 
