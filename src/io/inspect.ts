@@ -10,7 +10,7 @@ import { classifyPath, openSource, type PathKind } from './sources/open-source.j
 import { listRun } from './sources/trainer-run.js';
 import { openAdapter, type Adapter } from './peft/adapter.js';
 import { resolveBaseName } from './peft/merged-source.js';
-import { scalingFor } from './peft/adapter-config.js';
+import { loraScaling } from '../methods/lora.js';
 
 export interface InspectTensor {
   readonly name: string;
@@ -131,7 +131,7 @@ function describeAdapter(a: Adapter, base: TensorSource | undefined): InspectAda
   });
   const c = a.config;
   return {
-    method: a.method, r: c.r, lora_alpha: c.loraAlpha, scaling: scalingFor(c.loraAlpha, c.r, c.useRslora),
+    method: a.method, r: c.r, lora_alpha: c.loraAlpha, scaling: loraScaling(c.r, c.loraAlpha, c.useRslora),
     use_rslora: c.useRslora, use_dora: a.method === 'dora', fan_in_fan_out: c.fanInFanOut,
     target_modules: c.targetModules, rank_pattern: c.rankPattern, alpha_pattern: c.alphaPattern,
     modules_to_save: c.modulesToSave, layers_to_transform: c.layersToTransform, base_model_name_or_path: c.baseModelNameOrPath,

@@ -4,6 +4,16 @@
  */
 import { type MergeVariant, loraRow, rowsAreOutputs, storageShape, transposeB } from './merge.js';
 
+/**
+ * The scaling s that multiplies B·A, as PEFT sets it in `tuners/lora/layer.py`
+ * `LoraLayer.update_layer(adapter_name, r, lora_alpha, …, use_rslora)`: lora_alpha / r, or
+ * lora_alpha / √r with rsLoRA (Kalajdzievski 2023, "A Rank Stabilization Scaling Factor").
+ * Arguments in PEFT's order: rank first, then alpha.
+ */
+export function loraScaling(r: number, alpha: number, useRslora: boolean): number {
+  return useRslora ? alpha / Math.sqrt(r) : alpha / r;
+}
+
 /** Plain LoRA: W' = V = W + s·ΔW. */
 export const loraVariant: MergeVariant = {
   name: 'lora',

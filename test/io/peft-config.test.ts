@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseAdapterConfig, scalingFor } from '../../src/io/peft/adapter-config.js';
+import { parseAdapterConfig } from '../../src/io/peft/adapter-config.js';
+import { loraScaling } from '../../src/methods/lora.js';
 import { parseAdapterKey } from '../../src/io/peft/keys.js';
 import { patternKey, patternValue, targetMatches } from '../../src/io/peft/patterns.js';
 import { isDorascopeError } from '../../src/errors.js';
@@ -43,9 +44,9 @@ describe('adapter_config.json', () => {
   });
 
   it('scaling is alpha/r, or alpha/sqrt(r) with rsLoRA', () => {
-    expect(scalingFor(16, 8, false)).toBe(2);
-    expect(scalingFor(16, 64, true)).toBe(2);
-    expect(scalingFor(12.5, 4, false)).toBe(3.125);
+    expect(loraScaling(8, 16, false)).toBe(2);
+    expect(loraScaling(64, 16, true)).toBe(2);
+    expect(loraScaling(4, 12.5, false)).toBe(3.125);
   });
 });
 

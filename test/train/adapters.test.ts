@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, tf } from '../../src/compute/backend.js';
-import { initLora, loraScaling, loraVariant, type LoraParams } from '../../src/train/adapters/lora.js';
+import { initLora, loraVariant, type LoraParams } from '../../src/train/adapters/lora.js';
+import { loraScaling } from '../../src/methods/lora.js';
 import { doraVariant, initMagnitude } from '../../src/train/adapters/dora.js';
 
 // Seeded LCG so the test data are fixed.

@@ -4,7 +4,8 @@ import { initBackend, tf } from '../../src/compute/backend.js';
 import {
   disposeRopeTables, forward, forwardEmbeds, initWeights, lmLoss, rope, weightShapes, type Adapters, type LlamaConfig,
 } from '../../src/train/model.js';
-import { initLora, loraScaling, type LoraParams } from '../../src/train/adapters/lora.js';
+import { initLora, type LoraParams } from '../../src/train/adapters/lora.js';
+import { loraScaling } from '../../src/methods/lora.js';
 import { doraVariant, initMagnitude } from '../../src/train/adapters/dora.js';
 
 function rng(seed: number): () => number {

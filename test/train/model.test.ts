@@ -1,7 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, tf } from '../../src/compute/backend.js';
 import { forward, initWeights, lmLoss, weightShapes, type Adapters, type LlamaConfig } from '../../src/train/model.js';
-import { initLora, loraScaling, loraVariant, type LoraParams } from '../../src/train/adapters/lora.js';
+import { initLora, loraVariant, type LoraParams } from '../../src/train/adapters/lora.js';
+import { loraScaling } from '../../src/methods/lora.js';
 import { doraVariant, initMagnitude } from '../../src/train/adapters/dora.js';
 import { AdamW } from '../../src/train/adamw.js';
 import { runLoop } from '../../src/train/loop.js';

@@ -33,11 +33,6 @@ export interface AdapterConfig {
   readonly raw: Readonly<Record<string, unknown>>;
 }
 
-/** The scaling PEFT applies for rank r and alpha (`LoraLayer.update_layer`). */
-export function scalingFor(alpha: number, r: number, useRslora: boolean): number {
-  return useRslora ? alpha / Math.sqrt(r) : alpha / r;
-}
-
 /** The largest rank accepted (PEFT ranks are ≤ 1024 in practice; a rank is at most min(fan_in, fan_out)). */
 export const MAX_RANK = 65_536;
 /** The largest |alpha| accepted: the scaling alpha/r must stay a sane float32 factor. */

@@ -12,7 +12,8 @@ import { DorascopeError, q } from '../../errors.js';
 import type { LoraFactors, Layout } from '../../methods/merge.js';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader.js';
 import type { TensorInfo } from '../types.js';
-import { type AdapterConfig, readAdapterConfig, scalingFor } from './adapter-config.js';
+import { loraScaling } from '../../methods/lora.js';
+import { type AdapterConfig, readAdapterConfig } from './adapter-config.js';
 import { parseAdapterKey } from './keys.js';
 import { patternKey, patternValue } from './patterns.js';
 
@@ -163,7 +164,7 @@ function buildAdapter(dir: string, configPath: string, weightsPath: string, conf
     }
     modules.push({
       module: mod, target: `${mod}.weight`, a: p.a!, b: p.b!, magnitude: p.m, embedding: p.emb,
-      method: p.m ? 'dora' : 'lora', r, alpha, scaling: scalingFor(alpha, r, config.useRslora),
+      method: p.m ? 'dora' : 'lora', r, alpha, scaling: loraScaling(r, alpha, config.useRslora),
     });
   }
   const method = config.useDora || modules.some((m) => m.method === 'dora') ? 'dora' : 'lora';

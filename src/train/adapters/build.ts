@@ -2,7 +2,8 @@ import { DorascopeError } from '../../errors.js';
 import type { Trainable } from '../checkpoint.js';
 import { weightShapes, type Adapters, type LlamaConfig, type Weights } from '../model.js';
 import { doraVariant, initMagnitude } from './dora.js';
-import { initLora, loraScaling, loraVariant, type LoraParams } from './lora.js';
+import { loraScaling } from '../../methods/lora.js';
+import { initLora, loraVariant, type LoraParams } from './lora.js';
 
 export interface AdapterSpec {
   method: 'lora' | 'dora';

@@ -38,11 +38,6 @@ export const loraVariant: AdapterVariant = {
   },
 };
 
-/** PEFT scaling: alpha/r, or alpha/√r with rsLoRA (Kalajdzievski 2023). */
-export function loraScaling(r: number, alpha: number, rslora: boolean): number {
-  return rslora ? alpha / Math.sqrt(r) : alpha / r;
-}
-
 /**
  * PEFT initialisation: A Kaiming-uniform(a=√5) → U(-1/√in, 1/√in), B = 0, so
  * the adapted layer equals the base layer at step 0. `rand` is a seeded
