@@ -5,6 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { DorascopeError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { adapterKey } from '../io/peft/keys.js';
 import { writeError } from '../io/write-error.js';
 import { writeSafetensorsStreaming, type TensorSpec } from '../io/safetensors/writer.js';
 import type { AdamW } from './adamw.js';
@@ -157,16 +158,16 @@ async function writeWeights(dir: string, c: CheckpointInfo): Promise<void> {
     return;
   }
   const entries: Array<[string, tfc.Tensor]> = [];
+  const { variant } = c.adapters;
   for (const [mod, p] of c.adapters.layers) {
-    const k = `base_model.model.${mod}`;
-    entries.push([`${k}.lora_A.weight`, p.A], [`${k}.lora_B.weight`, p.B]);
-    if (p.magnitude) entries.push([`${k}.lora_magnitude_vector`, p.magnitude]);
+    entries.push([adapterKey(mod, 'A'), p.A], [adapterKey(mod, 'B'), p.B]);
+    for (const { role, v } of variant.own(p)) entries.push([adapterKey(mod, role), v]);
   }
   await writeTensors(join(dir, FILES.adapter), entries, c.metadata);
   const pf = c.peft!;
   await writeFileAtomic(join(dir, 'adapter_config.json'), json({
     peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: null, r: pf.r, lora_alpha: pf.alpha,
-    use_rslora: pf.rslora, use_dora: c.adapters.variant.name === 'dora', target_modules: pf.target,
+    use_rslora: pf.rslora, ...variant.peftConfig, target_modules: pf.target,
     lora_dropout: 0, bias: 'none', fan_in_fan_out: false, modules_to_save: null, init_lora_weights: true,
     rank_pattern: {}, alpha_pattern: {}, layers_to_transform: null,
   }));

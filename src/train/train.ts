@@ -7,7 +7,7 @@ import { readdir } from 'node:fs/promises';
 import { DorascopeError } from '../errors.js';
 import { selectBackend, tf } from '../compute/backend.js';
 import type { BackendChoice, BackendInfo, BackendName } from '../compute/backend-types.js';
-import { buildAdapters } from './adapters/build.js';
+import { adapterVariant, buildAdapters, checkMagnitudeOnly } from './adapters/build.js';
 import { AdamW } from './adamw.js';
 import { runLoop } from './loop.js';
 import type { LlamaConfig, StepInfo } from './types.js';
@@ -124,10 +124,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
   const magOnly = o.magnitudeOnly ?? [];
   const target = o.target ?? ['q_proj', 'v_proj'];
-  if (magOnly.length > 0 && o.method !== 'dora') {
-    // checked again in buildAdapters; here so the mistake is reported before any set-up
-    throw new DorascopeError('E_USAGE', `--magnitude-only trains DoRA's magnitude; it needs --method dora, not ${o.method}`);
-  }
+  const variant = o.method === 'full' ? undefined : adapterVariant({ method: o.method, doraDetach: o.doraDetach ?? true });
+  // checked again in buildAdapters; here so the mistake is reported before any set-up
+  checkMagnitudeOnly(o.method, variant, magOnly);
   if (o.resume === true && o.out === undefined) throw new DorascopeError('E_USAGE', '--resume needs --out (the run folder to resume)');
   const baseLr = o.lr ?? (o.method === 'full' ? 3e-3 : 1e-2);
   const warmup = resolveWarmup(o.steps, o.warmupSteps, o.warmupRatio);
@@ -200,7 +199,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       per_device_train_batch_size: rows, context_length: len,
       ...(o.method === 'full' ? {} : {
         r: o.r ?? 8, lora_alpha: o.alpha ?? 16, use_rslora: o.rslora ?? false, target_modules: target,
-        ...(o.method === 'dora' ? { magnitude_only: magOnly, dora_detach: o.doraDetach ?? true } : {}),
+        ...variant?.trainingArgs(magOnly),
       }),
     };
     let logHistory: LogEntry[] = [];

@@ -1,5 +1,6 @@
 /**
- * Tensor names in a PEFT adapter file (peft `utils/save_and_load.py`
+ * Tensor names in a PEFT adapter file, both ways: `adapterKey` builds the names our trainer
+ * saves and `parseAdapterKey` reads any PEFT file's. Names (peft `utils/save_and_load.py`
  * `get_peft_model_state_dict`): PEFT saves `base_model.model.<module path>.<role>`,
  * with the adapter name removed (older or hand-made files keep it:
  * `.lora_A.default.weight`, which we accept). Roles:
@@ -29,6 +30,21 @@ export interface ParsedKey {
 }
 
 export const PEFT_PREFIX = 'base_model.model.';
+
+/** The roles a LoRA-family layer saves (a method variant names the ones beyond A and B). */
+export type SavedRole = Exclude<KeyRole, 'replace'>;
+
+/** What PEFT's `get_peft_model_state_dict` calls each role of a linear layer, adapter name removed. */
+const SAVED_NAME: Readonly<Record<SavedRole, string>> = {
+  A: 'lora_A.weight',
+  B: 'lora_B.weight',
+  magnitude: 'lora_magnitude_vector',
+};
+
+/** The key PEFT saves `role` of module `module` under: `base_model.model.<module>.lora_A.weight`, …. */
+export function adapterKey(module: string, role: SavedRole): string {
+  return `${PEFT_PREFIX}${module}.${SAVED_NAME[role]}`;
+}
 
 // `<module>.<role>[.<adapter>][.weight]`; the adapter name is one dotted segment.
 const ROLE_RE =

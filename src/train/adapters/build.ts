@@ -1,12 +1,15 @@
 import { DorascopeError } from '../../errors.js';
+import { adapterKey } from '../../io/peft/keys.js';
 import type { Trainable } from '../checkpoint.js';
 import { weightShapes, type Adapters, type LlamaConfig, type Weights } from '../model.js';
-import { doraVariant, initMagnitude } from './dora.js';
+import { doraVariant } from './dora.js';
 import { loraScaling } from '../../methods/lora.js';
-import { initLora, loraVariant, type LoraParams } from './lora.js';
+import { initLora, loraVariant, type AdapterVariant, type LoraParams } from './lora.js';
+
+export type AdapterMethod = 'lora' | 'dora';
 
 export interface AdapterSpec {
-  method: 'lora' | 'dora';
+  method: AdapterMethod;
   r: number;
   alpha: number;
   rslora: boolean;
@@ -25,6 +28,24 @@ export interface BuiltAdapters {
   trainables: Trainable[];
 }
 
+/** Each adapter method's training variant: a new method adds one line here. */
+const VARIANTS: Readonly<Record<AdapterMethod, (spec: Pick<AdapterSpec, 'doraDetach'>) => AdapterVariant>> = {
+  lora: () => loraVariant,
+  dora: (spec) => doraVariant(spec.doraDetach),
+};
+
+/** The training variant of `method`. */
+export function adapterVariant(spec: Pick<AdapterSpec, 'method' | 'doraDetach'>): AdapterVariant {
+  return VARIANTS[spec.method](spec);
+}
+
+/** `--magnitude-only` needs a variant that trains a magnitude (`variant` undefined: full fine-tuning). */
+export function checkMagnitudeOnly(method: string, variant: AdapterVariant | undefined, magnitudeOnly: readonly string[]): void {
+  if (magnitudeOnly.length > 0 && !(variant?.roles.includes('magnitude') ?? false)) {
+    throw new DorascopeError('E_USAGE', `--magnitude-only trains DoRA's magnitude; it needs --method dora, not ${method}`);
+  }
+}
+
 /** The module name a weight belongs to (`model.layers.0.self_attn.q_proj` → `q_proj`). */
 const leaf = (base: string) => base.slice(base.lastIndexOf('.') + 1);
 
@@ -36,9 +57,8 @@ const leaf = (base: string) => base.slice(base.lastIndexOf('.') + 1);
  * is m ⊙ W0/‖W0‖_row, which PEFT and our merge compute from the same three tensors.
  */
 export function buildAdapters(config: LlamaConfig, weights: Weights, spec: AdapterSpec, rand: () => number): BuiltAdapters {
-  if (spec.magnitudeOnly.length > 0 && spec.method !== 'dora') {
-    throw new DorascopeError('E_USAGE', `--magnitude-only trains DoRA's magnitude; it needs --method dora, not ${spec.method}`);
-  }
+  const variant = adapterVariant(spec);
+  checkMagnitudeOnly(spec.method, variant, spec.magnitudeOnly);
   const both = spec.magnitudeOnly.filter((m) => spec.target.includes(m));
   if (both.length > 0) {
     throw new DorascopeError('E_USAGE', `${both.join(',')} is in both --target and --magnitude-only; a module trains either its direction too or only its magnitude`);
@@ -53,14 +73,15 @@ export function buildAdapters(config: LlamaConfig, weights: Weights, spec: Adapt
       const direction = spec.target.includes(leaf(base));
       if (!direction && !spec.magnitudeOnly.includes(leaf(base))) continue;
       const p = initLora(shape[0]!, shape[1]!, spec.r, s, rand);
-      if (spec.method === 'dora') p.magnitude = initMagnitude(weights.get(name)!, p);
+      const W = weights.get(name);
+      if (W === undefined) throw new DorascopeError('E_INTERNAL', `no base weight ${name} for its adapter`);
+      variant.init(W, p);
       layers.set(base, p);
-      const k = `base_model.model.${base}`;
-      const A = { key: `${k}.lora_A.weight`, v: p.A }, B = { key: `${k}.lora_B.weight`, v: p.B };
-      const m = p.magnitude ? [{ key: `${k}.lora_magnitude_vector`, v: p.magnitude }] : [];
-      saved.push(A, B, ...m);
-      if (direction) trainables.push(A, B, ...m), directions++;
-      else trainables.push(...m), magnitudes++;
+      const A = { key: adapterKey(base, 'A'), v: p.A }, B = { key: adapterKey(base, 'B'), v: p.B };
+      const own = variant.own(p).map(({ role, v }) => ({ key: adapterKey(base, role), v }));
+      saved.push(A, B, ...own);
+      if (direction) trainables.push(A, B, ...own), directions++;
+      else trainables.push(...own), magnitudes++;
     }
     if (directions === 0) throw new DorascopeError('E_USAGE', `--target ${spec.target.join(',')} matches no linear module`);
     if (spec.magnitudeOnly.length > 0 && magnitudes === 0) {
@@ -71,7 +92,7 @@ export function buildAdapters(config: LlamaConfig, weights: Weights, spec: Adapt
     throw e;
   }
   return {
-    adapters: { variant: spec.method === 'lora' ? loraVariant : doraVariant(spec.doraDetach), layers },
+    adapters: { variant, layers },
     saved, trainables,
   };
 }

@@ -41,6 +41,14 @@ function magnitudeOf(p: LoraParams): tfc.Variable {
 export function doraVariant(detachNorm: boolean): AdapterVariant {
   return {
     name: 'dora',
+    roles: ['magnitude'],
+    peftConfig: { use_dora: true },
+    init(W, p) {
+      p.magnitude = initMagnitude(W, p);
+    },
+    own: (p) => [{ role: 'magnitude', v: magnitudeOf(p) }],
+    // magnitude_only: paper Table 6's modules that train m alone; dora_detach: §4.3's detached norm.
+    trainingArgs: (magnitudeOnly) => ({ magnitude_only: magnitudeOnly, dora_detach: detachNorm }),
     forward(x, W, p) {
       const t = tf();
       const m = magnitudeOf(p);
@@ -56,7 +64,10 @@ export function doraVariant(detachNorm: boolean): AdapterVariant {
   };
 }
 
-/** PEFT initialises m = ‖W‖ row-wise, so at step 0 (B = 0) DoRA equals the base layer. */
+/**
+ * PEFT initialises m = ‖W0 + s·B·A‖ row-wise (`tuners/lora/dora.py` `DoraLinearLayer.update_layer`,
+ * with B = 0 at init that is ‖W0‖), so at step 0 DoRA equals the base layer.
+ */
 export function initMagnitude(W: T, p: LoraParams): tfc.Variable {
   const t = tf();
   return t.tidy(() => t.variable(adaptedRowNorm(W, p)));
