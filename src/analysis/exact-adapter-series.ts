@@ -15,14 +15,16 @@
  * |‖v‖ − ‖w‖| = |2 w·δ + ‖δ‖²| / (‖v‖ + ‖w‖). Both stay accurate when δ is tiny, where the merge
  * path (W′ rounded to float32) loses δ altogether.
  *
- * DoRA (paper eq. 5; PEFT's merge, see methods/dora.ts) merges feature n to m_n·v/‖v‖, so its
- * magnitude is |m_n| and its cosine with w is sign(m_n)·cos(w, v); when ‖v‖ = 0 the merged row is
- * zero (our documented zero-norm rule), and when m_n = 0 it is zero too.
+ * From v's terms, the method variant (methods/, `MergeVariant.exactFeature`, picked from the
+ * factors by `variantFor`) gives the merged feature: v itself for LoRA, m_n·v/‖v‖ for DoRA
+ * (paper eq. 5; methods/dora.ts).
  *
  * Zero features follow decompose.ts: cos = 1 when both rows are zero, 0 when one is (counted).
  * Pure kernel: typed arrays in, numbers out; every sum in float64. The product c comes from the
  * caller (`compute/base-times-a.ts`): a float64 loop or a float32 matmul on a tfjs backend.
  */
+import type { LoraSumFeature, MergedFeature } from '../methods/merge.js';
+import { variantFor } from '../methods/variants.js';
 import type { Decomposition } from './decompose.js';
 
 /** One checkpoint's factors for a module whose features are the rows of W0 (after any layout mapping). */
@@ -33,7 +35,7 @@ export interface SeriesFactors {
   /** B, row-major (out, r). */
   readonly B: Float32Array;
   readonly scaling: number;
-  /** DoRA magnitude (length out); absent for LoRA. */
+  /** A variant's own factors: DoRA's magnitude (length out); absent for LoRA. */
   readonly magnitude?: Float32Array | undefined;
 }
 
@@ -67,8 +69,12 @@ export function gram(A: Float32Array, r: number, inDim: number): Float64Array {
 export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Array, c: Float64Array, stride: number, offset: number,
   perRow = false): Decomposition {
   const out = ww.length;
-  const { r, B, scaling: s, magnitude } = f;
+  const { r, B, scaling: s } = f;
+  const variant = variantFor(f);
   const G = gram(f.A, r, inDim);
+  // One scratch pair for all features, so the loop allocates nothing.
+  const v: LoraSumFeature = { w2: 0, wd: 0, dd: 0, m0: 0, vn: 0, cosWV: 0, omcWV: 1 };
+  const merged: MergedFeature = { mt: 0, cos: 0, omc: 1, d2: 0, dm: 0, nonFinite: false };
   let sumDM = 0, sumDD = 0, sumM0 = 0, sumMt = 0, zeroRows = 0, shrunkRows = 0, diff2 = 0, base2 = 0;
   let nonFinite = !Number.isFinite(s);
   const m0s = perRow ? new Float64Array(out) : undefined;
@@ -100,27 +106,12 @@ export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Arr
       const sin2 = Math.max(0, w2 * dd - wd * wd) / (w2 * v2);
       omcWV = cosWV > 0 ? Math.min(1, sin2 / (1 + cosWV)) : 1 - cosWV;
     }
-    let mt: number, cos: number, omc: number, d2: number;
-    if (magnitude === undefined) {
-      mt = vn;
-      d2 = dd;
-      cos = cosWV; omc = omcWV;
-      sumDM += m0 + vn > 0 ? Math.abs(2 * wd + dd) / (m0 + vn) : 0;
-    } else {
-      const m = magnitude[n]!;
-      if (!Number.isFinite(m)) nonFinite = true;
-      if (vn > 0) {
-        mt = Math.abs(m);
-        cos = Math.sign(m) * cosWV;
-        omc = m > 0 ? omcWV : m < 0 ? 2 - omcWV : 1;
-        // ‖a·v − w‖² with a = m/‖v‖: (a−1)²‖w‖² + 2a(a−1)·w·δ + a²‖δ‖², a − 1 = (m − ‖v‖)/‖v‖.
-        const a = m / vn, a1 = (m - vn) / vn;
-        d2 = Math.max(0, a1 * a1 * w2 + 2 * a * a1 * wd + a * a * dd);
-      } else {
-        mt = 0; cos = 0; omc = 1; d2 = w2;
-      }
-      sumDM += Math.abs(mt - m0);
-    }
+    v.w2 = w2; v.wd = wd; v.dd = dd; v.m0 = m0; v.vn = vn; v.cosWV = cosWV; v.omcWV = omcWV;
+    variant.exactFeature(v, f, n, merged);
+    if (merged.nonFinite) nonFinite = true;
+    const { mt, d2 } = merged;
+    let { cos, omc } = merged;
+    sumDM += merged.dm;
     // Zero features (decompose.ts rule): both zero → cos 1; one zero → cos 0.
     if (m0 === 0 || mt === 0) {
       zeroRows++;

@@ -24,6 +24,27 @@ export function doraFactor(m: number, norm: number): number {
 
 export const doraVariant: MergeVariant = {
   name: 'dora',
+  /**
+   * Feature n merges to m_n·v/‖v‖, so its magnitude is |m_n| and its cosine with w is
+   * sign(m_n)·cos(w, v); when ‖v‖ = 0 the merged feature is zero (the zero-norm rule above), and
+   * when m_n = 0 it is zero too.
+   */
+  exactFeature(v, f, n, out) {
+    const m = f.magnitude?.[n];
+    if (m === undefined) throw new Error('doraVariant needs a magnitude vector'); // callers pick the variant from the factors
+    out.nonFinite = !Number.isFinite(m);
+    if (v.vn > 0) {
+      out.mt = Math.abs(m);
+      out.cos = Math.sign(m) * v.cosWV;
+      out.omc = m > 0 ? v.omcWV : m < 0 ? 2 - v.omcWV : 1;
+      // ‖a·v − w‖² with a = m/‖v‖: (a−1)²‖w‖² + 2a(a−1)·w·δ + a²‖δ‖², a − 1 = (m − ‖v‖)/‖v‖.
+      const a = m / v.vn, a1 = (m - v.vn) / v.vn;
+      out.d2 = Math.max(0, a1 * a1 * v.w2 + 2 * a * a1 * v.wd + a * a * v.dd);
+    } else {
+      out.mt = 0; out.cos = 0; out.omc = 1; out.d2 = v.w2;
+    }
+    out.dm = Math.abs(out.mt - v.m0);
+  },
   apply(W, f, out) {
     const m = f.magnitude;
     if (!m) throw new Error('doraVariant needs a magnitude vector'); // callers pick the variant from the factors

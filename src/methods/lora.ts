@@ -17,6 +17,15 @@ export function loraScaling(r: number, alpha: number, useRslora: boolean): numbe
 /** Plain LoRA: W' = V = W + s·ΔW. */
 export const loraVariant: MergeVariant = {
   name: 'lora',
+  exactFeature(v, _f, _n, out) {
+    out.mt = v.vn;
+    out.d2 = v.dd;
+    out.cos = v.cosWV;
+    out.omc = v.omcWV;
+    // |‖v‖ − ‖w‖| = |2 w·δ + ‖δ‖²| / (‖v‖ + ‖w‖): no subtraction of near-equal norms.
+    out.dm = v.m0 + v.vn > 0 ? Math.abs(2 * v.wd + v.dd) / (v.m0 + v.vn) : 0;
+    out.nonFinite = false;
+  },
   apply(W, f, out) {
     const [rows, cols] = storageShape(f);
     const row = new Float64Array(cols);

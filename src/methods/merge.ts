@@ -106,10 +106,50 @@ export function transposeB(f: LoraFactors): Float64Array {
  * A merge variant post-processes the LoRA sum V (PEFT's `LoraVariant`): plain LoRA
  * keeps V, DoRA rescales each output feature. It gets the rows of V one by one.
  */
+/**
+ * One output feature of the LoRA sum v = w + δ (δ = s·B_n·A), as the exact ΔM/ΔD path
+ * (analysis/exact-adapter-series.ts) computes it without materialising v; all float64.
+ */
+export interface LoraSumFeature {
+  /** ‖w‖² */
+  w2: number;
+  /** w·δ */
+  wd: number;
+  /** ‖δ‖² */
+  dd: number;
+  /** ‖w‖ */
+  m0: number;
+  /** ‖v‖ */
+  vn: number;
+  /** cos(w, v), and 1 − cos(w, v) computed stably (0 and 1 when w or v is zero). */
+  cosWV: number;
+  omcWV: number;
+}
+
+/** The merged feature w′ against w: what a variant's exact algebra gives. */
+export interface MergedFeature {
+  /** ‖w′‖ */
+  mt: number;
+  /** cos(w, w′) and 1 − cos(w, w′). */
+  cos: number;
+  omc: number;
+  /** ‖w′ − w‖² */
+  d2: number;
+  /** This feature's |‖w′‖ − ‖w‖|, computed without cancellation where the variant can. */
+  dm: number;
+  /** Whether a factor of the variant's own (e.g. DoRA's m) is NaN or infinite. */
+  nonFinite: boolean;
+}
+
 export interface MergeVariant {
   readonly name: 'lora' | 'dora';
   /** Writes W' = variant(V) into `out` (storage layout). */
   apply(W: Float32Array, f: LoraFactors, out: Float32Array): void;
+  /**
+   * The merged feature n from its LoRA sum `v`, by exact algebra (no W′ is formed), written
+   * into `out`. `f` holds the variant's own factors (DoRA: the magnitude).
+   */
+  exactFeature(v: LoraSumFeature, f: Pick<LoraFactors, 'magnitude'>, n: number, out: MergedFeature): void;
 }
 
 /**

@@ -8,7 +8,7 @@ import { loraVariant } from './lora.js';
 import { type LoraFactors, type MergeVariant, mergeModule } from './merge.js';
 
 /** The merge variant for a module's factors: DoRA when it carries a magnitude vector, else plain LoRA. */
-export function variantFor(f: LoraFactors): MergeVariant {
+export function variantFor(f: Pick<LoraFactors, 'magnitude'>): MergeVariant {
   return f.magnitude ? doraVariant : loraVariant;
 }
 
