@@ -6,6 +6,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DorascopeError, q } from '../errors.js';
 import type { BackendChoice } from '../compute/backend.js';
+import { checkpointFolder, checkpointNumber } from '../io/sources/trainer-run.js';
 import type { LlamaConfig } from '../train/model.js';
 import type { TrainOptions } from '../train/train.js';
 import type { Engine, TrainOutcome } from './engine.js';
@@ -27,12 +28,12 @@ async function load<T>(importer: () => Promise<T>, what: string): Promise<T> {
 /** The newest `checkpoint-<step>` folder of a run. */
 export async function lastCheckpoint(runDir: string): Promise<string> {
   const steps = (await readdir(runDir))
-    .map((n) => /^checkpoint-(\d+)$/.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]))
+    .map(checkpointNumber)
+    .filter((n): n is number => n !== undefined)
     .sort((a, b) => a - b);
-  if (steps.length === 0) throw new DorascopeError('E_CHECKPOINT', `the run folder ${q(runDir)} has no checkpoint-<step> folder`);
-  return join(runDir, `checkpoint-${steps[steps.length - 1]}`);
+  const last = steps.at(-1);
+  if (last === undefined) throw new DorascopeError('E_CHECKPOINT', `the run folder ${q(runDir)} has no checkpoint-<step> folder`);
+  return join(runDir, checkpointFolder(last));
 }
 
 /** The preset's model shape in the trainer's LlamaConfig field names (byte vocabulary). */

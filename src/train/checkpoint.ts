@@ -6,6 +6,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { DorascopeError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { adapterKey } from '../io/peft/keys.js';
+import { checkpointFolder } from '../io/sources/trainer-run.js';
 import { writeError } from '../io/write-error.js';
 import { writeSafetensorsStreaming, type TensorSpec } from '../io/safetensors/writer.js';
 import type { AdamW } from './adamw.js';
@@ -141,7 +142,7 @@ const json = (x: unknown) => `${JSON.stringify(x, null, 2)}\n`;
  * scheduler.json, rng_state.json, training_args.json) and trainer_state.json.
  */
 export async function saveCheckpoint(runDir: string, c: CheckpointInfo): Promise<string> {
-  const dir = join(runDir, `checkpoint-${c.step}`);
+  const dir = join(runDir, checkpointFolder(c.step));
   await writeFolderAtomic(dir, async (tmp) => {
     await writeWeights(tmp, c);
     if (c.state !== undefined) await writeState(tmp, c, c.state);

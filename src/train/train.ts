@@ -18,6 +18,7 @@ import { newestCheckpoint, restore } from './resume.js';
 import { lrAt, makeSchedule, resolveWarmup } from './schedule.js';
 import { hfLogEntry, MetricsLog, type LogEntry, type ReportTo } from './metrics-log.js';
 import { openSource } from '../io/sources/open-source.js';
+import { checkpointNumber } from '../io/sources/trainer-run.js';
 import type { Weights } from './model.js';
 import { checkNoOverlap } from '../io/output-guard.js';
 import { lockOutput } from '../io/result-folder.js';
@@ -208,7 +209,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     if (o.out !== undefined) await cleanStaleTemps(o.out);
     // A fresh run never mixes with an earlier one's checkpoints (analyze would compare them against this run's base).
     if (o.out !== undefined && o.resume !== true) {
-      const old = (await readdir(o.out).catch(() => [] as string[])).filter((n) => /^checkpoint-\d+$/u.test(n));
+      const old = (await readdir(o.out).catch(() => [] as string[])).filter((n) => checkpointNumber(n) !== undefined);
       if (old.length > 0) {
         throw new DorascopeError('E_USAGE', `${JSON.stringify(o.out)} already holds ${old.length} checkpoint folder(s) (${old.sort().slice(0, 3).join(', ')}${old.length > 3 ? ', ...' : ''}) from an earlier run: pass --resume to continue it, or choose a new --out`);
       }

@@ -25,6 +25,20 @@ export interface RunCheckpoint {
 const CHECKPOINT_PREFIX = 'checkpoint-';
 const CHECKPOINT_RE = /^checkpoint-(\d+)$/u;
 
+/**
+ * N of a `checkpoint-<N>` folder name (HF Trainer's `PREFIX_CHECKPOINT_DIR`), or undefined for any
+ * other name; N may exceed 2^53 (callers that need an exact step check Number.isSafeInteger).
+ */
+export function checkpointNumber(name: string): number | undefined {
+  const m = CHECKPOINT_RE.exec(name);
+  return m?.[1] === undefined ? undefined : Number(m[1]);
+}
+
+/** The folder name the trainer saves step `step` under. */
+export function checkpointFolder(step: number): string {
+  return `${CHECKPOINT_PREFIX}${step}`;
+}
+
 /** A directory entry that is a folder, or a symlink to one. */
 function isFolder(dir: string, d: Dirent): boolean {
   if (d.isDirectory()) return true;
@@ -39,7 +53,7 @@ function isFolder(dir: string, d: Dirent): boolean {
 /** Whether `dir` holds at least one `checkpoint-<N>` folder. */
 export function isTrainerRun(dir: string): boolean {
   try {
-    return readdirSync(dir, { withFileTypes: true }).some((d) => d.isDirectory() && CHECKPOINT_RE.test(d.name));
+    return readdirSync(dir, { withFileTypes: true }).some((d) => d.isDirectory() && checkpointNumber(d.name) !== undefined);
   } catch {
     return false;
   }
@@ -73,8 +87,7 @@ export async function listRun(dir: string): Promise<RunCheckpoint[]> {
     // whose step does not parse (checkpoint-abc, checkpoint-1e3) would otherwise vanish from the
     // analysis without a word.
     if (!d.name.startsWith(CHECKPOINT_PREFIX) || !isFolder(dir, d)) continue;
-    const m = CHECKPOINT_RE.exec(d.name);
-    const n = m ? Number(m[1]) : NaN;
+    const n = checkpointNumber(d.name) ?? NaN;
     if (!Number.isSafeInteger(n)) {
       throw new DorascopeError('E_CHECKPOINT', `run folder ${q(dir)} holds ${q(d.name)}, whose name is not checkpoint-<step> with a whole step from 0 to 2^53: rename or move it`, { path: join(dir, d.name) });
     }
