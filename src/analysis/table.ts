@@ -254,24 +254,69 @@ export async function writePerRow(dir: string, rows: readonly PerRowRecord[], fo
   await w.commit();
 }
 
-/** Loads `DIR/decomposition.arrow` into plain rows (for notebooks and scripts). */
-export async function readDecomposition(dir: string): Promise<DecompositionRow[]> {
+/**
+ * Columns every `decomposition.arrow` has had since the first release; the others (`rows`, `cols`,
+ * `flag`, …) came later, and a folder written before them still loads, with them absent.
+ */
+const REQUIRED_COLUMNS: ReadonlySet<keyof DecompositionRow> = new Set([
+  'run', 'method', 'checkpoint', 'step', 'module', 'layer', 'tensor', 'delta_m', 'delta_d',
+] as const);
+
+/** The rows of a `decomposition.arrow`, and which of the optional columns the file has. */
+export interface DecompositionTable {
+  readonly path: string;
+  readonly rows: DecompositionRow[];
+  /** Columns present in the file; an absent number column reads as NaN, an absent text column as ''. */
+  readonly columns: ReadonlySet<string>;
+}
+
+/**
+ * Loads and checks `DIR/decomposition.arrow`: an E_ANALYSIS_DIR error names the file and the
+ * missing column or the bad value. Columns are read whole (one typed array each), not row by row.
+ */
+export async function readDecompositionTable(dir: string): Promise<DecompositionTable> {
   const path = join(dir, 'decomposition.arrow');
+  const bad = (msg: string, cause?: unknown) => new DorascopeError('E_ANALYSIS_DIR', msg, { path }, cause === undefined ? undefined : { cause });
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw bad(`${q(path)} is missing (run \`dorascope analyze --out ${dir}\` first)`, e);
+    throw bad(`cannot read ${q(path)}: ${(e as Error).message}`, e);
+  }
   let table: Table;
   try {
-    table = tableFromIPC(await readFile(path));
+    table = tableFromIPC(bytes);
   } catch (e) {
-    throw new DorascopeError('E_ANALYSIS_DIR', `cannot read ${q(path)}: ${(e as Error).message}`, { path }, { cause: e });
+    throw bad(`${q(path)} is not an Arrow IPC file: ${(e as Error).message}`, e);
   }
-  const out: DecompositionRow[] = [];
-  for (const r of table.toArray() as Array<Record<string, unknown>>) {
-    const row = {} as Record<string, unknown>;
-    for (const [name, type] of DECOMPOSITION_COLUMNS) {
-      const v = r[name];
+  const columns = new Set<string>();
+  const values = DECOMPOSITION_COLUMNS.map(([name, type]) => {
+    const v = table.getChild(name);
+    if (v === null) {
+      if (REQUIRED_COLUMNS.has(name)) throw bad(`${q(path)} has no column ${q(name)}`);
+    } else {
+      columns.add(name);
+    }
+    return { name, type, data: (v?.toArray() ?? []) as ArrayLike<unknown> };
+  });
+  const steps = values.find((v) => v.name === 'step')?.data ?? [];
+  const rows: DecompositionRow[] = [];
+  for (let i = 0; i < table.numRows; i++) {
+    const row: Record<string, unknown> = {};
+    for (const { name, type, data } of values) {
+      const v = data[i];
       // Null flags (and older folders' empty strings) are '' in memory: run-summary.ts usableRow.
       row[name] = type === 'dict' || type === 'utf8?' ? String(v ?? '') : Number(v);
     }
-    out.push(row as unknown as DecompositionRow);
+    const r = row as unknown as DecompositionRow;
+    if (!Number.isFinite(r.step)) throw bad(`${q(path)} row ${i} (tensor ${q(r.tensor)}): step ${q(String(steps[i]))} is not a number`);
+    rows.push(r);
   }
-  return out;
+  return { path, rows, columns };
+}
+
+/** Loads `DIR/decomposition.arrow` into plain rows (for notebooks and scripts). */
+export async function readDecomposition(dir: string): Promise<DecompositionRow[]> {
+  return (await readDecompositionTable(dir)).rows;
 }

@@ -4,18 +4,16 @@
  * E_ANALYSIS_DIR error naming the file and the bad value, never a blank page.
  */
 import { JSON_CAPS, readTextCapped } from '../io/open-regular.js';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tableFromIPC } from 'apache-arrow';
 import { DorascopeError, isDorascopeError, q } from '../errors.js';
+import { readDecompositionTable, type DecompositionRow } from '../analysis/table.js';
 import { trainableParams, type AnalysedTensor } from './trainable-params.js';
 import { binFeatures, type FeatureHistograms } from './feature-histograms.js';
 import { usableRow, type RunStatistics } from '../analysis/run-summary.js';
 
-export interface DecompRow {
-  run: string; method: string; checkpoint: string; step: number; module: string; layer: number;
-  tensor: string; delta_m: number; delta_d: number;
-}
+/** The columns of a decomposition.arrow row the figures use (analysis/table.ts reads the file). */
+export type DecompRow = Pick<DecompositionRow, 'run' | 'method' | 'checkpoint' | 'step' | 'module' | 'layer' | 'tensor' | 'delta_m' | 'delta_d'>;
 export interface Stats {
   n: number; pearson_r: number | null; spearman_rho: number | null; slope: number | null; intercept: number | null;
   r_ci95: [number, number] | null; slope_ci95: [number, number] | null;
@@ -33,8 +31,6 @@ export interface Analysis { dir: string; rows: DecompRow[]; runs: RunSummary[]; 
 
 const bad = (msg: string, details?: Record<string, unknown>): DorascopeError => new DorascopeError('E_ANALYSIS_DIR', msg, details);
 
-const REQUIRED = ['run', 'method', 'checkpoint', 'step', 'module', 'layer', 'tensor', 'delta_m', 'delta_d'] as const;
-
 async function readJson(path: string, optional: boolean): Promise<unknown> {
   let text: string;
   try { text = await readTextCapped(path, 'analysis file', JSON_CAPS.manifest); } catch (e) {
@@ -47,38 +43,24 @@ async function readJson(path: string, optional: boolean): Promise<unknown> {
 export async function loadAnalysis(dir: string): Promise<Analysis> {
   const st = await stat(dir).catch(() => null);
   if (!st?.isDirectory()) throw bad(`analysis folder ${q(dir)} does not exist or is not a folder`);
-  const arrowPath = join(dir, 'decomposition.arrow');
-  let bytes: Buffer;
-  try { bytes = await readFile(arrowPath); } catch { throw bad(`${q(arrowPath)} is missing (run \`dorascope analyze --out ${dir}\` first)`); }
-  let table;
-  try { table = tableFromIPC(bytes); } catch (e) { throw bad(`${q(arrowPath)} is not an Arrow IPC file: ${(e as Error).message}`); }
-  const cols = new Map<string, unknown[]>();
-  for (const name of REQUIRED) {
-    const v = table.getChild(name);
-    if (!v) throw bad(`${q(arrowPath)} has no column ${q(name)}`);
-    cols.set(name, v.toArray() as unknown as unknown[]);
-  }
-  const col = (n: string): unknown[] => cols.get(n)!;
+  const table = await readDecompositionTable(dir);
   // rows/cols (the tensor's shape) give the trainable-parameter count; folders without them just lack the count.
-  const shapeR = table.getChild('rows')?.toArray() as ArrayLike<number> | undefined;
-  const shapeC = table.getChild('cols')?.toArray() as ArrayLike<number> | undefined;
-  // Rows no statistic uses (flagged unchanged, non-finite or empty: docs/analysis.md "Flags"; or with a non-finite
-  // delta) are left out of the figures too; they still count among the analysed tensors. Older folders may lack `flag`.
-  const flags = table.getChild('flag')?.toArray() as ArrayLike<unknown> | undefined;
+  const hasShape = table.columns.has('rows') && table.columns.has('cols');
   const tensorsOf = new Map<string, AnalysedTensor[]>();
   const rows: DecompRow[] = [];
-  for (let i = 0; i < table.numRows; i++) {
-    const r: DecompRow = {
-      run: String(col('run')[i]), method: String(col('method')[i]), checkpoint: String(col('checkpoint')[i]),
-      step: Number(col('step')[i]), module: String(col('module')[i]), layer: Number(col('layer')[i]),
-      tensor: String(col('tensor')[i]), delta_m: Number(col('delta_m')[i]), delta_d: Number(col('delta_d')[i]),
-    };
-    if (!Number.isFinite(r.step)) throw bad(`${q(arrowPath)} row ${i} (tensor ${q(r.tensor)}): step ${q(String(col('step')[i]))} is not a number`);
-    if (usableRow({ flag: flags ? String(flags[i] ?? '') : '', delta_m: r.delta_m, delta_d: r.delta_d })) rows.push(r);
-    if (shapeR && shapeC) {
-      const list = tensorsOf.get(r.run) ?? [];
-      if (list.length === 0) tensorsOf.set(r.run, list);
-      list.push({ tensor: r.tensor, rows: Number(shapeR[i]), cols: Number(shapeC[i]) });
+  for (const d of table.rows) {
+    // Rows no statistic uses (flagged unchanged, non-finite or empty: docs/analysis.md "Flags"; or with a non-finite
+    // delta) are left out of the figures too; they still count among the analysed tensors. Older folders lack `flag` ('').
+    if (usableRow(d)) {
+      rows.push({
+        run: d.run, method: d.method, checkpoint: d.checkpoint, step: d.step, module: d.module, layer: d.layer,
+        tensor: d.tensor, delta_m: d.delta_m, delta_d: d.delta_d,
+      });
+    }
+    if (hasShape) {
+      const list = tensorsOf.get(d.run) ?? [];
+      if (list.length === 0) tensorsOf.set(d.run, list);
+      list.push({ tensor: d.tensor, rows: d.rows, cols: d.cols });
     }
   }
   const summary = await readJson(join(dir, 'summary.json'), false) as { runs?: unknown } | null;
