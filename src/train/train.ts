@@ -11,11 +11,13 @@ import { adapterVariant, buildAdapters, checkMagnitudeOnly } from './adapters/bu
 import { AdamW } from './adamw.js';
 import { runLoop } from './loop.js';
 import type { LlamaConfig, StepInfo } from './types.js';
+import type { AdapterVariant } from './adapters/lora.js';
+import { defaultLr, TRAIN_DEFAULTS } from './defaults.js';
 import { disposeRopeTables, forward, initWeights, lmLoss, type Adapters } from './model.js';
 import { loadCmudict, loadSotu, sampleWindows, seededRandom, type TextData } from './data.js';
 import { cleanStaleTemps, FILES, saveBase, saveCheckpoint, type ResumeState, type Trainable } from './checkpoint.js';
 import { newestCheckpoint, restore } from './resume.js';
-import { lrAt, makeSchedule, resolveWarmup } from './schedule.js';
+import { lrAt, makeSchedule, resolveWarmup, type Schedule } from './schedule.js';
 import { hfLogEntry, MetricsLog, type LogEntry, type ReportTo } from './metrics-log.js';
 import { openSource } from '../io/sources/open-source.js';
 import { checkpointNumber } from '../io/sources/trainer-run.js';
@@ -102,10 +104,59 @@ export interface TrainResult {
   checkpoints: string[];
 }
 
-const DEFAULT_CONFIG: LlamaConfig = {
-  vocab_size: 256, hidden_size: 64, intermediate_size: 172, num_hidden_layers: 2,
-  num_attention_heads: 4, max_position_embeddings: 64, rms_norm_eps: 1e-6, rope_theta: 10000,
-};
+/** Every option resolved against TRAIN_DEFAULTS and checked, before any set-up. */
+interface Settings {
+  readonly method: TrainMethod;
+  readonly steps: number;
+  readonly seed: number;
+  readonly init: string;
+  readonly dataName: string;
+  readonly target: string[];
+  readonly magnitudeOnly: string[];
+  /** The adapter method's variant; undefined for full fine-tuning. */
+  readonly variant: AdapterVariant | undefined;
+  /** LoRA rank, alpha and rsLoRA scaling (unused by full fine-tuning). */
+  readonly r: number;
+  readonly alpha: number;
+  readonly rslora: boolean;
+  readonly doraDetach: boolean;
+  readonly baseLr: number;
+  /** Warmup as given (training_args.json), not as resolved into the schedule. */
+  readonly warmupSteps: number;
+  readonly warmupRatio: number;
+  readonly weightDecay: number;
+  readonly schedule: Schedule;
+  readonly batchSize: number;
+  readonly contextLength: number;
+  readonly evalEvery: number;
+  readonly saveEvery: number;
+}
+
+/** The model being trained and what the optimizer updates. */
+interface Model {
+  readonly config: LlamaConfig;
+  readonly data: TextData;
+  readonly weights: Weights;
+  readonly adapters: Adapters | undefined;
+  /** Every variable the weights file holds, and the subset the optimizer updates. */
+  readonly saved: Trainable[];
+  readonly trainables: Trainable[];
+}
+
+/** The data order's whole state: mulberry32(seed + 1) and the number of draws made from it. */
+interface DataOrder {
+  readonly seed: number;
+  readonly rand: () => number;
+  draws: number;
+}
+
+/** Where this invocation starts: step 0, or the checkpoint it resumed from. */
+interface Start {
+  logHistory: LogEntry[];
+  step: number;
+  tokensSeen: number;
+  resumedFrom: string | undefined;
+}
 
 /**
  * Trains a tiny Llama-named model on byte-level text (SOTU or CMUdict).
@@ -115,163 +166,59 @@ const DEFAULT_CONFIG: LlamaConfig = {
  * optimizer, scheduler and data-order state that `resume` continues from.
  */
 export async function train(o: TrainOptions): Promise<TrainResult> {
-  if (!Number.isInteger(o.steps) || o.steps < 1) {
-    throw new DorascopeError('E_USAGE', `--steps must be a positive integer, got ${o.steps}`);
-  }
-  // Untyped callers (the reproduce engine) may pass a dataset name as `data`.
-  const dataName = typeof (o.data as unknown) === 'string' ? (o.data as unknown as string) : o.dataName;
-  if (dataName !== undefined && dataName !== 'sotu' && dataName !== 'cmudict') {
-    throw new DorascopeError('E_USAGE', `data ${JSON.stringify(dataName)} is not implemented; use 'sotu' or 'cmudict'`);
-  }
-  const magOnly = o.magnitudeOnly ?? [];
-  const target = o.target ?? ['q_proj', 'v_proj'];
-  const variant = o.method === 'full' ? undefined : adapterVariant({ method: o.method, doraDetach: o.doraDetach ?? true });
-  // checked again in buildAdapters; here so the mistake is reported before any set-up
-  checkMagnitudeOnly(o.method, variant, magOnly);
-  if (o.resume === true && o.out === undefined) throw new DorascopeError('E_USAGE', '--resume needs --out (the run folder to resume)');
-  const baseLr = o.lr ?? (o.method === 'full' ? 3e-3 : 1e-2);
-  const warmup = resolveWarmup(o.steps, o.warmupSteps, o.warmupRatio);
-  const schedule = makeSchedule(o.lrScheduler ?? 'constant', baseLr, o.steps, warmup);
-
+  const s = resolveSettings(o);
   const chosen = await selectBackend(o.backend ?? 'auto');
-  const backend: BackendName = chosen.name;
   o.onBackend?.(chosen);
   const t = tf();
-  const init = o.init ?? 'random';
   // The run folder is written checkpoint by checkpoint; it must not be, hold or lie inside the weights it starts from.
-  if (o.out !== undefined && init !== 'random') checkNoOverlap({ out: o.out, kind: 'train', inputs: [{ role: 'initial weights (--init)', path: init }] });
-  const config: LlamaConfig = init === 'random' ? { ...DEFAULT_CONFIG, ...o.config } : await readConfig(init);
-  const data = typeof (o.data as unknown) === 'object' && o.data !== undefined ? o.data : dataName === 'cmudict' ? loadCmudict() : loadSotu();
-  if (config.vocab_size < data.vocabSize) {
-    throw new DorascopeError('E_USAGE', `vocab_size ${config.vocab_size} < ${data.vocabSize} byte tokens`);
-  }
-  const seed = o.seed ?? 0;
-  const rand = seededRandom(seed);
-  // The data order's whole state is the number of draws from mulberry32(seed + 1): a
-  // checkpoint records it and a resumed run replays that many draws (rng_state.json).
-  const dataSeed = seed + 1;
-  const dataSource = seededRandom(dataSeed);
-  let draws = 0;
-  const dataRand = () => { draws++; return dataSource(); };
-  const rows = o.batchSize ?? 8, len = o.contextLength ?? 32;
-  const weights = initWeights(config, rand, o.method === 'full');
-  /** Every variable the weights file holds, and the subset the optimizer updates. */
-  const saved: Trainable[] = [];
-  const trainables: Trainable[] = [];
-  let adapters: Adapters | undefined;
-  const extra: tfc.Variable[] = [];
-  const valIds = t.tensor2d(sampleWindows(data.validation, 16, len, seededRandom(12345)), [16, len], 'int32');
-  const opt = new AdamW({ lr: baseLr, weightDecay: o.weightDecay ?? 0 });
+  if (o.out !== undefined && s.init !== 'random') checkNoOverlap({ out: o.out, kind: 'train', inputs: [{ role: 'initial weights (--init)', path: s.init }] });
+  const config = s.init === 'random' ? { ...TRAIN_DEFAULTS.model, ...o.config } : await readConfig(s.init);
+  const data = loadData(o, s, config);
+  const rand = seededRandom(s.seed);
+  const order: DataOrder = { seed: s.seed + 1, rand: seededRandom(s.seed + 1), draws: 0 };
+  const weights = initWeights(config, rand, s.method === 'full');
+  const adapterVars: tfc.Variable[] = [];
+  // A fixed validation batch, drawn once from the held-out split.
+  const valIds = t.tensor2d(sampleWindows(data.validation, 16, s.contextLength, seededRandom(12345)), [16, s.contextLength], 'int32');
+  const opt = new AdamW({ lr: s.baseLr, weightDecay: s.weightDecay });
   // One writer per run folder: a second `train --out` of the same folder fails (E_OUTPUT_LOCKED).
   const unlock = o.out === undefined ? undefined : lockOutput(o.out);
   let metricsLog: MetricsLog | undefined;
   try {
-    if (init !== 'random') await loadWeights(init, weights);
-    if (o.method === 'full') {
-      for (const [key, v] of weights) saved.push({ key, v }), trainables.push({ key, v });
-    } else {
-      const built = buildAdapters(config, weights, {
-        method: o.method, r: o.r ?? 8, alpha: o.alpha ?? 16, rslora: o.rslora ?? false, target, magnitudeOnly: magOnly,
-        doraDetach: o.doraDetach ?? true,
-      }, rand);
-      adapters = built.adapters;
-      saved.push(...built.saved);
-      trainables.push(...built.trainables);
-      extra.push(...built.saved.map((x) => x.v));
-    }
-    const params = trainables.map((x) => x.v);
-    // A fixed validation batch, drawn once from the held-out split.
-    // Scalars are read with `await data()`: dataSync throws on webgpu in Node.
-    const read = async (x: tfc.Tensor): Promise<number> => { try { return (await x.data())[0]!; } finally { x.dispose(); } };
-    const evalLoss = () => read(t.tidy(() => lmLoss(config, weights, valIds, adapters)));
-    // Next-byte top-1 accuracy on the same held-out windows (the task metric; HF logs it as eval_accuracy).
-    const evalAccuracy = () => read(t.tidy(() => {
-      const [B, T_] = valIds.shape;
-      const inp = t.slice(valIds, [0, 0], [B, T_ - 1]) as tfc.Tensor2D;
-      const tgt = t.reshape(t.slice(valIds, [0, 1], [B, T_ - 1]), [B * (T_ - 1)]);
-      const pred = t.argMax(forward(config, weights, inp, adapters), -1);
-      return t.mean(t.cast(t.equal(t.reshape(pred, [B * (T_ - 1)]), tgt), 'float32'));
-    }));
-    // Everything that decides the numbers; a resume must match it key by key.
-    const args: Record<string, unknown> = {
-      method: o.method, seed, init: init === 'random' ? 'random' : resolve(init), dataset: data.dataset, backend, config,
-      // Warmup as given, not as resolved: ⌈steps·ratio⌉ changes with --steps, which a resume may change.
-      learning_rate: baseLr, lr_scheduler_type: schedule.name, warmup_steps: o.warmupSteps ?? 0, warmup_ratio: o.warmupRatio ?? 0, weight_decay: o.weightDecay ?? 0,
-      per_device_train_batch_size: rows, context_length: len,
-      ...(o.method === 'full' ? {} : {
-        r: o.r ?? 8, lora_alpha: o.alpha ?? 16, use_rslora: o.rslora ?? false, target_modules: target,
-        ...variant?.trainingArgs(magOnly),
-      }),
-    };
-    let logHistory: LogEntry[] = [];
-    let startStep = 0, tokensSeen = 0, resumedFrom: string | undefined;
-    const weightsFile = o.method === 'full' ? FILES.model : FILES.adapter;
-    if (o.out !== undefined) await cleanStaleTemps(o.out);
-    // A fresh run never mixes with an earlier one's checkpoints (analyze would compare them against this run's base).
-    if (o.out !== undefined && o.resume !== true) {
-      const old = (await readdir(o.out).catch(() => [] as string[])).filter((n) => checkpointNumber(n) !== undefined);
-      if (old.length > 0) {
-        throw new DorascopeError('E_USAGE', `${JSON.stringify(o.out)} already holds ${old.length} checkpoint folder(s) (${old.sort().slice(0, 3).join(', ')}${old.length > 3 ? ', ...' : ''}) from an earlier run: pass --resume to continue it, or choose a new --out`);
-      }
-    }
-    if (o.resume === true) {
-      const ck = await newestCheckpoint(o.out!, weightsFile);
-      const r = await restore(ck.dir, ck.step, weightsFile, saved, trainables, opt, args);
-      for (let i = 0; i < r.dataDraws; i++) dataRand();
-      logHistory = r.logHistory.map(hfLogEntry);
-      startStep = r.step;
-      tokensSeen = r.tokensSeen;
-      resumedFrom = r.dir;
-    }
-    const evalLossBefore = await evalLoss();
+    if (s.init !== 'random') await loadWeights(s.init, weights);
+    const model = attachTrainables(s, config, data, weights, rand);
+    adapterVars.push(...(model.adapters === undefined ? [] : model.saved.map((x) => x.v)));
+    const evaluate = evaluators(model, valIds);
+    const args = trainingArgs(s, data, chosen.name, config);
+    const start = await startOrResume(o, s, model, opt, args, order);
+    const evalLossBefore = await evaluate.loss();
+    const metadata = { backend: chosen.name, device: chosen.device, dataset: data.dataset, seed: String(s.seed), method: s.method };
     const checkpoints: string[] = [];
-    const metadata = { backend, device: chosen.device, dataset: data.dataset, seed: String(seed), method: o.method };
-    const state = (): ResumeState => ({
-      optimizer: opt, trainables, schedule, dataRng: { algorithm: 'mulberry32', seed: dataSeed, draws }, args,
-      evalSteps: o.evalEvery ?? 0, saveSteps: o.saveEvery ?? 0, batchSize: rows, tokensSeen,
-    });
     const save = async (step: number) => {
       if (o.out === undefined) return;
+      const state: ResumeState = {
+        optimizer: opt, trainables: model.trainables, schedule: s.schedule, dataRng: { algorithm: 'mulberry32', seed: order.seed, draws: order.draws },
+        args, evalSteps: s.evalEvery, saveSteps: s.saveEvery, batchSize: s.batchSize, tokensSeen: start.tokensSeen,
+      };
       checkpoints.push(await saveCheckpoint(o.out, {
-        step, config, weights, metadata, logHistory: logHistory.map((h) => ({ ...h })), state: state(),
-        ...(adapters === undefined ? {} : {
-          adapters, peft: { r: o.r ?? 8, alpha: o.alpha ?? 16, rslora: o.rslora ?? false, target: [...target, ...magOnly] },
+        step, config, weights, metadata, logHistory: start.logHistory.map((h) => ({ ...h })), state,
+        ...(model.adapters === undefined ? {} : {
+          adapters: model.adapters, peft: { r: s.r, alpha: s.alpha, rslora: s.rslora, target: [...s.target, ...s.magnitudeOnly] },
         }),
       }));
     };
-    if (o.out !== undefined && o.method !== 'full' && !(o.resume === true && hasBase(o.out))) {
+    if (o.out !== undefined && s.method !== 'full' && !(o.resume === true && hasBase(o.out))) {
       await saveBase(join(o.out, 'base'), config, weights, metadata);
     }
     // Metrics as they happen, beside the checkpoints: metrics.jsonl, and TensorBoard on request.
-    if (o.out !== undefined) metricsLog = await MetricsLog.open(o.out, { startStep, reportTo: o.reportTo });
-    o.onStart?.({ startStep, totalSteps: o.steps });
-    const last = await runLoop({
-      params, optimizer: opt, steps: o.steps, fromStep: startStep + 1,
-      lr: (step) => lrAt(schedule, step),
-      loss: () => {
-        const ids = t.tensor2d(sampleWindows(data.train, rows, len, dataRand), [rows, len], 'int32');
-        return lmLoss(config, weights, ids, adapters);
-      },
-      onStep: async (info) => {
-        tokensSeen += rows * len;
-        const every = o.evalEvery ?? 0;
-        const k = o.saveEvery ?? 0;
-        // Evaluate on eval steps, at every checkpoint and at the end, so each checkpoint's
-        // trainer_state.json carries its metric (HF names: eval_loss, eval_accuracy).
-        const due = (every > 0 && info.step % every === 0) || (k > 0 && info.step % k === 0) || info.step === o.steps;
-        // learning_rate is the rate this step applied (HF logs the next step's: see docs/train.md).
-        const entry: LogEntry = { step: info.step, loss: info.loss, learning_rate: info.learningRate };
-        if (due) Object.assign(entry, { eval_loss: await evalLoss(), eval_accuracy: await evalAccuracy() });
-        logHistory.push(entry);
-        await metricsLog?.log(entry);
-        o.onProgress?.({ ...info, ...(entry.eval_loss === undefined ? {} : { evalLoss: entry.eval_loss }), startStep, totalSteps: o.steps, tokens: rows * len });
-        if ((k > 0 && info.step % k === 0) || info.step === o.steps) await save(info.step);
-      },
-    });
-    const lastLoss = last?.loss ?? [...logHistory].reverse().find((h) => typeof h.loss === 'number')?.loss ?? NaN;
+    if (o.out !== undefined) metricsLog = await MetricsLog.open(o.out, { startStep: start.step, reportTo: o.reportTo });
+    o.onStart?.({ startStep: start.step, totalSteps: s.steps });
+    const last = await runSteps(o, s, model, opt, order, start, evaluate, save, metricsLog);
+    const lastLoss = last?.loss ?? [...start.logHistory].reverse().find((h) => typeof h.loss === 'number')?.loss ?? NaN;
     return {
-      backend, dataset: data.dataset, config, steps: o.steps, startStep, ...(resumedFrom === undefined ? {} : { resumedFrom }),
-      trainLoss: lastLoss, evalLossBefore, evalLossAfter: await evalLoss(), logHistory, checkpoints,
+      backend: chosen.name, dataset: data.dataset, config, steps: s.steps, startStep: start.step,
+      ...(start.resumedFrom === undefined ? {} : { resumedFrom: start.resumedFrom }),
+      trainLoss: lastLoss, evalLossBefore, evalLossAfter: await evaluate.loss(), logHistory: start.logHistory, checkpoints,
     };
   } finally {
     await metricsLog?.close();
@@ -279,8 +226,146 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     disposeRopeTables();
     opt.dispose();
     valIds.dispose();
-    for (const v of [...extra, ...weights.values()]) if (!v.isDisposed) v.dispose();
+    for (const v of [...adapterVars, ...weights.values()]) if (!v.isDisposed) v.dispose();
   }
+}
+
+/** Checks the options and fills in TRAIN_DEFAULTS; throws E_USAGE before any set-up. */
+function resolveSettings(o: TrainOptions): Settings {
+  if (!Number.isInteger(o.steps) || o.steps < 1) {
+    throw new DorascopeError('E_USAGE', `--steps must be a positive integer, got ${o.steps}`);
+  }
+  // Untyped callers may pass a dataset name as `data`.
+  const dataName = typeof (o.data as unknown) === 'string' ? (o.data as unknown as string) : o.dataName;
+  if (dataName !== undefined && dataName !== 'sotu' && dataName !== 'cmudict') {
+    throw new DorascopeError('E_USAGE', `data ${JSON.stringify(dataName)} is not implemented; use 'sotu' or 'cmudict'`);
+  }
+  const magnitudeOnly = o.magnitudeOnly ?? [];
+  const doraDetach = o.doraDetach ?? TRAIN_DEFAULTS.doraDetach;
+  const variant = o.method === 'full' ? undefined : adapterVariant({ method: o.method, doraDetach });
+  // checked again in buildAdapters; here so the mistake is reported before any set-up
+  checkMagnitudeOnly(o.method, variant, magnitudeOnly);
+  if (o.resume === true && o.out === undefined) throw new DorascopeError('E_USAGE', '--resume needs --out (the run folder to resume)');
+  const baseLr = o.lr ?? defaultLr(o.method);
+  const warmup = resolveWarmup(o.steps, o.warmupSteps, o.warmupRatio);
+  return {
+    method: o.method, steps: o.steps, seed: o.seed ?? TRAIN_DEFAULTS.seed, init: o.init ?? TRAIN_DEFAULTS.init,
+    dataName: dataName ?? TRAIN_DEFAULTS.dataName, target: o.target ?? [...TRAIN_DEFAULTS.target], magnitudeOnly, variant,
+    r: o.r ?? TRAIN_DEFAULTS.r, alpha: o.alpha ?? TRAIN_DEFAULTS.alpha, rslora: o.rslora ?? TRAIN_DEFAULTS.rslora, doraDetach, baseLr,
+    warmupSteps: o.warmupSteps ?? TRAIN_DEFAULTS.warmupSteps, warmupRatio: o.warmupRatio ?? TRAIN_DEFAULTS.warmupRatio,
+    weightDecay: o.weightDecay ?? TRAIN_DEFAULTS.weightDecay,
+    schedule: makeSchedule(o.lrScheduler ?? TRAIN_DEFAULTS.lrScheduler, baseLr, o.steps, warmup),
+    batchSize: o.batchSize ?? TRAIN_DEFAULTS.batchSize, contextLength: o.contextLength ?? TRAIN_DEFAULTS.contextLength,
+    evalEvery: o.evalEvery ?? TRAIN_DEFAULTS.evalEvery, saveEvery: o.saveEvery ?? TRAIN_DEFAULTS.saveEvery,
+  };
+}
+
+/** The text to train on (given, or loaded by name), checked against the model's vocabulary. */
+function loadData(o: TrainOptions, s: Settings, config: LlamaConfig): TextData {
+  const data = typeof (o.data as unknown) === 'object' && o.data !== undefined ? o.data : s.dataName === 'cmudict' ? loadCmudict() : loadSotu();
+  if (config.vocab_size < data.vocabSize) {
+    throw new DorascopeError('E_USAGE', `vocab_size ${config.vocab_size} < ${data.vocabSize} byte tokens`);
+  }
+  return data;
+}
+
+/** Full fine-tuning trains every weight; an adapter method puts its variant's adapters on the target modules. */
+function attachTrainables(s: Settings, config: LlamaConfig, data: TextData, weights: Weights, rand: () => number): Model {
+  if (s.variant === undefined) {
+    const all = [...weights].map(([key, v]) => ({ key, v }));
+    return { config, data, weights, adapters: undefined, saved: all, trainables: [...all] };
+  }
+  const built = buildAdapters(config, weights, {
+    method: s.variant.name, r: s.r, alpha: s.alpha, rslora: s.rslora, target: s.target, magnitudeOnly: s.magnitudeOnly, doraDetach: s.doraDetach,
+  }, rand);
+  return { config, data, weights, adapters: built.adapters, saved: built.saved, trainables: built.trainables };
+}
+
+/** Held-out loss and next-byte top-1 accuracy (HF's eval_loss, eval_accuracy) on the fixed validation batch. */
+function evaluators(m: Model, valIds: tfc.Tensor2D): { loss: () => Promise<number>; accuracy: () => Promise<number> } {
+  const t = tf();
+  // Scalars are read with `await data()`: dataSync throws on webgpu in Node.
+  const read = async (x: tfc.Tensor): Promise<number> => { try { return (await x.data())[0] ?? NaN; } finally { x.dispose(); } };
+  return {
+    loss: () => read(t.tidy(() => lmLoss(m.config, m.weights, valIds, m.adapters))),
+    accuracy: () => read(t.tidy(() => {
+      const [B, T_] = valIds.shape;
+      const inp = t.slice(valIds, [0, 0], [B, T_ - 1]) as tfc.Tensor2D;
+      const tgt = t.reshape(t.slice(valIds, [0, 1], [B, T_ - 1]), [B * (T_ - 1)]);
+      const pred = t.argMax(forward(m.config, m.weights, inp, m.adapters), -1);
+      return t.mean(t.cast(t.equal(t.reshape(pred, [B * (T_ - 1)]), tgt), 'float32'));
+    })),
+  };
+}
+
+/** Everything that decides the numbers (training_args.json); a resume must match it key by key. */
+function trainingArgs(s: Settings, data: TextData, backend: BackendName, config: LlamaConfig): Record<string, unknown> {
+  return {
+    method: s.method, seed: s.seed, init: s.init === 'random' ? 'random' : resolve(s.init), dataset: data.dataset, backend, config,
+    // Warmup as given, not as resolved: ⌈steps·ratio⌉ changes with --steps, which a resume may change.
+    learning_rate: s.baseLr, lr_scheduler_type: s.schedule.name, warmup_steps: s.warmupSteps, warmup_ratio: s.warmupRatio,
+    weight_decay: s.weightDecay,
+    per_device_train_batch_size: s.batchSize, context_length: s.contextLength,
+    ...(s.variant === undefined ? {} : {
+      r: s.r, lora_alpha: s.alpha, use_rslora: s.rslora, target_modules: s.target,
+      ...s.variant.trainingArgs(s.magnitudeOnly),
+    }),
+  };
+}
+
+/**
+ * Prepares the run folder (removes a killed run's temporaries; refuses a fresh run over an
+ * earlier run's checkpoints) and, with `resume`, restores the newest checkpoint's weights,
+ * optimizer and data order.
+ */
+async function startOrResume(o: TrainOptions, s: Settings, m: Model, opt: AdamW, args: Record<string, unknown>, order: DataOrder): Promise<Start> {
+  const start: Start = { logHistory: [], step: 0, tokensSeen: 0, resumedFrom: undefined };
+  if (o.out === undefined) return start;
+  await cleanStaleTemps(o.out);
+  // A fresh run never mixes with an earlier one's checkpoints (analyze would compare them against this run's base).
+  if (o.resume !== true) {
+    const old = (await readdir(o.out).catch(() => [] as string[])).filter((n) => checkpointNumber(n) !== undefined);
+    if (old.length > 0) {
+      throw new DorascopeError('E_USAGE', `${JSON.stringify(o.out)} already holds ${old.length} checkpoint folder(s) (${old.sort().slice(0, 3).join(', ')}${old.length > 3 ? ', ...' : ''}) from an earlier run: pass --resume to continue it, or choose a new --out`);
+    }
+    return start;
+  }
+  const weightsFile = s.method === 'full' ? FILES.model : FILES.adapter;
+  const ck = await newestCheckpoint(o.out, weightsFile);
+  const r = await restore(ck.dir, ck.step, weightsFile, m.saved, m.trainables, opt, args);
+  // The data order's whole state is the number of draws: replay them.
+  for (let i = 0; i < r.dataDraws; i++) order.rand(), order.draws++;
+  return { logHistory: r.logHistory.map(hfLogEntry), step: r.step, tokensSeen: r.tokensSeen, resumedFrom: r.dir };
+}
+
+/** The optimisation loop from the start step: logs every step, evaluates and saves when due. */
+async function runSteps(o: TrainOptions, s: Settings, m: Model, opt: AdamW, order: DataOrder, start: Start,
+  evaluate: ReturnType<typeof evaluators>, save: (step: number) => Promise<void>, metricsLog: MetricsLog | undefined): Promise<StepInfo | undefined> {
+  const t = tf();
+  const rows = s.batchSize, len = s.contextLength;
+  const dataRand = () => { order.draws++; return order.rand(); };
+  return runLoop({
+    params: m.trainables.map((x) => x.v), optimizer: opt, steps: s.steps, fromStep: start.step + 1,
+    lr: (step) => lrAt(s.schedule, step),
+    loss: () => {
+      const ids = t.tensor2d(sampleWindows(m.data.train, rows, len, dataRand), [rows, len], 'int32');
+      return lmLoss(m.config, m.weights, ids, m.adapters);
+    },
+    onStep: async (info) => {
+      start.tokensSeen += rows * len;
+      const every = s.evalEvery, k = s.saveEvery;
+      // Evaluate on eval steps, at every checkpoint and at the end, so each checkpoint's
+      // trainer_state.json carries its metric (HF names: eval_loss, eval_accuracy).
+      const due = (every > 0 && info.step % every === 0) || (k > 0 && info.step % k === 0) || info.step === s.steps;
+      // learning_rate is the rate this step applied (HF logs the next step's: see docs/train.md).
+      const entry: LogEntry = { step: info.step, loss: info.loss, learning_rate: info.learningRate };
+      if (due) Object.assign(entry, { eval_loss: await evaluate.loss(), eval_accuracy: await evaluate.accuracy() });
+      start.logHistory.push(entry);
+      await metricsLog?.log(entry);
+      o.onProgress?.({ ...info, ...(entry.eval_loss === undefined ? {} : { evalLoss: entry.eval_loss }), startStep: start.step, totalSteps: s.steps, tokens: rows * len });
+      if ((k > 0 && info.step % k === 0) || info.step === s.steps) await save(info.step);
+    },
+  });
 }
 
 function hasBase(runDir: string): boolean {
@@ -306,8 +391,8 @@ async function readConfig(dir: string): Promise<LlamaConfig> {
   } catch (e) {
     throw new DorascopeError('E_NOT_FOUND', `--init ${JSON.stringify(dir)}: cannot read ${path}`, { path }, { cause: e });
   }
-  const c = { ...DEFAULT_CONFIG } as Record<string, number>;
-  for (const k of Object.keys(DEFAULT_CONFIG)) {
+  const c = { ...TRAIN_DEFAULTS.model } as Record<string, number>;
+  for (const k of Object.keys(TRAIN_DEFAULTS.model)) {
     const v = raw[k];
     if (v === undefined) continue;
     const [lo, hi, whole] = CONFIG_BOUNDS[k as keyof LlamaConfig];

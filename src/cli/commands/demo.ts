@@ -1,4 +1,5 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
+import { BACKEND_CHOICES } from '../../compute/backend.js';
 
 interface Args {
   out: string;
@@ -12,7 +13,7 @@ export const demoCommand: CommandModule<object, Args> = {
   builder: (y: Argv<object>) =>
     y
       .option('out', { type: 'string', default: 'dorascope-demo', describe: 'Folder for the demo report and checkpoints' })
-      .option('backend', { type: 'string', default: 'auto', choices: ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'], describe: 'Training backend' })
+      .option('backend', { type: 'string', default: 'auto', choices: [...BACKEND_CHOICES], describe: 'Training backend' })
       .example('$0 demo', 'train FT, LoRA, DoRA and DoRA† on a tiny model, analyse them, and write dorascope-demo/report.html')
       .example('$0 demo --out /tmp/demo --backend wasm', 'elsewhere, on the WebAssembly backend') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {

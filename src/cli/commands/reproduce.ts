@@ -1,4 +1,5 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
+import { BACKEND_CHOICES } from '../../compute/backend.js';
 import { DorascopeError } from '../../errors.js';
 
 interface Args {
@@ -27,7 +28,7 @@ export const reproduceCommand: CommandModule<object, Args> = {
       .option('base', { type: 'string', describe: 'Fine-tune this base model (HF folder or .safetensors) instead of pretraining one' })
       .option('work', { type: 'string', describe: 'Folder for the checkpoints (default OUT/checkpoints)' })
       .option('drop-checkpoints', { type: 'boolean', default: false, describe: 'Delete the checkpoints at the end (keep only report, tables, summary)' })
-      .option('backend', { type: 'string', default: 'auto', choices: ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'], describe: 'Training backend' })
+      .option('backend', { type: 'string', default: 'auto', choices: [...BACKEND_CHOICES], describe: 'Training backend' })
       .option('notes', { type: 'string', describe: "A markdown file with a hand-written discussion to put in the README" })
       .option('png', { type: 'boolean', default: false, describe: "Also export the report's figures as PNG into OUT/png (needs Chromium)" })
       .example('$0 reproduce --quick --out my-run', 'the quick preset (about a minute on 2 CPU cores): my-run/report.html and README.md')

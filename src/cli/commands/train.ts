@@ -8,6 +8,8 @@ import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { checkTrainNumbers } from '../numbers.js';
 import { BACKEND_CHOICES, type BackendChoice } from '../../compute/backend.js';
 import { DorascopeError } from '../../errors.js';
+import { TRAIN_DEFAULTS as D } from '../../train/defaults.js';
+import { SCHEDULERS } from '../../train/schedule.js';
 
 interface Args {
   method: 'full' | 'lora' | 'dora';
@@ -50,30 +52,30 @@ export const trainCommand: CommandModule<object, Args> = {
     y
       .option('method', { type: 'string', choices: ['full', 'lora', 'dora'], demandOption: true, describe: 'What to train' })
       .option('steps', { type: 'number', default: 200, describe: 'Optimizer steps' })
-      .option('seed', { type: 'number', default: 0, describe: 'Seed for init, batches and LoRA A; same seed → same run' })
+      .option('seed', { type: 'number', default: D.seed, describe: 'Seed for init, batches and LoRA A; same seed → same run' })
       .option('backend', { type: 'string', choices: [...BACKEND_CHOICES], default: 'auto', describe: 'tfjs backend; auto: webgpu on a hardware GPU, else tensorflow if installed, else wasm' })
-      .option('r', { type: 'number', default: 8, describe: 'LoRA rank' })
-      .option('alpha', { type: 'number', default: 16, describe: 'LoRA alpha (scaling alpha/r)' })
-      .option('rslora', { type: 'boolean', default: false, describe: 'rsLoRA scaling alpha/√r' })
-      .option('target', { type: 'string', default: 'q_proj,v_proj', describe: 'Comma-separated module names to adapt' })
-      .option('lr', { type: 'number', describe: 'AdamW learning rate (default 3e-3 full, 1e-2 adapters)' })
-      .option('lr-scheduler', { type: 'string', choices: ['constant', 'constant_with_warmup', 'linear', 'cosine'], default: 'constant', describe: "Learning-rate schedule (Hugging Face's names and formulas)" })
-      .option('warmup-steps', { type: 'number', default: 0, describe: 'Linear warmup steps from 0 (wins over --warmup-ratio when > 0)' })
-      .option('warmup-ratio', { type: 'number', default: 0, describe: 'Warmup as a fraction of --steps (⌈steps·ratio⌉)' })
-      .option('weight-decay', { type: 'number', default: 0, describe: 'AdamW decoupled weight decay' })
+      .option('r', { type: 'number', default: D.r, describe: 'LoRA rank' })
+      .option('alpha', { type: 'number', default: D.alpha, describe: 'LoRA alpha (scaling alpha/r)' })
+      .option('rslora', { type: 'boolean', default: D.rslora, describe: 'rsLoRA scaling alpha/√r' })
+      .option('target', { type: 'string', default: D.target.join(','), describe: 'Comma-separated module names to adapt' })
+      .option('lr', { type: 'number', describe: `AdamW learning rate (default ${D.lr.full} full, ${D.lr.adapter} adapters)` })
+      .option('lr-scheduler', { type: 'string', choices: [...SCHEDULERS], default: D.lrScheduler, describe: "Learning-rate schedule (Hugging Face's names and formulas)" })
+      .option('warmup-steps', { type: 'number', default: D.warmupSteps, describe: 'Linear warmup steps from 0 (wins over --warmup-ratio when > 0)' })
+      .option('warmup-ratio', { type: 'number', default: D.warmupRatio, describe: 'Warmup as a fraction of --steps (⌈steps·ratio⌉)' })
+      .option('weight-decay', { type: 'number', default: D.weightDecay, describe: 'AdamW decoupled weight decay' })
       .option('magnitude-only', { type: 'string', describe: "DoRA: comma-separated modules that train only the magnitude (paper Table 6), e.g. 'o_proj,gate_proj,up_proj,down_proj'" })
-      .option('dora-detach', { type: 'boolean', default: true, describe: 'DoRA: treat the weight norm as a constant in backward (paper §4.3)' })
-      .option('layers', { type: 'number', default: 2, describe: 'Decoder layers' })
-      .option('d-model', { type: 'number', default: 64, describe: 'Hidden size' })
-      .option('heads', { type: 'number', default: 4, describe: 'Attention heads' })
+      .option('dora-detach', { type: 'boolean', default: D.doraDetach, describe: 'DoRA: treat the weight norm as a constant in backward (paper §4.3)' })
+      .option('layers', { type: 'number', default: D.model.num_hidden_layers, describe: 'Decoder layers' })
+      .option('d-model', { type: 'number', default: D.model.hidden_size, describe: 'Hidden size' })
+      .option('heads', { type: 'number', default: D.model.num_attention_heads, describe: 'Attention heads' })
       .option('eval-every', { type: 'number', default: 50, describe: 'Held-out loss every N steps (0: only at the end)' })
-      .option('data', { type: 'string', choices: ['sotu', 'cmudict'], default: 'sotu', describe: 'sotu: State of the Union text (pretraining); cmudict: word → phonemes lines (the downstream task)' })
-      .option('init', { type: 'string', default: 'random', describe: "'random' or an HF folder (model.safetensors + config.json with Llama names), e.g. a run's base/" })
+      .option('data', { type: 'string', choices: ['sotu', 'cmudict'], default: D.dataName, describe: 'sotu: State of the Union text (pretraining); cmudict: word → phonemes lines (the downstream task)' })
+      .option('init', { type: 'string', default: D.init, describe: "'random' or an HF folder (model.safetensors + config.json with Llama names), e.g. a run's base/" })
       .option('out', { type: 'string', describe: 'Run folder for checkpoint-<step>/ (HF Trainer/PEFT layout) and base/' })
-      .option('save-every', { type: 'number', default: 0, describe: 'Also checkpoint every K steps (0: only at the end)' })
+      .option('save-every', { type: 'number', default: D.saveEvery, describe: 'Also checkpoint every K steps (0: only at the end)' })
       .option('resume', { type: 'boolean', default: false, describe: 'Continue from the newest complete checkpoint in --out (pass the original options)' })
-      .option('batch-size', { type: 'number', default: 8, describe: 'Sequences per step' })
-      .option('context-length', { type: 'number', default: 32, describe: 'Tokens per sequence' })
+      .option('batch-size', { type: 'number', default: D.batchSize, describe: 'Sequences per step' })
+      .option('context-length', { type: 'number', default: D.contextLength, describe: 'Tokens per sequence' })
       .option('quiet', { type: 'boolean', default: false, describe: 'No progress output' })
       .option('json', { type: 'boolean', default: false, describe: 'Print the result as JSON' })
       .option('report-to', { type: 'string', array: true, choices: ['none', 'tensorboard'], default: ['none'], describe: 'Besides --out/metrics.jsonl (always written): tensorboard writes event files to --out/tensorboard/ (needs --out)' })
