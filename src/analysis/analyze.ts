@@ -24,7 +24,7 @@ import { compileSafe } from '../io/safe-regex.js';
 import { pathBytes } from '../io/path-bytes.js';
 import { classifyPath, openSource } from '../io/sources/open-source.js';
 import { listRun, readGlobalStep } from '../io/sources/trainer-run.js';
-import type { TensorSource } from '../io/types.js';
+import type { TensorInfo, TensorSource } from '../io/types.js';
 import { VERSION } from '../version.js';
 import { Progress, stderrProgress } from '../progress.js';
 import { isDefaultTarget, parseTensorName } from './names.js';
@@ -209,51 +209,27 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
   const quiet = o.quiet ?? o.log === undefined;
   const say = quiet ? () => undefined : log;
   if (o.runs.length === 0) throw new DorascopeError('E_USAGE', 'name at least one run to analyse against the base');
-  const regex = o.modulesRegex === undefined ? undefined : compileSafe(o.modulesRegex, '--modules-regex', 'E_USAGE');
-  const moduleSet = o.modules && o.modules.length > 0 ? new Set(o.modules) : undefined;
-  const layerSet = o.layers && o.layers.length > 0 ? new Set(o.layers) : undefined;
+  const wanted = targetFilter(o);
 
   const basePath = o.quantizedBase ?? o.base;
   const base = await openSource(basePath);
   const runs: Run[] = [];
   let fullBase: TensorSource | undefined;
-  let quantRun: Run | undefined;
   let progress: Progress | undefined;
-  let pool: AnalysisPool | undefined;
   let perRowOut: PerRowWriter | undefined;
-  let bytesRead = 0;
   try {
+    let quant: Quantization | undefined;
     if (o.quantizedBase !== undefined) {
       // The quantization step as a run of its own: full-precision base → dequantized base.
       fullBase = await openSource(o.base);
-      quantRun = {
-        label: QUANTIZATION_RUN, path: o.quantizedBase, method: 'quantization', adapter: null,
-        checkpoints: [{ name: basename(resolve(o.quantizedBase)), step: 0, path: o.quantizedBase, source: base }],
-      };
-      runs.push(quantRun);
+      quant = { fullBase, run: quantizationRun(o.quantizedBase, base) };
+      runs.push(quant.run);
     }
-    for (const r of o.runs) runs.push(await openRun(r, base));
-    const labels = new Set<string>();
-    for (const r of runs) {
-      if (labels.has(r.label)) throw new DorascopeError('E_USAGE', `two runs are labelled ${q(r.label)}: name them with --label NAME=RUN`);
-      labels.add(r.label);
-    }
-    checkGroups(o.groups ?? {}, labels);
-    const targets = base.list().filter((t) => {
-      if (regex) { if (!regex.search(t.name)) return false; if (t.shape.length < 2) return false; }
-      else if (!isDefaultTarget(t.name, t.shape)) return false;
-      const p = parseTensorName(t.name);
-      if (moduleSet && !moduleSet.has(p.module)) return false;
-      if (layerSet && !layerSet.has(p.layer)) return false;
-      return true;
-    });
-    if (targets.length === 0) {
-      throw new DorascopeError('E_NO_TENSORS', `no tensor of ${q(basePath)} matches the selection (modules ${o.modules?.join(',') ?? 'default'}${o.modulesRegex ? `, regex ${o.modulesRegex}` : ''}${o.layers ? `, layers ${o.layers.join(',')}` : ''})`);
-    }
+    await openRuns(o, base, runs);
+    const targets = selectTargets(o, basePath, base, wanted);
     const nCk = runs.reduce((a, r) => a + r.checkpoints.length, 0);
     say(`dorascope analyze: ${targets.length} tensors × ${nCk} checkpoints in ${runs.length} run(s)`);
 
-    const rows: DecompositionRow[] = [];
     // Per-feature records stream to rows.arrow tensor by tensor (bounded memory); it appears at the end.
     const formats = o.formats ?? TABLE_FORMATS;
     if (o.perRow && dir !== undefined) {
@@ -266,117 +242,201 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
     progress = o.log === undefined
       ? stderrProgress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet })
       : new Progress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet, tty: false, write: (text) => log(text.replace(/\n$/u, '')) });
-    // Header checks first: a missing tensor or a wrong shape fails before any data is read.
     // The quantization run is compared with the full-precision base, every other run with `base`.
-    const allCks = runs.filter((r) => r !== quantRun).flatMap((r) => r.checkpoints);
-    const checked = fullBase ? [...allCks, { path: o.base, source: fullBase }] : allCks;
-    for (const t of targets) {
-      for (const ck of checked) {
-        const info = ck.source.info(t.name);
-        if (!info) throw new DorascopeError('E_MISSING_TENSOR', `checkpoint ${q(ck.path)} has no tensor ${q(t.name)} (the base ${q(basePath)} has it)`);
-        if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
-          throw new DorascopeError('E_SHAPE_MISMATCH', `tensor ${q(t.name)} is ${JSON.stringify(info.shape)} in ${q(ck.path)} but ${JSON.stringify(t.shape)} in the base ${q(basePath)}`);
-        }
-      }
-    }
-    const taskOptions: TaskOptions = { perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto' };
-    // Only checkpoints that change a tensor cost anything for it (tensor-task.ts).
-    const work = targets.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1) * allCks.filter((c) => mayChange(c, t.name)).length, 0);
-    const nWorkers = workerCount(o.workers, work);
-    const url = nWorkers > 0 ? workerUrl() : undefined;
-    if (url) pool = AnalysisPool.start(nWorkers, { base: basePath, checkpoints: allCks.map((c) => c.path), options: taskOptions }, url);
-    // Tasks are queued at most two per worker ahead of the one being consumed (bounded memory),
-    // and consumed in tensor order, so the rows come out as without workers.
-    const ahead = pool ? 2 * pool.size : 0;
-    const queued: Promise<TaskResult[]>[] = [];
-    const submit = (i: number) => {
-      const t = targets[i]!;
-      const p = pool!.run(t.name, t.shape);
-      p.catch(() => undefined); // awaited in order below; this only keeps an early failure from being "unhandled"
-      queued[i] = p;
-    };
-    for (let ti = 0; ti < targets.length; ti++) {
-      const t = targets[ti]!;
-      const rowsN = t.shape[0]!;
-      const colsN = t.shape.slice(1).reduce((a, b) => a * b, 1);
-      const { layer, module } = parseTensorName(t.name);
-      let results: TaskResult[];
-      if (pool) {
-        for (let j = ti; j <= Math.min(targets.length - 1, ti + ahead); j++) if (queued[j] === undefined) submit(j);
-        results = await queued[ti]!;
-        delete queued[ti];
-      } else {
-        results = await runTensorTask(base, allCks, t.name, t.shape, taskOptions);
-      }
-      // On this thread: one more read of a tensor per target, the dequantized one the task above already decoded.
-      if (quantRun) results = [...await runTensorTask(fullBase!, quantRun.checkpoints, t.name, t.shape, taskOptions), ...results];
-      let bytes = 0, k = 0;
-      const perRow: PerRowRecord[] = [];
-      for (const run of runs) {
-        for (const ck of run.checkpoints) {
-          const { d, bytes: b } = results[k++]!;
-          bytes += b;
-          rows.push({
-            run: run.label, method: run.method, checkpoint: ck.name, step: ck.step, module, layer, tensor: t.name,
-            rows: rowsN, cols: colsN, delta_m: d.deltaM, delta_d: d.deltaD, zero_rows: d.zeroRows, shrunk_rows: d.shrunkRows,
-            rel_delta_fro: d.relDeltaFro, mean_m0: d.meanM0, mean_mt: d.meanMt, flag: d.flag,
-          });
-          if (d.m0 && d.mt && d.cos) {
-            for (let n = 0; n < d.k; n++) {
-              perRow.push({ run: run.label, checkpoint: ck.name, step: ck.step, tensor: t.name, layer, module, row: n, m0: d.m0[n]!, mt: d.mt[n]!, cos: d.cos[n]! });
-            }
-          }
-        }
-      }
-      perRowOut?.add(perRow);
-      bytesRead += bytes;
-      progress.tick(1, { bytes, note: t.name });
-    }
-    await pool?.close();
-
-    const stats = new Map(runs.map((run) => [run.label, runStatistics(rows, run.label)]));
-    const summary: AnalysisSummary = {
-      tool: 'dorascope', version: VERSION, bootstrap: BOOTSTRAP,
-      runs: runs.map((run) => ({
-        run: run.label, method: run.method, adapter: run.adapter,
-        checkpoints: run.checkpoints.map((c) => ({ name: c.name, step: c.step })),
-        ...stats.get(run.label)!,
-      })),
-      groups: groupSummaries(o.groups ?? {}, stats),
-    };
-
+    const compared = runs.filter((r) => r !== quant?.run).flatMap((r) => r.checkpoints);
+    checkHeaders(basePath, targets, fullBase ? [...compared, { path: o.base, source: fullBase }] : compared);
+    const done = await runTasks(o, basePath, base, quant, runs, targets, progress, perRowOut);
+    const summary = summarize(o, runs, done.rows);
     if (out !== undefined && dir !== undefined) {
-      await writeDecomposition(dir, rows, formats);
+      await writeDecomposition(dir, done.rows, formats);
       await perRowOut?.commit();
       perRowOut = undefined;
       await writeFileAtomic(join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
-      const manifest = {
-        tool: 'dorascope', version: VERSION, kind: 'analysis', created: new Date().toISOString(),
-        command: o.command ?? null,
-        // Everything the folder holds; readers use nothing else (a report draws histograms only when rows.arrow is listed).
-        files: [...formats.map((f) => `decomposition.${f}`), 'summary.json', 'manifest.json', ...(o.perRow ? formats.filter((f) => f !== 'csv').map((f) => `rows.${f}`) : [])],
-        options: { formats, modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto', groups: o.groups ?? null },
-        base: { path: o.base, kind: (fullBase ?? base).kind, bytes: pathBytes(o.base) },
-        quantized_base: o.quantizedBase === undefined ? null : { path: o.quantizedBase, kind: base.kind, bytes: pathBytes(o.quantizedBase) },
-        runs: runs.map((r) => ({
-          run: r.label, path: r.path, method: r.method, adapter_config: r.adapter?.['config'] ?? null,
-          checkpoints: r.checkpoints.map((c) => ({ name: c.name, step: c.step, path: c.path, kind: c.source.kind, bytes: pathBytes(c.path) })),
-        })),
-        tensors: targets.length,
-        timings: { seconds: (Date.now() - started) / 1000, bytes_read: bytesRead, workers: pool?.size ?? 0 },
-      };
-      await writeFileAtomic(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-      say(`wrote ${rows.length} rows to ${join(out, 'decomposition')}.{${formats.join(',')}} (+ summary.json, manifest.json${o.perRow ? `, rows.{${formats.filter((f) => f !== 'csv').join(',')}}` : ''})`);
+      await writeManifest(dir, o, formats, base, fullBase, runs, targets.length, { seconds: (Date.now() - started) / 1000, bytes_read: done.bytesRead, workers: done.workers });
+      say(`wrote ${done.rows.length} rows to ${join(out, 'decomposition')}.{${formats.join(',')}} (+ summary.json, manifest.json${o.perRow ? `, rows.{${formats.filter((f) => f !== 'csv').join(',')}}` : ''})`);
     }
-    return { rows, summary, out };
+    return { rows: done.rows, summary, out };
   } finally {
     await perRowOut?.abort();
     progress?.interrupt();
-    await pool?.close();
     for (const r of runs) for (const c of r.checkpoints) await c.source.close().catch(() => undefined);
     await base.close().catch(() => undefined);
     await fullBase?.close().catch(() => undefined);
   }
+}
+
+/** With `quantizedBase`: the full-precision base and the run that measures the quantization against it. */
+interface Quantization {
+  readonly fullBase: TensorSource;
+  readonly run: Run;
+}
+
+/** The quantization step as a run: one checkpoint, the dequantized base itself. */
+function quantizationRun(quantizedBase: string, base: TensorSource): Run {
+  return {
+    label: QUANTIZATION_RUN, path: quantizedBase, method: 'quantization', adapter: null,
+    checkpoints: [{ name: basename(resolve(quantizedBase)), step: 0, path: quantizedBase, source: base }],
+  };
+}
+
+/** The tensor selection (`modulesRegex`, else the default targets; then `modules`, `layers`), built before anything is opened. */
+function targetFilter(o: AnalyzeOptions): (t: TensorInfo) => boolean {
+  const regex = o.modulesRegex === undefined ? undefined : compileSafe(o.modulesRegex, '--modules-regex', 'E_USAGE');
+  const moduleSet = o.modules && o.modules.length > 0 ? new Set(o.modules) : undefined;
+  const layerSet = o.layers && o.layers.length > 0 ? new Set(o.layers) : undefined;
+  return (t) => {
+    if (regex) { if (!regex.search(t.name)) return false; if (t.shape.length < 2) return false; }
+    else if (!isDefaultTarget(t.name, t.shape)) return false;
+    const p = parseTensorName(t.name);
+    if (moduleSet && !moduleSet.has(p.module)) return false;
+    if (layerSet && !layerSet.has(p.layer)) return false;
+    return true;
+  };
+}
+
+/** Opens every run into `runs` (so the caller closes what was opened, even on error); labels must differ. */
+async function openRuns(o: AnalyzeOptions, base: TensorSource, runs: Run[]): Promise<void> {
+  for (const r of o.runs) runs.push(await openRun(r, base));
+  const labels = new Set<string>();
+  for (const r of runs) {
+    if (labels.has(r.label)) throw new DorascopeError('E_USAGE', `two runs are labelled ${q(r.label)}: name them with --label NAME=RUN`);
+    labels.add(r.label);
+  }
+  checkGroups(o.groups ?? {}, labels);
+}
+
+/** The base tensors to analyse; none is an error naming the selection. */
+function selectTargets(o: AnalyzeOptions, basePath: string, base: TensorSource, wanted: (t: TensorInfo) => boolean): TensorInfo[] {
+  const targets = base.list().filter(wanted);
+  if (targets.length === 0) {
+    throw new DorascopeError('E_NO_TENSORS', `no tensor of ${q(basePath)} matches the selection (modules ${o.modules?.join(',') ?? 'default'}${o.modulesRegex ? `, regex ${o.modulesRegex}` : ''}${o.layers ? `, layers ${o.layers.join(',')}` : ''})`);
+  }
+  return targets;
+}
+
+/** Header checks first: a missing tensor or a wrong shape fails before any data is read. */
+function checkHeaders(basePath: string, targets: readonly TensorInfo[], checked: ReadonlyArray<{ readonly path: string; readonly source: TensorSource }>): void {
+  for (const t of targets) {
+    for (const ck of checked) {
+      const info = ck.source.info(t.name);
+      if (!info) throw new DorascopeError('E_MISSING_TENSOR', `checkpoint ${q(ck.path)} has no tensor ${q(t.name)} (the base ${q(basePath)} has it)`);
+      if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
+        throw new DorascopeError('E_SHAPE_MISMATCH', `tensor ${q(t.name)} is ${JSON.stringify(info.shape)} in ${q(ck.path)} but ${JSON.stringify(t.shape)} in the base ${q(basePath)}`);
+      }
+    }
+  }
+}
+
+/**
+ * Runs one task per target tensor, on the main thread or on a worker pool, and turns the results
+ * into table rows in tensor order (per-feature records go to `perRowOut` as each tensor finishes).
+ */
+async function runTasks(o: AnalyzeOptions, basePath: string, base: TensorSource, quant: Quantization | undefined, runs: readonly Run[],
+  targets: readonly TensorInfo[], progress: Progress, perRowOut: PerRowWriter | undefined): Promise<{ rows: DecompositionRow[]; bytesRead: number; workers: number }> {
+  const allCks = runs.filter((r) => r !== quant?.run).flatMap((r) => r.checkpoints);
+  const taskOptions: TaskOptions = { perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto' };
+  // Only checkpoints that change a tensor cost anything for it (tensor-task.ts).
+  const work = targets.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1) * allCks.filter((c) => mayChange(c, t.name)).length, 0);
+  const nWorkers = workerCount(o.workers, work);
+  const url = nWorkers > 0 ? workerUrl() : undefined;
+  const pool = url ? AnalysisPool.start(nWorkers, { base: basePath, checkpoints: allCks.map((c) => c.path), options: taskOptions }, url) : undefined;
+  try {
+    // Tasks are queued at most two per worker ahead of the one being consumed (bounded memory),
+    // and consumed in tensor order, so the rows come out as without workers.
+    const ahead = pool ? 2 * pool.size : 0;
+    const queued: Promise<TaskResult[]>[] = [];
+    const task = (i: number, t: TensorInfo): Promise<TaskResult[]> => {
+      if (pool === undefined) return runTensorTask(base, allCks, t.name, t.shape, taskOptions);
+      for (let j = i; j <= Math.min(targets.length - 1, i + ahead); j++) {
+        const tj = targets[j];
+        if (queued[j] !== undefined || tj === undefined) continue;
+        const p = pool.run(tj.name, tj.shape);
+        p.catch(() => undefined); // awaited in order below; this only keeps an early failure from being "unhandled"
+        queued[j] = p;
+      }
+      const mine = queued[i];
+      delete queued[i];
+      return mine ?? Promise.reject(new DorascopeError('E_INTERNAL', `analysis task ${i} was not queued`));
+    };
+    const rows: DecompositionRow[] = [];
+    let bytesRead = 0;
+    for (const [ti, t] of targets.entries()) {
+      let results = await task(ti, t);
+      // On this thread: one more read of a tensor per target, the dequantized one the task above already decoded.
+      if (quant) results = [...await runTensorTask(quant.fullBase, quant.run.checkpoints, t.name, t.shape, taskOptions), ...results];
+      const bytes = collectRows(runs, t, results, rows, perRowOut);
+      bytesRead += bytes;
+      progress.tick(1, { bytes, note: t.name });
+    }
+    return { rows, bytesRead, workers: pool?.size ?? 0 };
+  } finally {
+    await pool?.close();
+  }
+}
+
+/** Appends one tensor's rows (runs and checkpoints in order, as the tasks returned them); returns the bytes read. */
+function collectRows(runs: readonly Run[], t: TensorInfo, results: readonly TaskResult[], rows: DecompositionRow[], perRowOut: PerRowWriter | undefined): number {
+  const rowsN = t.shape[0] ?? 0;
+  const colsN = t.shape.slice(1).reduce((a, b) => a * b, 1);
+  const { layer, module } = parseTensorName(t.name);
+  let bytes = 0, k = 0;
+  const perRow: PerRowRecord[] = [];
+  for (const run of runs) {
+    for (const ck of run.checkpoints) {
+      const result = results[k++];
+      if (result === undefined) throw new DorascopeError('E_INTERNAL', `tensor ${q(t.name)}: ${results.length} task results for more checkpoints`);
+      const { d, bytes: b } = result;
+      bytes += b;
+      rows.push({
+        run: run.label, method: run.method, checkpoint: ck.name, step: ck.step, module, layer, tensor: t.name,
+        rows: rowsN, cols: colsN, delta_m: d.deltaM, delta_d: d.deltaD, zero_rows: d.zeroRows, shrunk_rows: d.shrunkRows,
+        rel_delta_fro: d.relDeltaFro, mean_m0: d.meanM0, mean_mt: d.meanMt, flag: d.flag,
+      });
+      if (d.m0 && d.mt && d.cos) {
+        for (let n = 0; n < d.k; n++) {
+          perRow.push({ run: run.label, checkpoint: ck.name, step: ck.step, tensor: t.name, layer, module, row: n, m0: d.m0[n]!, mt: d.mt[n]!, cos: d.cos[n]! });
+        }
+      }
+    }
+  }
+  perRowOut?.add(perRow);
+  return bytes;
+}
+
+/** summary.json: each run's statistics, and the seed groups' means and ranges. */
+function summarize(o: AnalyzeOptions, runs: readonly Run[], rows: readonly DecompositionRow[]): AnalysisSummary {
+  const stats = new Map<string, RunStatistics>();
+  const summaries = runs.map((run): RunSummary => {
+    const st = runStatistics(rows, run.label);
+    stats.set(run.label, st);
+    return {
+      run: run.label, method: run.method, adapter: run.adapter,
+      checkpoints: run.checkpoints.map((c) => ({ name: c.name, step: c.step })),
+      ...st,
+    };
+  });
+  return { tool: 'dorascope', version: VERSION, bootstrap: BOOTSTRAP, runs: summaries, groups: groupSummaries(o.groups ?? {}, stats) };
+}
+
+/** manifest.json: the files, the options, the inputs (paths, kinds, sizes) and the timings. */
+async function writeManifest(dir: string, o: AnalyzeOptions, formats: readonly TableFormat[], base: TensorSource, fullBase: TensorSource | undefined, runs: readonly Run[], tensors: number,
+  timings: { seconds: number; bytes_read: number; workers: number }): Promise<void> {
+  const manifest = {
+    tool: 'dorascope', version: VERSION, kind: 'analysis', created: new Date().toISOString(),
+    command: o.command ?? null,
+    // Everything the folder holds; readers use nothing else (a report draws histograms only when rows.arrow is listed).
+    files: [...formats.map((f) => `decomposition.${f}`), 'summary.json', 'manifest.json', ...(o.perRow ? formats.filter((f) => f !== 'csv').map((f) => `rows.${f}`) : [])],
+    options: { formats, modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto', groups: o.groups ?? null },
+    base: { path: o.base, kind: (fullBase ?? base).kind, bytes: pathBytes(o.base) },
+    quantized_base: o.quantizedBase === undefined ? null : { path: o.quantizedBase, kind: base.kind, bytes: pathBytes(o.quantizedBase) },
+    runs: runs.map((r) => ({
+      run: r.label, path: r.path, method: r.method, adapter_config: r.adapter?.['config'] ?? null,
+      checkpoints: r.checkpoints.map((c) => ({ name: c.name, step: c.step, path: c.path, kind: c.source.kind, bytes: pathBytes(c.path) })),
+    })),
+    tensors,
+    timings,
+  };
+  await writeFileAtomic(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
 }
 
 /** The label of the run that measures the quantization step itself (`quantizedBase`). */
