@@ -7,6 +7,7 @@ import { openSafetensors } from '../../src/io/safetensors/reader.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { rng } from '../helpers/random.js';
 
 // Backend selection. CI installs Mesa's software Vulkan (llvmpipe)
 // from bookworm-backports, so the webgpu path runs there for correctness;
@@ -27,9 +28,10 @@ async function webgpuAvailable(): Promise<boolean> {
 }
 const gpu = await webgpuAvailable();
 
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+/** Uniform [-1, 1) from the project's seeded generator. */
+function uniform(seed: number): () => number {
+  const r = rng(seed);
+  return () => r() * 2 - 1;
 }
 
 describe('backend selection', () => {
@@ -61,7 +63,7 @@ describe('backend selection', () => {
     expect(tf().getBackend()).toBe('webgpu');
     const t = tf();
     const m = 7, k = 33, n = 5;
-    const r = lcg(3);
+    const r = uniform(3);
     const a = Float32Array.from({ length: m * k }, r);
     const b = Float32Array.from({ length: k * n }, r);
     // Reference: C = A·B and d/dA Σ (A·B)∘G = G·Bᵀ, with G a fixed weighting.

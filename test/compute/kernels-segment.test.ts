@@ -1,11 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { initBackend, tf } from '../../src/compute/backend.js';
 import { isDorascopeError } from '../../src/errors.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
+import { rng } from '../helpers/random.js';
 
 describe('wasm UnsortedSegmentSum (gather gradient)', () => {
   it('sums rows into their segments by hand-worked example; ids outside [0, n) are skipped', async () => {

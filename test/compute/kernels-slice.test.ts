@@ -1,11 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { initBackend, tf } from '../../src/compute/backend.js';
 import { sliceRanges } from '../../src/compute/kernels/wasm-slice.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
+import { rng } from '../helpers/random.js';
 
 /** Reference slice from the definition: out[i] = x[begin + multi-index(i)], one element at a time. */
 function refSlice(x: Float32Array, shape: number[], begin: number[], size: number[]): Float32Array {

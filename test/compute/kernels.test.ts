@@ -6,11 +6,8 @@ import { isDorascopeError } from '../../src/errors.js';
 import { initWeights, lmLoss, type LlamaConfig } from '../../src/train/model.js';
 import { AdamW } from '../../src/train/adamw.js';
 import { runLoop } from '../../src/train/loop.js';
+import { rng } from '../helpers/random.js';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 const randArray = (n: number, r: () => number) => Float32Array.from({ length: n }, () => 2 * r() - 1);
 const size = (s: number[]) => s.reduce((x, y) => x * y, 1);
 

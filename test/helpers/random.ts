@@ -1,14 +1,7 @@
-/** A small seeded generator (mulberry32) so test data is reproducible without fixtures. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../../src/random.js';
+
+/** The project's seeded generator (src/random.ts mulberry32), so test data is reproducible without fixtures. */
+export const rng: (seed: number) => () => number = mulberry32;
 
 /** `n` values uniform in [-scale, scale), as float32. */
 export function randn(next: () => number, n: number, scale = 1): Float32Array {

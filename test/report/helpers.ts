@@ -3,6 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tableFromArrays, tableToIPC } from 'apache-arrow';
+import { rng } from '../helpers/random.js';
 
 export interface Row { run: string; method: string; step: number; module: string; layer: number; tensor: string; dm: number; dd: number; rows?: number; cols?: number }
 
@@ -15,9 +16,9 @@ export function ols(x: number[], y: number[]): { slope: number; intercept: numbe
   return { slope: sxy / sxx, intercept: my - (sxy / sxx) * mx };
 }
 
+/** Rows for every step × layer × module, with small ΔM/ΔD drawn from the project's seeded generator. */
 export function grid(run: string, method: string, layers: number, modules: string[], steps: number[], seed = 1): Row[] {
-  let s = seed;
-  const rnd = (): number => { s = (s * 1103515245 + 12345) % 2147483648; return s / 2147483648; };
+  const rnd = rng(seed);
   const out: Row[] = [];
   for (const step of steps) for (let l = 0; l < layers; l++) for (const m of modules)
     out.push({ run, method, step, module: m, layer: l, tensor: `model.layers.${l}.${m}.weight`, dm: rnd() * 0.01, dd: rnd() * 0.001 });

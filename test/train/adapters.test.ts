@@ -3,12 +3,9 @@ import { initBackend, tf } from '../../src/compute/backend.js';
 import { initLora, loraVariant, type LoraParams } from '../../src/train/adapters/lora.js';
 import { loraScaling } from '../../src/methods/lora.js';
 import { doraVariant, initMagnitude } from '../../src/train/adapters/dora.js';
+import { rng } from '../helpers/random.js';
 
 // Seeded LCG so the test data are fixed.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 function randArr(n: number, r: () => number, scale = 1): Float64Array {
   const a = new Float64Array(n);
   for (let i = 0; i < n; i++) a[i] = (2 * r() - 1) * scale;

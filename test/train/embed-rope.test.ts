@@ -7,11 +7,8 @@ import {
 import { initLora, type LoraParams } from '../../src/train/adapters/lora.js';
 import { loraScaling } from '../../src/methods/lora.js';
 import { doraVariant, initMagnitude } from '../../src/train/adapters/dora.js';
+import { rng } from '../helpers/random.js';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 const randArr = (n: number, r: () => number) => Float64Array.from({ length: n }, () => 2 * r() - 1);
 
 const cfg: LlamaConfig = {

@@ -5,11 +5,8 @@ import { doraVariant, initMagnitude } from '../../src/train/adapters/dora.js';
 import { AdamW } from '../../src/train/adamw.js';
 import { runLoop, type StepInfo } from '../../src/train/loop.js';
 import { DorascopeError } from '../../src/errors.js';
+import { rng } from '../helpers/random.js';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 function rand(n: number, r: () => number): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = 2 * r() - 1;

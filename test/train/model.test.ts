@@ -6,11 +6,7 @@ import { loraScaling } from '../../src/methods/lora.js';
 import { doraVariant, initMagnitude } from '../../src/train/adapters/dora.js';
 import { AdamW } from '../../src/train/adamw.js';
 import { runLoop } from '../../src/train/loop.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
+import { rng } from '../helpers/random.js';
 
 const cfg: LlamaConfig = {
   vocab_size: 12, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2,
