@@ -15,6 +15,7 @@
  * factor is a zero row, so we leave such a feature as V (all zeros) instead of NaN.
  * This is the only place we differ from PEFT, and only where PEFT returns NaN.
  */
+import { loraVariant } from './lora.js';
 import { type MergeVariant, loraRow, rowsAreOutputs, storageShape, transposeB } from './merge.js';
 
 /** The per-feature factor m/‖V‖, with 0 where ‖V‖ = 0 (see the note on issue #2049). */
@@ -24,6 +25,8 @@ export function doraFactor(m: number, norm: number): number {
 
 export const doraVariant: MergeVariant = {
   name: 'dora',
+  // LoRA's A and B plus the magnitude vector, one value per output feature (paper eq. 5).
+  trainableParams: (r, rows, cols) => loraVariant.trainableParams(r, rows, cols) + rows,
   /**
    * Feature n merges to m_n·v/‖v‖, so its magnitude is |m_n| and its cosine with w is
    * sign(m_n)·cos(w, v); when ‖v‖ = 0 the merged feature is zero (the zero-norm rule above), and

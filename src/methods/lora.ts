@@ -17,6 +17,8 @@ export function loraScaling(r: number, alpha: number, useRslora: boolean): numbe
 /** Plain LoRA: W' = V = W + s·ΔW. */
 export const loraVariant: MergeVariant = {
   name: 'lora',
+  // A (r × in) and B (out × r): Hu et al. 2021, §4.1.
+  trainableParams: (r, rows, cols) => r * (rows + cols),
   exactFeature(v, _f, _n, out) {
     out.mt = v.vn;
     out.d2 = v.dd;

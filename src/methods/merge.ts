@@ -150,6 +150,8 @@ export interface MergeVariant {
    * into `out`. `f` holds the variant's own factors (DoRA: the magnitude).
    */
   exactFeature(v: LoraSumFeature, f: Pick<LoraFactors, 'magnitude'>, n: number, out: MergedFeature): void;
+  /** Parameters the method trains on one adapted tensor of `rows` output features and `cols` inputs, at rank r. */
+  trainableParams(r: number, rows: number, cols: number): number;
 }
 
 /**

@@ -10,6 +10,7 @@
 import { DorascopeError, q } from '../errors.js';
 import { parseAdapterConfig } from '../io/peft/adapter-config.js';
 import { layerIndexOf, patternValue, targetMatches } from '../io/peft/patterns.js';
+import { variantForConfig } from '../methods/variants.js';
 
 /** One analysed tensor: its name and its shape as the analysis saw it (rows = output features, cols = the rest). */
 export interface AnalysedTensor { tensor: string; rows: number; cols: number }
@@ -37,6 +38,7 @@ export function trainableParams(method: string, config: unknown, tensors: readon
     throw new DorascopeError('E_ANALYSIS_DIR', `${where}: adapter config of the run cannot be read: ${(e as Error).message}`);
   }
   if (c.targetModules === null) return null;
+  const variant = variantForConfig(c);
   let n = 0;
   for (const t of list) {
     const path = modulePath(t.tensor);
@@ -46,7 +48,7 @@ export function trainableParams(method: string, config: unknown, tensors: readon
       if (l === undefined || !c.layersToTransform.includes(l)) continue;
     }
     const r = patternValue(c.rankPattern, path, c.r, `${q(where)} rank_pattern`);
-    n += r * (t.rows + t.cols) + (c.useDora ? t.rows : 0);
+    n += variant.trainableParams(r, t.rows, t.cols);
   }
   return n;
 }
