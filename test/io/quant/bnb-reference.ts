@@ -60,7 +60,7 @@ export function refQuantize4bit(param: string, x: Float32Array, shape: number[],
   }
   const nibbles = Array.from(x, (v, i) => nearest(v / am[Math.floor(i / o.blockSize)]!, code));
   const packed = new Uint8Array(Math.ceil(n / 2));
-  nibbles.forEach((q, i) => { packed[i >> 1] |= i % 2 === 0 ? q << 4 : q; });
+  nibbles.forEach((q, i) => { packed[i >> 1]! |= i % 2 === 0 ? q << 4 : q; });
   const tensors: Ref4bit['tensors'] = {
     [param]: { dtype: 'U8', shape: [packed.length, 1], data: packed },
     [`${param}.quant_map`]: { dtype: 'F32', shape: [16], data: encodeFloat32('F32', code) },
