@@ -3,7 +3,7 @@
  * `train()` fills every option the caller leaves out from here, and `dorascope train` shows
  * the same values as its option defaults.
  */
-import type { LlamaConfig } from './model.js';
+import type { LlamaConfig } from './types.js';
 
 export const TRAIN_DEFAULTS = {
   /** Seeds the init, LoRA's A, the batches and the split: the same seed gives the same run. */

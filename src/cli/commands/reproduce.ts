@@ -1,5 +1,5 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { BACKEND_CHOICES } from '../../compute/backend.js';
+import { BACKEND_CHOICES } from '../../compute/backend-types.js';
 import { DorascopeError } from '../../errors.js';
 
 interface Args {

@@ -6,7 +6,7 @@
  */
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { checkTrainNumbers } from '../numbers.js';
-import { BACKEND_CHOICES, type BackendChoice } from '../../compute/backend.js';
+import { BACKEND_CHOICES, type BackendChoice } from '../../compute/backend-types.js';
 import { DorascopeError } from '../../errors.js';
 import { TRAIN_DEFAULTS as D } from '../../train/defaults.js';
 import { SCHEDULERS } from '../../train/schedule.js';
