@@ -127,7 +127,7 @@ function childRead(dir: string): void {
   let bytes = 0;
   for (const f of seriesFiles(dir)) {
     const fd = openSync(f, 'r');
-    for (let pos = 0, n; (n = readSync(fd, buf, 0, buf.length, pos)) > 0; pos += n) bytes += n;
+    for (let pos = 0, n: number; (n = readSync(fd, buf, 0, buf.length, pos)) > 0; pos += n) bytes += n;
     closeSync(fd);
   }
   const cpu = process.cpuUsage(c0);
@@ -168,7 +168,7 @@ function refTensors(base: string, ck: string): string {
     return new Map(parseHeader(h, size, path).entries.map((e) => [e.name, { ...e, at: 8 + n + e.begin }]));
   };
   const b = entries(base), c = entries(ck);
-  return [...b.values()].map((e) => `${e.at} ${c.get(e.name)!.at} ${e.shape[0]} ${e.shape[1]}`).join('\n') + '\n';
+  return `${[...b.values()].map((e) => `${e.at} ${c.get(e.name)!.at} ${e.shape[0]} ${e.shape[1]}`).join('\n')}\n`;
 }
 
 type Timed = { wall: number; user: number; sys: number };

@@ -19,7 +19,7 @@ const cli = (...args: string[]) => execFileSync(process.execPath, [join(root, 'b
 function block(heading: string, lang: string): string {
   const at = readme.indexOf(`\n${heading}\n`);
   expect(at, `README.md has no "${heading}"`).toBeGreaterThan(-1);
-  const open = readme.indexOf('```' + lang + '\n', at) + lang.length + 4;
+  const open = readme.indexOf(`\`\`\`${lang}\n`, at) + lang.length + 4;
   return readme.slice(open, readme.indexOf('\n```', open));
 }
 

@@ -34,8 +34,8 @@ let gradientsReady: Promise<void> | undefined;
 export function registerGradients(): Promise<void> {
   gradientsReady ??= (async () => {
     tf();
-    register('data:text/javascript,' + encodeURIComponent(HOOK));
-    const url = new URL('file://' + require.resolve('@tensorflow/tfjs-core/dist/register_all_gradients.js'));
+    register(`data:text/javascript,${encodeURIComponent(HOOK)}`);
+    const url = new URL(`file://${require.resolve('@tensorflow/tfjs-core/dist/register_all_gradients.js')}`);
     await import(url.href);
   })();
   return gradientsReady;

@@ -29,7 +29,7 @@ export const DTYPES: Readonly<Record<DType, DTypeSpec>> = {
 };
 
 export function isDType(s: unknown): s is DType {
-  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPES, s);
+  return typeof s === 'string' && Object.hasOwn(DTYPES, s);
 }
 
 export type RawArray =

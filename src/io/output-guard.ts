@@ -139,7 +139,7 @@ function isOurHtml(path: string): boolean {
 /** Refuses (E_OUTPUT_EXISTS) replacing an existing output that is not ours of the same kind, unless `force`. */
 export function checkReplaceable(o: GuardOptions): void {
   const opt = o.option ?? '--out';
-  let st;
+  let st: ReturnType<typeof statSync>;
   try { st = statSync(o.out); } catch { return; }
   const fileOutput = o.kind === 'report-html';
   const force = o.force === true;

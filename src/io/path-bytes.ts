@@ -8,12 +8,12 @@ import { lstatSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 export function pathBytes(path: string): number | null {
-  let st;
+  let st: ReturnType<typeof lstatSync>;
   try { st = lstatSync(path); } catch { return null; }
   if (st.isFile()) return st.size;
   if (!st.isDirectory()) return 0;
   let total = 0;
-  let entries;
+  let entries: import('node:fs').Dirent[];
   try { entries = readdirSync(path, { withFileTypes: true }); } catch { return null; }
   for (const e of entries) {
     if (e.isFile() || e.isDirectory()) total += pathBytes(join(path, e.name)) ?? 0;

@@ -115,14 +115,14 @@ async function eachBatch(path: string, each: (b: RecordBatch, base: number) => v
   const fh = await open(path, 'r');
   let rows = 0;
   try {
-    let reader;
+    let reader: Awaited<ReturnType<typeof RecordBatchReader.from>>;
     try { reader = await RecordBatchReader.from(fh); await reader.open(); } catch (e) {
       throw bad(`${q(path)} is not an Arrow IPC file: ${(e as Error).message}`, { path });
     }
     if (!reader.schema) throw bad(`${q(path)} is not an Arrow IPC file (no schema)`, { path });
     checkSchema(path, reader.schema);
     for (;;) {
-      let r;
+      let r: Awaited<ReturnType<typeof reader.next>>;
       try { r = await reader.next(); } catch (e) { throw bad(`${q(path)}: cannot read record batch after row ${rows}: ${(e as Error).message}`, { path, row: rows }); }
       if (r.done) break;
       each(r.value, rows);

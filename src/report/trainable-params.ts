@@ -33,7 +33,7 @@ export function trainableParams(method: string, config: unknown, tensors: readon
   if (list.some((t) => !(Number.isInteger(t.rows) && t.rows > 0 && Number.isInteger(t.cols) && t.cols > 0))) return null;
   if (method === 'ft') return list.reduce((n, t) => n + t.rows * t.cols, 0);
   if (config === null || config === undefined) return null;
-  let c;
+  let c: ReturnType<typeof parseAdapterConfig>;
   try { c = parseAdapterConfig(config, where); } catch (e) {
     throw new DorascopeError('E_ANALYSIS_DIR', `${where}: adapter config of the run cannot be read: ${(e as Error).message}`);
   }

@@ -13,15 +13,34 @@ import { writeParquetFile } from '../io/parquet.js';
 import { DorascopeError, q } from '../errors.js';
 import { readDecomposition } from '../analysis/table.js';
 import { VERSION } from '../version.js';
-import { checkpointSteps, headlineSteps, runDecayBudget, type Plan, type RunSpec } from './plan.js';
+import { checkpointSteps, headlineSteps, runDecayBudget, type MainRole, type Plan, type Preset, type RunSpec, type TrainMethod } from './plan.js';
 import { accuracyClaims, type RankPoint } from './results.js';
 import { headline, type ControlRow, type HeadlineRow } from './headline.js';
-import { renderReadme, type ReproRecord } from './readme.js';
+import { renderReadme, type Machine, type ReproRecord, type SweepRow } from './readme.js';
 import { PAPER_FIGURE2, PAPER_CITATION } from './paper.js';
 import type { RunMetric } from './metrics.js';
 import type { Engine } from './engine.js';
 import { figurePages, renderPages, reproductionTitle } from './pages.js';
 import { csvStringCell } from '../io/escape.js';
+
+/** What `rejudge` reads back from a reproduction's summary.json (written by `summaryJson` below). */
+interface SavedReproduction {
+  readonly kind: string;
+  readonly command: string;
+  readonly created: string;
+  readonly preset: Preset;
+  readonly backend: string;
+  readonly machine: Machine;
+  readonly seconds: Record<string, number>;
+  readonly task: string;
+  readonly runs: (RunSpec & { checkpoints_dir: string | null; metric: RunMetric; decay_budget: number })[];
+  readonly roles: MainRole[];
+  readonly learning_rates: Record<TrainMethod, number>;
+  readonly weight_decay_control: { weight_decay: number; config: string }[];
+  readonly lr_sweep: SweepRow[];
+  readonly rank_sweep: RankPoint[];
+  readonly bases: { seed: number | null; note: string; late_improvement: number | null; curve: { step: number; evalLoss: number }[] }[];
+}
 
 /** The module of the paper's Figure 2: the headline statistics use the query matrices. */
 export const HEADLINE_MODULE = 'q_proj';
@@ -56,28 +75,27 @@ export async function judge(out: string, facts: RunFacts, seedDirs: readonly str
 export async function rejudge(dir: string, opts: { png?: boolean; engine?: Engine } = {}): Promise<{ readme: string; summary: string; headline: { rows: HeadlineRow[]; control: ControlRow[] } }> {
   const out = resolve(dir);
   const path = join(out, 'summary.json');
-  let s: Record<string, any>;
+  let s: SavedReproduction;
   try {
-    s = JSON.parse(await readFile(path, 'utf8'));
+    s = JSON.parse(await readFile(path, 'utf8')) as SavedReproduction;
   } catch (e) {
     throw new DorascopeError('E_ANALYSIS_DIR', `cannot read ${q(path)}: ${(e as Error).message}`, undefined, { cause: e });
   }
-  if (s['kind'] !== 'reproduce' || !Array.isArray(s['runs']) || !Array.isArray(s['roles'])) {
+  if (s?.kind !== 'reproduce' || !Array.isArray(s.runs) || !Array.isArray(s.roles) || !Array.isArray(s.weight_decay_control) || !Array.isArray(s.bases)) {
     throw new DorascopeError('E_ANALYSIS_DIR', `${q(path)} is not the summary of a reproduction written by this version (kind "reproduce" with runs and roles)`);
   }
-  const runs = (s['runs'] as (RunSpec & { checkpoints_dir: string | null; metric: RunMetric; decay_budget: number })[]);
+  const runs = s.runs;
   const plan: Plan = {
     runs: runs.map(({ checkpoints_dir: _c, metric: _m, decay_budget: _d, ...spec }) => spec),
-    roles: s['roles'], lr: s['learning_rates'],
-    control: (s['weight_decay_control'] as { weight_decay: number; config: string }[]).map((c) => ({ weightDecay: c.weight_decay, config: c.config })),
+    roles: s.roles, lr: s.learning_rates,
+    control: s.weight_decay_control.map((c) => ({ weightDecay: c.weight_decay, config: c.config })),
   };
   const seedRoot = join(out, 'analysis-seeds');
   const seedDirs = (await readdir(seedRoot)).filter((n) => /^base-\d+$/u.test(n)).sort().map((n) => join(seedRoot, n));
   const facts: RunFacts = {
-    title: reproductionTitle(s['preset'].name), command: s['command'], created: s['created'], preset: s['preset'],
-    backend: s['backend'], machine: s['machine'], seconds: s['seconds'], task: s['task'], plan, sweep: s['lr_sweep'], rank: s['rank_sweep'],
-    bases: (s['bases'] as { seed: number | null; note: string; late_improvement: number | null; curve: { step: number; evalLoss: number }[] }[])
-      .map((b) => ({ seed: b.seed, path: '', note: b.note, curve: b.curve, lateImprovement: b.late_improvement })),
+    title: reproductionTitle(s.preset.name), command: s.command, created: s.created, preset: s.preset,
+    backend: s.backend, machine: s.machine, seconds: s.seconds, task: s.task, plan, sweep: s.lr_sweep, rank: s.rank_sweep,
+    bases: s.bases.map((b) => ({ seed: b.seed, path: '', note: b.note, curve: b.curve, lateImprovement: b.late_improvement })),
     metrics: Object.fromEntries(runs.map((r) => [r.name, r.metric])),
     checkpointsDirs: Object.fromEntries(runs.map((r) => [r.name, r.checkpoints_dir])),
     png: opts.png === true || (await readdir(out)).includes('png'),

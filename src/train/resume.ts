@@ -29,7 +29,7 @@ const fail = (msg: string, path?: string): never => {
  * checkpoint without resume state was not written by this trainer: refused, not skipped.
  */
 export async function newestCheckpoint(runDir: string, weightsFile: string): Promise<{ dir: string; step: number }> {
-  let run;
+  let run: Awaited<ReturnType<typeof listRun>>;
   try {
     run = await listRun(runDir);
   } catch (e) {

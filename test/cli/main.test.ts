@@ -7,7 +7,7 @@ function capture() {
   const err: string[] = [];
   const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true));
   const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
-  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(a.join(' ') + '\n'));
+  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(`${a.join(' ')}\n`));
   return { out, err, restore: () => (o.mockRestore(), e.mockRestore(), log.mockRestore()) };
 }
 

@@ -23,7 +23,7 @@ function refRope(x: Float64Array, shape: number[], theta: number, transpose = fa
   for (let b = 0; b < B * H; b++)
     for (let p = 0; p < T; p++)
       for (let i = 0; i < h; i++) {
-        const a = p * Math.pow(theta, -(2 * i) / hd), c = Math.cos(a), s = transpose ? -Math.sin(a) : Math.sin(a);
+        const a = p * theta ** (-(2 * i) / hd), c = Math.cos(a), s = transpose ? -Math.sin(a) : Math.sin(a);
         const o = (b * T + p) * hd;
         y[o + i] = x[o + i]! * c - x[o + i + h]! * s;
         y[o + i + h] = x[o + i + h]! * c + x[o + i]! * s;

@@ -15,7 +15,7 @@ function rand(n: number, r: () => number): Float32Array {
 
 // A frozen base layer W is adapted towards a teacher W + ΔW, with ΔW rank 2, on
 // held-out inputs: the validation loss must drop, and no tensors may leak.
-async function fit(backend: BackendName, method: 'lora' | 'dora'): Promise<{ before: number; after: number; counts: number[] }> {
+async function trainBriefly(backend: BackendName, method: 'lora' | 'dora'): Promise<{ before: number; after: number; counts: number[] }> {
   await initBackend(backend);
   const t = tf();
   const r = rng(11);
@@ -63,7 +63,7 @@ describe('training loop (AdamW, every step in tf.tidy)', () => {
     for (const method of ['lora', 'dora'] as const)
       // webgpu runs on Mesa's llvmpipe in CI (.ci/run installs it); skipped where no Vulkan driver exists.
       it.runIf(backend !== 'webgpu' || gpu)(`${method} on ${backend}: validation loss drops and numTensors stays flat`, async () => {
-        const { before, after, counts } = await fit(backend, method);
+        const { before, after, counts } = await trainBriefly(backend, method);
         expect(after).toBeLessThan(before * 0.5);
         // after the first step has created the optimizer moments, the count never grows
         expect(new Set(counts.slice(1)).size).toBe(1);

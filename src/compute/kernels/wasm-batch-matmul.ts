@@ -1,6 +1,6 @@
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { planMatMul } from './matmul-plan.js';
-import { TransposeCache } from './transpose-cache.js';
+import type { TransposeCache } from './transpose-cache.js';
 import { copyInto, heapView, relabel, releaseView, swapLastTwo, type WasmBackend } from './wasm-backend.js';
 
 /**

@@ -42,11 +42,13 @@ export function histogramFigure(id: string, f: FeatureHistograms): Figure {
   const at = new Map<string, FeatureGroup>(shown.map((g) => [`${g.run}\u0000${g.module}\u0000${g.layer}`, g]));
 
   const traces: { run: string; module: string; quantity: Quantity; k: number }[] = [];
-  runs.forEach((run) => modules.forEach((module) => {
-    if (!shown.some((g) => g.run === run && g.module === module)) return;
-    const k = traces.length / 2;
-    for (const quantity of ['dm', 'dcos'] as const) traces.push({ run, module, quantity, k });
-  }));
+  for (const run of runs) {
+    for (const module of modules) {
+      if (!shown.some((g) => g.run === run && g.module === module)) continue;
+      const k = traces.length / 2;
+      for (const quantity of ['dm', 'dcos'] as const) traces.push({ run, module, quantity, k });
+    }
+  }
 
   /** One layer's restyle: per trace its counts (bins + "above") and hover template. */
   const view = (layer: number): { y: number[][]; hovertemplate: string[] } => {
