@@ -2,7 +2,7 @@ import { JSON_CAPS, readTextCapped } from '../io/open-regular.js';
 import { shownValue } from '../io/json-value.js';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { join, resolve } from 'node:path';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { DorascopeError } from '../errors.js';
 import { selectBackend, tf } from '../compute/backend.js';
@@ -69,6 +69,8 @@ export interface TrainOptions {
   saveEvery?: number;
   /** Continue from the newest complete checkpoint in `out` (same options → bitwise the same end weights). */
   resume?: boolean;
+  /** A fresh run may write into a non-empty `out` that holds files other than a run's own. */
+  force?: boolean;
   /** Called once before the first step of this invocation (after set-up and any resume). */
   onStart?: (e: { startStep: number; totalSteps: number }) => void;
   onProgress?: (e: TrainProgress) => void;
@@ -172,6 +174,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const t = tf();
   // The run folder is written checkpoint by checkpoint; it must not be, hold or lie inside the weights it starts from.
   if (o.out !== undefined && s.init !== 'random') checkNoOverlap({ out: o.out, kind: 'train', inputs: [{ role: 'initial weights (--init)', path: s.init }] });
+  if (o.out !== undefined && o.resume !== true) checkFreshRunFolder(o.out, o.force === true);
   const config = s.init === 'random' ? { ...TRAIN_DEFAULTS.model, ...o.config } : await readConfig(s.init);
   const data = loadData(o, s, config);
   const rand = seededRandom(s.seed);
@@ -311,6 +314,26 @@ function trainingArgs(s: Settings, data: TextData, backend: BackendName, config:
       ...s.variant.trainingArgs(s.magnitudeOnly),
     }),
   };
+}
+
+/** What a run folder holds besides its checkpoint folders (checkpoint.ts, metrics-log.ts, tfevents.ts, the lock). */
+const RUN_FOLDER_ENTRIES = new Set(['base', 'metrics.jsonl', 'tensorboard']);
+
+/**
+ * A fresh run writes checkpoint folders, base/ and its logs into `out`: an existing file there, or a
+ * non-empty folder holding anything else, is someone else's, refused unless `force`. (A folder with an
+ * earlier run's checkpoints is refused later, with the hint to pass --resume.)
+ */
+function checkFreshRunFolder(out: string, force: boolean): void {
+  let st: ReturnType<typeof statSync>;
+  try { st = statSync(out); } catch { return; }
+  if (!st.isDirectory()) throw new DorascopeError('E_OUTPUT_EXISTS', `--out ${JSON.stringify(out)} is an existing file, not a run folder; choose a folder`, { out });
+  if (force) return;
+  const other = readdirSync(out).filter((n) => !n.startsWith('.') && !RUN_FOLDER_ENTRIES.has(n) && checkpointNumber(n) === undefined);
+  if (other.length > 0) {
+    const shown = other.sort().slice(0, 3).map((n) => JSON.stringify(n)).join(', ') + (other.length > 3 ? ', ...' : '');
+    throw new DorascopeError('E_OUTPUT_EXISTS', `--out ${JSON.stringify(out)} is not empty (${shown}) and is not a run folder; pass --force to write the run into it anyway, or choose another folder`, { out });
+  }
 }
 
 /**

@@ -136,6 +136,23 @@ describe('an output never overlaps an input', () => {
     expect(snapshot(root)).toEqual(before);
   });
 
+  it('train: a fresh run into a non-empty folder of other files, or onto a file, is refused; --force writes it', async () => {
+    const { train } = await import('../../src/train/train.js');
+    const foreign = join(root, 'notes');
+    mkdirSync(foreign, { recursive: true });
+    writeFileSync(join(foreign, 'thesis.tex'), 'mine\n');
+    const file = join(root, 'a-file');
+    writeFileSync(file, 'x\n');
+    const before = snapshot(root);
+    const tiny = { method: 'full' as const, steps: 1, backend: 'cpu' as const, config: { num_hidden_layers: 1, hidden_size: 8, intermediate_size: 16, num_attention_heads: 2 }, batchSize: 2, contextLength: 8 };
+    await expect(train({ ...tiny, out: foreign })).rejects.toSatisfy((e) => isDorascopeError(e, 'E_OUTPUT_EXISTS') && e.message.includes('"thesis.tex"') && e.message.includes('--force'));
+    await expect(train({ ...tiny, out: file })).rejects.toSatisfy((e) => isDorascopeError(e, 'E_OUTPUT_EXISTS') && e.message.includes('existing file'));
+    expect(snapshot(root)).toEqual(before);
+    await train({ ...tiny, out: foreign, force: true });
+    expect(readdirSync(foreign)).toEqual(expect.arrayContaining(['thesis.tex', 'checkpoint-1']));
+    expect(readFileSync(join(foreign, 'thesis.tex'), 'utf8')).toBe('mine\n');
+  });
+
   it('realPathOf folds .. and follows links through the deepest existing ancestor', () => {
     expect(realPathOf(`${root}/adapter/../base/x/y`)).toBe(join(realPathOf(root), 'base', 'x', 'y'));
     expect(realPathOf(join(root, 'link-to-adapter', 'a'))).toBe(join(realPathOf(root), 'adapter', 'a'));

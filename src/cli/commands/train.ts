@@ -32,6 +32,7 @@ interface Args {
   init: string;
   data: string;
   resume: boolean;
+  force: boolean;
   'lr-scheduler': string;
   'warmup-steps': number;
   'warmup-ratio': number;
@@ -74,6 +75,7 @@ export const trainCommand: CommandModule<object, Args> = {
       .option('out', { type: 'string', describe: 'Run folder for checkpoint-<step>/ (HF Trainer/PEFT layout) and base/' })
       .option('save-every', { type: 'number', default: D.saveEvery, describe: 'Also checkpoint every K steps (0: only at the end)' })
       .option('resume', { type: 'boolean', default: false, describe: 'Continue from the newest complete checkpoint in --out (pass the original options)' })
+      .option('force', { type: 'boolean', default: false, describe: 'Write a fresh run into a non-empty --out that holds other files' })
       .option('batch-size', { type: 'number', default: D.batchSize, describe: 'Sequences per step' })
       .option('context-length', { type: 'number', default: D.contextLength, describe: 'Tokens per sequence' })
       .option('quiet', { type: 'boolean', default: false, describe: 'No progress output' })
@@ -119,6 +121,7 @@ export const trainCommand: CommandModule<object, Args> = {
       batchSize: argv['batch-size'],
       contextLength: argv['context-length'],
       resume: argv.resume,
+      force: argv.force,
       reportTo,
       config: {
         num_hidden_layers: argv.layers, hidden_size: argv['d-model'],
