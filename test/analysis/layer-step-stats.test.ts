@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { acrossSeeds, layerStepStats, magnitudeShift, partialledR, selectionStats, withinCheckpointR, type MagnitudeRow, type StatPoint } from '../../src/analysis/layer-step-stats.js';
 import { rng } from '../helpers/random.js';
+import { pearsonLoop as r } from '../helpers/pearson.js';
 
 const pt = (tensor: string, step: number, x: number, y: number): StatPoint => ({ tensor, step, x, y });
 
@@ -12,15 +13,6 @@ const CONSTRUCTED: StatPoint[] = [
   pt('A', 1, 1, 3), pt('B', 1, 2, 1), pt('C', 1, 3, 2),
   pt('A', 2, 11, 12), pt('B', 2, 12, 13), pt('C', 2, 13, 11),
 ];
-
-/** Plain two-pass Pearson, written apart from the kernels. */
-function r(x: number[], y: number[]): number {
-  const n = x.length;
-  const mx = x.reduce((a, b) => a + b, 0) / n, my = y.reduce((a, b) => a + b, 0) / n;
-  let sxy = 0, sxx = 0, syy = 0;
-  for (let i = 0; i < n; i++) { sxy += (x[i]! - mx) * (y[i]! - my); sxx += (x[i]! - mx) ** 2; syy += (y[i]! - my) ** 2; }
-  return sxy / Math.sqrt(sxx * syy);
-}
 
 describe('step and layer views of the ΔM/ΔD points (hand-worked)', () => {
   it('pooled r > 0 while within-checkpoint r < 0', () => {

@@ -12,15 +12,9 @@ import type { DecompositionRow } from '../../src/analysis/table.js';
 import { usableRow } from '../../src/analysis/run-summary.js';
 import { rng, randn } from '../helpers/random.js';
 import { writeAdapter, writeModel, type TestTensors } from '../helpers/models.js';
+import { pearsonLoop } from '../helpers/pearson.js';
 
 /** Pearson r of y on x, and Spearman ρ as Pearson on average ranks, written plainly in float64. */
-function pearsonLoop(x: number[], y: number[]): number {
-  const n = x.length;
-  const mx = x.reduce((a, b) => a + b, 0) / n, my = y.reduce((a, b) => a + b, 0) / n;
-  let sxy = 0, sxx = 0, syy = 0;
-  for (let i = 0; i < n; i++) { sxy += (x[i]! - mx) * (y[i]! - my); sxx += (x[i]! - mx) ** 2; syy += (y[i]! - my) ** 2; }
-  return sxy / Math.sqrt(sxx * syy);
-}
 function ranks(v: number[]): number[] {
   return v.map((a) => v.filter((b) => b < a).length + (v.filter((b) => b === a).length + 1) / 2);
 }

@@ -17,6 +17,7 @@ import { buildFigures } from '../../src/report/render.js';
 import type { TensorSource } from '../../src/io/types.js';
 import { rng, randn } from '../helpers/random.js';
 import { writeAdapter, writeModel, type TestTensors } from '../helpers/models.js';
+import { pearsonLoop } from '../helpers/pearson.js';
 
 const H = 16, F = 24, R = 4, LAYERS = 2;
 const MODULES: Record<string, [string, number, number]> = {
@@ -27,14 +28,6 @@ const ADAPTED = new Set(['q_proj', 'v_proj']);
 const tensorName = (l: number, m: string) => `model.layers.${l}.${MODULES[m]![0]}.${m}.weight`;
 
 /** Pearson r written plainly (float64, two passes), apart from src/analysis/stats.ts. */
-function pearsonLoop(x: number[], y: number[]): number {
-  const n = x.length;
-  const mx = x.reduce((a, b) => a + b, 0) / n, my = y.reduce((a, b) => a + b, 0) / n;
-  let sxy = 0, sxx = 0, syy = 0;
-  for (let i = 0; i < n; i++) { sxy += (x[i]! - mx) * (y[i]! - my); sxx += (x[i]! - mx) ** 2; syy += (y[i]! - my) ** 2; }
-  return sxy / Math.sqrt(sxx * syy);
-}
-
 /**
  * A 2-layer Llama-like base (q, k, v, o, gate, up, down) and a DoRA run of 3 checkpoints adapting
  * q and v. `poison`: the untouched base tensors hold only NaN, so any read that reaches a

@@ -9,25 +9,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DorascopeError } from '../../src/errors.js';
 import { listRun } from '../../src/io/sources/trainer-run.js';
 import { readAdapterConfig } from '../../src/io/peft/adapter-config.js';
 import { analyze } from '../../src/analysis/analyze.js';
 import { readDecomposition } from '../../src/analysis/table.js';
 import { writeModel } from '../helpers/models.js';
+import { rejection } from '../helpers/rejection.js';
 
 const root = mkdtempSync(join(tmpdir(), 'dorascope-steps-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-async function rejection(p: Promise<unknown>): Promise<DorascopeError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof DorascopeError) return e;
-    throw e;
-  }
-  throw new Error('expected a DorascopeError');
-}
 
 function run(name: string, folders: Record<string, string | null>): string {
   const dir = join(root, name);

@@ -9,22 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FUZZ_TARGETS, fuzz } from '../../bench/fuzz-safetensors.js';
-import { DorascopeError } from '../../src/errors.js';
 import { openSafetensors } from '../../src/io/safetensors/reader.js';
 import { readIndex } from '../../src/io/sources/sharded.js';
+import { rejection } from '../helpers/rejection.js';
 
 const root = mkdtempSync(join(tmpdir(), 'dorascope-fuzz-found-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-async function rejection(p: Promise<unknown>): Promise<DorascopeError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof DorascopeError) return e;
-    throw e;
-  }
-  throw new Error('expected a DorascopeError');
-}
 
 const deep = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
 

@@ -9,11 +9,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { realPathOf } from '../../src/io/output-guard.js';
 import { exactValues, writeAdapter, writeModel } from '../helpers/models.js';
 import { rng } from '../helpers/random.js';
+import { runQuiet as run } from '../helpers/cli-quiet.js';
 
 let root: string;
 const P = 'base_model.model.model.layers.0.self_attn.';
@@ -46,19 +46,6 @@ function snapshot(dir: string): Record<string, string> {
   };
   walk(dir);
   return out;
-}
-
-async function run(args: string[]): Promise<{ code: number; stderr: string }> {
-  let stderr = '';
-  const out = process.stdout.write.bind(process.stdout), err = process.stderr.write.bind(process.stderr);
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array) => { stderr += String(s); return true; }) as typeof process.stderr.write;
-  try {
-    return { code: await main(args), stderr };
-  } finally {
-    process.stdout.write = out;
-    process.stderr.write = err;
-  }
 }
 
 const merge = (out: string, ...more: string[]) => run(['merge', '--base', join(root, 'base'), '--adapter', join(root, 'adapter'), '--out', out, ...more]);

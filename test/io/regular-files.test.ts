@@ -9,7 +9,6 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, existsSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DorascopeError } from '../../src/errors.js';
 import { openSource } from '../../src/io/sources/open-source.js';
 import { listRun } from '../../src/io/sources/trainer-run.js';
 import { readAdapterConfig } from '../../src/io/peft/adapter-config.js';
@@ -17,19 +16,10 @@ import { readIndex } from '../../src/io/sources/sharded.js';
 import { JSON_CAPS } from '../../src/io/open-regular.js';
 import { writeAdapter, writeModel, writeSharded } from '../helpers/models.js';
 import { runCli } from '../helpers/cli-process.js';
+import { rejection } from '../helpers/rejection.js';
 
 const root = mkdtempSync(join(tmpdir(), 'dorascope-regular-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-async function rejection(p: Promise<unknown>): Promise<DorascopeError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof DorascopeError) return e;
-    throw e;
-  }
-  throw new Error('expected a DorascopeError');
-}
 
 const mkfifo = (path: string) => execFileSync('mkfifo', [path]);
 const w = { shape: [2, 2], data: new Float32Array([1, 2, 3, 4]) };

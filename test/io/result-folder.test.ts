@@ -9,12 +9,12 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { lockPathFor, writeResultFolder } from '../../src/io/result-folder.js';
 import { loadAnalysis } from '../../src/report/load.js';
 import { writeModel } from '../helpers/models.js';
 import { randn, rng } from '../helpers/random.js';
+import { runQuiet as run } from '../helpers/cli-quiet.js';
 
 const CLI = resolve('bin/dorascope.js');
 let root: string;
@@ -29,19 +29,6 @@ beforeAll(async () => {
   }
 });
 afterAll(async () => { await rm(root, { recursive: true, force: true }); });
-
-async function run(args: string[]): Promise<{ code: number; stderr: string }> {
-  let stderr = '';
-  const out = process.stdout.write.bind(process.stdout), err = process.stderr.write.bind(process.stderr);
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array) => { stderr += String(s); return true; }) as typeof process.stderr.write;
-  try {
-    return { code: await main(args), stderr };
-  } finally {
-    process.stdout.write = out;
-    process.stderr.write = err;
-  }
-}
 
 const analyzeArgs = (out: string, ck: string, ...more: string[]) =>
   ['analyze', '--base', join(root, 'base.safetensors'), join(root, `${ck}.safetensors`), '--out', out, '--quiet', '--workers', '0', ...more];

@@ -6,20 +6,11 @@ import { listRun } from '../../src/io/sources/trainer-run.js';
 import { parseJsonLenient } from '../../src/io/sources/lenient-json.js';
 import { hubCacheDir, parseHubId, resolveHubCache } from '../../src/io/sources/hf-cache.js';
 import { classifyPath } from '../../src/io/sources/open-source.js';
-import { DorascopeError, isDorascopeError } from '../../src/errors.js';
+import { isDorascopeError } from '../../src/errors.js';
+import { rejection } from '../helpers/rejection.js';
 
 const root = mkdtempSync(join(tmpdir(), 'dorascope-run-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-async function rejection(p: Promise<unknown> | (() => unknown)): Promise<DorascopeError> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    if (e instanceof DorascopeError) return e;
-    throw e;
-  }
-  throw new Error('expected a DorascopeError');
-}
 
 describe('lenient JSON (Python json.dump output)', () => {
   it('reads bare NaN / Infinity / -Infinity, leaves strings that contain those words alone', () => {

@@ -1,0 +1,12 @@
+import { DorascopeError } from '../../src/errors.js';
+
+/** The DorascopeError a promise (or a function) rejects with; any other outcome fails the test. */
+export async function rejection(p: Promise<unknown> | (() => unknown)): Promise<DorascopeError> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    if (e instanceof DorascopeError) return e;
+    throw e;
+  }
+  throw new Error('expected a DorascopeError');
+}
