@@ -169,20 +169,7 @@ export function finishDecomposition(n0: Float64Array, sums: BlockSums, baseFinit
     sumM0 += a; sumMt += b;
     if (m0 && mt && cs) { m0[n] = a; mt[n] = b; cs[n] = c; }
   }
-  const res: Decomposition = {
-    k,
-    deltaM: nonFinite ? NaN : sumDM / k,
-    deltaD: nonFinite ? NaN : sumDD / k,
-    zeroRows,
-    shrunkRows,
-    relDeltaFro: nonFinite ? NaN : Math.sqrt(diff2) / Math.sqrt(base2),
-    meanM0: sumM0 / k,
-    meanMt: nonFinite ? NaN : sumMt / k,
-    nonFinite,
-    flag: nonFinite ? 'non_finite' : '',
-    ...(m0 && mt && cs ? { m0, mt, cos: cs } : {}),
-  };
-  return res;
+  return fromSums({ k, sumDM, sumDD, zeroRows, shrunkRows, diff2, base2, sumM0, sumMt, nonFinite }, m0 && mt && cs ? { m0, mt, cos: cs } : undefined);
 }
 
 /** Per-feature Euclidean norms, accumulated in float64. */
@@ -210,4 +197,37 @@ export function accumulateSquares(s: Float64Array, w: Float32Array, row0: number
       for (let j = 0; j < cols; j++) { const v = w[off + j]!; s[j]! += v * v; }
     }
   }
+}
+
+/** The feature sums of one tensor pair, as both kernels (this file's and the adapter path's) accumulate them. */
+export interface FeatureSums {
+  readonly k: number;
+  readonly sumDM: number;
+  readonly sumDD: number;
+  readonly zeroRows: number;
+  readonly shrunkRows: number;
+  /** ‖W_t − W0‖²_F and ‖W0‖²_F. */
+  readonly diff2: number;
+  readonly base2: number;
+  readonly sumM0: number;
+  readonly sumMt: number;
+  readonly nonFinite: boolean;
+}
+
+/** The means of ΔM, ΔD and the magnitudes from the sums: NaN deltas and a `non_finite` flag when any input was not finite. */
+export function fromSums(s: FeatureSums, perRow?: { m0: Float64Array; mt: Float64Array; cos: Float64Array }): Decomposition {
+  const bad = s.nonFinite;
+  return {
+    k: s.k,
+    deltaM: bad ? NaN : s.sumDM / s.k,
+    deltaD: bad ? NaN : s.sumDD / s.k,
+    zeroRows: s.zeroRows,
+    shrunkRows: s.shrunkRows,
+    relDeltaFro: bad ? NaN : Math.sqrt(s.diff2) / Math.sqrt(s.base2),
+    meanM0: s.sumM0 / s.k,
+    meanMt: bad ? NaN : s.sumMt / s.k,
+    nonFinite: bad,
+    flag: bad ? 'non_finite' : '',
+    ...(perRow ?? {}),
+  };
 }

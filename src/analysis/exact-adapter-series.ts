@@ -25,7 +25,7 @@
  */
 import type { LoraSumFeature, MergedFeature } from '../methods/merge.js';
 import { variantFor } from '../methods/variants.js';
-import type { Decomposition } from './decompose.js';
+import { fromSums, type Decomposition } from './decompose.js';
 
 /** One checkpoint's factors for a module whose features are the rows of W0 (after any layout mapping). */
 export interface SeriesFactors {
@@ -124,17 +124,6 @@ export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Arr
     diff2 += d2; base2 += w2;
     if (m0s && mts && coss) { m0s[n] = m0; mts[n] = mt; coss[n] = cos; }
   }
-  return {
-    k: out,
-    deltaM: nonFinite ? NaN : sumDM / out,
-    deltaD: nonFinite ? NaN : sumDD / out,
-    zeroRows,
-    shrunkRows,
-    relDeltaFro: nonFinite ? NaN : Math.sqrt(diff2) / Math.sqrt(base2),
-    meanM0: sumM0 / out,
-    meanMt: nonFinite ? NaN : sumMt / out,
-    nonFinite,
-    flag: nonFinite ? 'non_finite' : '',
-    ...(m0s && mts && coss ? { m0: m0s, mt: mts, cos: coss } : {}),
-  };
+  return fromSums({ k: out, sumDM, sumDD, zeroRows, shrunkRows, diff2, base2, sumM0, sumMt, nonFinite }, m0s && mts && coss ? { m0: m0s, mt: mts, cos: coss } : undefined);
+
 }

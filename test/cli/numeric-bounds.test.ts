@@ -8,20 +8,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DorascopeError } from '../../src/errors.js';
 import { MAX_LAYER_INDEX, parseLayers, workerCount } from '../../src/analysis/analyze.js';
 import { parseAdapterConfig } from '../../src/io/peft/adapter-config.js';
 import { runCli } from '../helpers/cli-process.js';
-
-function thrown(f: () => unknown): DorascopeError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof DorascopeError) return e;
-    throw e;
-  }
-  throw new Error('expected a DorascopeError');
-}
+import { thrown } from '../helpers/rejection.js';
 
 describe('train: every numeric option is bounded before any work starts', () => {
   // [arguments, the option the message must name, a piece of the allowed range it must state]

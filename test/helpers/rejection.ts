@@ -10,3 +10,14 @@ export async function rejection(p: Promise<unknown> | (() => unknown)): Promise<
   }
   throw new Error('expected a DorascopeError');
 }
+
+/** The DorascopeError a synchronous call throws; any other outcome fails the test. */
+export function thrown(f: () => unknown): DorascopeError {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof DorascopeError) return e;
+    throw e;
+  }
+  throw new Error('expected a DorascopeError');
+}

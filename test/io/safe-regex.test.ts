@@ -8,24 +8,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DorascopeError } from '../../src/errors.js';
 import { parseAdapterConfig } from '../../src/io/peft/adapter-config.js';
 import { patternKey, targetMatches } from '../../src/io/peft/patterns.js';
 import { writeAdapter, writeModel } from '../helpers/models.js';
 import { runCli } from '../helpers/cli-process.js';
+import { thrown } from '../helpers/rejection.js';
 
 const root = mkdtempSync(join(tmpdir(), 'dorascope-regex-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-function thrown(f: () => unknown): DorascopeError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof DorascopeError) return e;
-    throw e;
-  }
-  throw new Error('expected a DorascopeError');
-}
 
 const EVIL = '(.+)+X';
 
