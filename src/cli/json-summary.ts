@@ -5,9 +5,9 @@
  *     overall: { n, pearson_r, r_ci95, spearman_rho, slope, slope_ci95 }, modules: { name: same } }] }
  */
 import { readdirSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DorascopeError, q } from '../errors.js';
+import { JSON_CAPS, readTextCapped } from '../io/open-regular.js';
 
 interface StatsLike {
   n?: number; pearson_r?: number | null; r_ci95?: [number, number] | null; spearman_rho?: number | null;
@@ -41,7 +41,8 @@ export function runStatsJson(runs: readonly RunLike[], rename: (run: string) => 
 export async function readRuns(dir: string): Promise<RunLike[]> {
   const path = join(dir, 'summary.json');
   let parsed: { runs?: unknown };
-  try { parsed = JSON.parse(await readFile(path, 'utf8')) as { runs?: unknown }; } catch (e) {
+  try { parsed = JSON.parse(await readTextCapped(path, 'analysis summary', JSON_CAPS.manifest)) as { runs?: unknown }; } catch (e) {
+    if (e instanceof DorascopeError) throw e;
     throw new DorascopeError('E_ANALYSIS_DIR', `cannot read ${q(path)}: ${(e as Error).message}`);
   }
   if (!Array.isArray(parsed.runs)) throw new DorascopeError('E_ANALYSIS_DIR', `${q(path)} has no "runs" array`);

@@ -5,7 +5,7 @@
  * `rejudge` runs it again on a finished reproduction folder, without training: the statistics and the
  * text then come from this version of dorascope, the numbers they are computed from from the saved tables.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { tableFromArrays, tableToIPC } from 'apache-arrow';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -22,6 +22,7 @@ import type { RunMetric } from './metrics.js';
 import type { Engine } from './engine.js';
 import { figurePages, renderPages, reproductionTitle } from './pages.js';
 import { csvStringCell } from '../io/escape.js';
+import { JSON_CAPS, readTextCapped } from '../io/open-regular.js';
 
 /** What `rejudge` reads back from a reproduction's summary.json (written by `summaryJson` below). */
 interface SavedReproduction {
@@ -77,8 +78,9 @@ export async function rejudge(dir: string, opts: { png?: boolean; engine?: Engin
   const path = join(out, 'summary.json');
   let s: SavedReproduction;
   try {
-    s = JSON.parse(await readFile(path, 'utf8')) as SavedReproduction;
+    s = JSON.parse(await readTextCapped(path, 'the reproduction summary', JSON_CAPS.manifest)) as SavedReproduction;
   } catch (e) {
+    if (e instanceof DorascopeError) throw e;
     throw new DorascopeError('E_ANALYSIS_DIR', `cannot read ${q(path)}: ${(e as Error).message}`, undefined, { cause: e });
   }
   if (s?.kind !== 'reproduce' || !Array.isArray(s.runs) || !Array.isArray(s.roles) || !Array.isArray(s.weight_decay_control) || !Array.isArray(s.bases)) {

@@ -3,9 +3,9 @@
  * `trainer_state.json` (`log_history` holds `{ step, eval_loss, eval_<metric> }` entries), so the
  * reproduction reads the same file any other HF tool would and needs no side channel from the trainer.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DorascopeError, q } from '../errors.js';
+import { JSON_CAPS, readTextCapped } from '../io/open-regular.js';
 
 export interface RunMetric {
   readonly step: number;
@@ -23,8 +23,9 @@ export async function readFinalMetric(checkpointDir: string, preferred?: string)
   const path = join(checkpointDir, 'trainer_state.json');
   let state: unknown;
   try {
-    state = JSON.parse(await readFile(path, 'utf8'));
+    state = JSON.parse(await readTextCapped(path, 'trainer state', JSON_CAPS.trainerState));
   } catch (e) {
+    if (e instanceof DorascopeError) throw e;
     const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_TRAINER_STATE';
     throw new DorascopeError(code, `cannot read ${q(path)}: ${(e as Error).message}`, undefined, { cause: e });
   }
@@ -71,8 +72,9 @@ export async function readEvalCurve(checkpointDir: string): Promise<EvalPoint[]>
   const path = join(checkpointDir, 'trainer_state.json');
   let state: unknown;
   try {
-    state = JSON.parse(await readFile(path, 'utf8'));
+    state = JSON.parse(await readTextCapped(path, 'trainer state', JSON_CAPS.trainerState));
   } catch (e) {
+    if (e instanceof DorascopeError) throw e;
     throw new DorascopeError('E_TRAINER_STATE', `cannot read ${q(path)}: ${(e as Error).message}`, undefined, { cause: e });
   }
   const history = (state as { log_history?: unknown } | null)?.log_history;

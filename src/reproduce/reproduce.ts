@@ -11,7 +11,7 @@
  *      statistic (headline.ts, verdict.ts), and write summary.json, the tables and README.md.
  * Checkpoints go to `work` (default OUT/checkpoints) so the published folder stays small.
  */
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve, relative } from 'node:path';
 import { checkNoOverlap } from '../io/output-guard.js';
 import { DorascopeError, q } from '../errors.js';
@@ -24,6 +24,7 @@ import type { ControlRow, HeadlineRow } from './headline.js';
 import { describeMachine, type BaseRecord, type SweepRow } from './readme.js';
 import { judge, type RunFacts } from './judge.js';
 import { figurePages, renderPages, reproductionTitle } from './pages.js';
+import { JSON_CAPS, readTextCapped } from '../io/open-regular.js';
 
 export interface ReproduceOptions {
   readonly out: string;
@@ -242,8 +243,9 @@ export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult
 
 async function readNotes(path: string): Promise<string> {
   try {
-    return await readFile(path, 'utf8');
+    return await readTextCapped(path, 'notes file', JSON_CAPS.config);
   } catch (e) {
+    if (e instanceof DorascopeError) throw e;
     throw new DorascopeError('E_NOT_FOUND', `cannot read the notes file ${q(path)}: ${(e as Error).message}`, undefined, { cause: e });
   }
 }
