@@ -46,6 +46,8 @@ export type ErrorCode =
   | 'E_DATA'
   | 'E_CHECKPOINT'
   | 'E_WRITE'
+  // an optional dependency (package.json optionalDependencies) that the command needs is not installed
+  | 'E_MISSING_DEPENDENCY'
   // outputs: never over an input, never over another program's files, one writer at a time
   | 'E_OUTPUT_OVERLAP'
   | 'E_OUTPUT_EXISTS'

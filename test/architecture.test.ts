@@ -17,7 +17,7 @@ const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../src');
  * train → io; compute (the tfjs backend and kernels) sits below analysis and train; methods
  * (one plug-in per fine-tuning method: merge math) sits below io; cli and reproduce on top;
  * index.ts is the public API, which picks from every layer but cli. The root helpers
- * (errors.ts, progress.ts, random.ts, version.ts) import nothing above themselves.
+ * (errors.ts, optional.ts, progress.ts, random.ts, version.ts) import nothing above themselves.
  */
 const ALLOWED: Record<string, readonly string[]> = {
   root: [],

@@ -13,6 +13,7 @@ import type { MergedAdapterSource } from '../io/peft/merged-source.js';
 import { checkFactors, rowsAreOutputs, type LoraFactors } from '../methods/merge.js';
 import { adapterDecompose } from './exact-adapter-series.js';
 import { productFor, type BaseProduct, type ProductEngine } from '../compute/base-times-a.js';
+import { hasTfjsWasm } from '../compute/tfjs.js';
 import type { Decomposition, FeatureAxis } from './decompose.js';
 import { q } from '../errors.js';
 
@@ -73,7 +74,8 @@ export async function fastAdapterDecompose(name: string, w0: Float32Array, rows:
     const stack = new Float32Array(R * inDim);
     let off = 0;
     for (const { f } of group) { stack.set(f.A, off * inDim); off += f.r; }
-    const engine: BaseProduct = productFor(choice === 'auto' ? (out * inDim * R >= AUTO_TFJS_MIN_MACS ? 'tfjs' : 'js') : choice);
+    // `auto` uses tfjs only when it is installed (an optional dependency); else the float64 JS product.
+    const engine: BaseProduct = productFor(choice === 'auto' ? (out * inDim * R >= AUTO_TFJS_MIN_MACS && hasTfjsWasm() ? 'tfjs' : 'js') : choice);
     const c = await engine(w0, stack, out, inDim, R, featuresAreRows);
     off = 0;
     for (const { f, bytes } of group) {

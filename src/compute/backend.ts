@@ -1,5 +1,6 @@
 import { createRequire, register } from 'node:module';
 import { DorascopeError } from '../errors.js';
+import { isModuleNotFound, requireOptional, resolveOptional, TFJS_PACKAGES } from '../optional.js';
 import { registerWasmKernels } from './kernels/register.js';
 import { tf, type Tf } from './tfjs.js';
 
@@ -35,7 +36,7 @@ export function registerGradients(): Promise<void> {
   gradientsReady ??= (async () => {
     tf();
     register(`data:text/javascript,${encodeURIComponent(HOOK)}`);
-    const url = new URL(`file://${require.resolve('@tensorflow/tfjs-core/dist/register_all_gradients.js')}`);
+    const url = new URL(`file://${resolveOptional('@tensorflow/tfjs-core', 'training (tfjs gradients)', '@tensorflow/tfjs-core/dist/register_all_gradients.js', TFJS_PACKAGES)}`);
     await import(url.href);
   })();
   return gradientsReady;
@@ -69,7 +70,8 @@ export async function selectBackend(choice: BackendChoice): Promise<BackendInfo>
     try {
       return { ...(await activate(t, name, true)), skipped };
     } catch (e) {
-      if (!(e instanceof DorascopeError) || e.code !== 'E_BACKEND') throw e;
+      // A backend whose optional package is not installed is skipped like one that fails to start.
+      if (!(e instanceof DorascopeError) || (e.code !== 'E_BACKEND' && e.code !== 'E_MISSING_DEPENDENCY')) throw e;
       skipped.push(`${name}: ${e.message}`);
     }
   }
@@ -85,9 +87,10 @@ let wasmLoaded = false;
  */
 export function loadWasm(t: Tf = tf()): void {
   if (!wasmLoaded) {
-    const wasm = require('@tensorflow/tfjs-backend-wasm') as { setWasmPaths: (p: string) => void };
+    const purpose = "tfjs's wasm backend";
+    const wasm = requireOptional<{ setWasmPaths: (p: string) => void }>('@tensorflow/tfjs-backend-wasm', purpose, '@tensorflow/tfjs-backend-wasm', TFJS_PACKAGES);
     // Absolute folder holding the .wasm binaries; nothing is fetched over the network.
-    const dir = require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm');
+    const dir = resolveOptional('@tensorflow/tfjs-backend-wasm', purpose, '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm', TFJS_PACKAGES);
     wasm.setWasmPaths(dir.slice(0, dir.lastIndexOf('/') + 1));
     wasmLoaded = true;
   }
@@ -116,7 +119,7 @@ async function activate(t: Tf, name: BackendName, hardwareOnly: boolean): Promis
   let device = 'CPU';
   let software = false;
   if (name === 'cpu') {
-    require('@tensorflow/tfjs-backend-cpu');
+    requireOptional('@tensorflow/tfjs-backend-cpu', "tfjs's cpu backend (--backend cpu)");
     device = 'CPU (tfjs-backend-cpu, plain JavaScript)';
   } else if (name === 'wasm') {
     loadWasm(t);
@@ -133,7 +136,7 @@ async function activate(t: Tf, name: BackendName, hardwareOnly: boolean): Promis
     const saved = Object.getOwnPropertyDescriptor(globalThis, 'navigator');
     Object.defineProperty(globalThis, 'navigator', { value: { gpu: gpu.gpu }, configurable: true, writable: true });
     try {
-      require('@tensorflow/tfjs-backend-webgpu');
+      requireOptional('@tensorflow/tfjs-backend-webgpu', "tfjs's webgpu backend (--backend webgpu)");
       const ok = await t.setBackend('webgpu');
       if (!ok || t.getBackend() !== 'webgpu') {
         throw new DorascopeError('E_BACKEND', `tfjs backend 'webgpu' failed to initialise on ${device}`, { backend: name });
@@ -174,7 +177,9 @@ async function openWebgpu(hardwareOnly: boolean): Promise<{ gpu: GpuLike; device
     try {
       mod = (await import('webgpu')) as unknown as WebgpuModule;
     } catch (e) {
-      throw new DorascopeError('E_BACKEND', `the 'webgpu' package (Dawn) could not be loaded: ${(e as Error).message}`, { backend: 'webgpu' });
+      // E_BACKEND either way, so that `auto` moves on; the message says how to install it when absent.
+      const hint = isModuleNotFound(e, 'webgpu') ? ' (an optional dependency: `npm install webgpu`)' : '';
+      throw new DorascopeError('E_BACKEND', `the 'webgpu' package (Dawn) could not be loaded${hint}: ${(e as Error).message}`, { backend: 'webgpu' });
     }
     // GPUBufferUsage, GPUMapMode, ...: tfjs reads these as browser globals.
     for (const [k, v] of Object.entries(mod.globals)) {

@@ -7,6 +7,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DorascopeError, q } from '../errors.js';
+import { isModuleNotFound, missingDependency } from '../optional.js';
 
 const USUAL = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome', '/usr/bin/google-chrome-stable',
   '/Applications/Google Chrome.app/Contents/MacOS/Google Chrome', '/Applications/Chromium.app/Contents/MacOS/Chromium'];
@@ -29,7 +30,13 @@ export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--
   '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'];
 
 export async function launchChromium(executablePath: string) {
-  const { chromium } = await import('playwright-core');
+  let chromium: typeof import('playwright-core').chromium;
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch (e) {
+    if (isModuleNotFound(e, 'playwright-core')) throw missingDependency('playwright-core', 'PNG/SVG export (--png, --svg) and the report checks in Chromium', e);
+    throw e;
+  }
   const userDataDir = await mkdtemp(join(tmpdir(), 'dorascope-chromium-'));
   return chromium.launchPersistentContext(userDataDir, { executablePath, headless: true, args: CHROMIUM_ARGS });
 }

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { DorascopeError } from '../errors.js';
+import { missingDependency } from '../optional.js';
 
 /** The folder of the built bundles: <package>/dist/plotly, from src/report/ (tests) and dist/report/ alike. */
 const BUNDLE_DIR = fileURLToPath(new URL('../../dist/plotly/', import.meta.url));
@@ -39,9 +39,9 @@ export function plotlyBundlePath(types: ReadonlySet<string>): string {
   }
   try {
     return createRequire(import.meta.url).resolve('plotly.js-dist-min/plotly.min.js');
-  } catch {
-    throw new DorascopeError('E_INTERNAL', `no plotly.js to inline: ${BUNDLE_DIR} has no bundle for ${[...types].join(', ')} `
-      + 'and plotly.js-dist-min is not installed (run `npm run build` with the dev dependencies, or pass --plotly-src)');
+  } catch (e) {
+    throw missingDependency('plotly.js-dist-min', `a report (${BUNDLE_DIR} has no partial bundle for ${[...types].join(', ')}: `
+      + 'build them with `npm run build` and the dev dependencies, or pass --plotly-src)', e);
   }
 }
 

