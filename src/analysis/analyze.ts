@@ -120,7 +120,8 @@ interface Checkpoint extends TaskCheckpoint {
 interface Run {
   readonly label: string;
   readonly path: string;
-  method: 'ft' | 'lora' | 'dora' | 'quantization';
+  /** `ft`, `quantization`, or the adapter's method (adapter.ts `Adapter.method`). */
+  method: string;
   adapter: Record<string, unknown> | null;
   readonly checkpoints: Checkpoint[];
 }

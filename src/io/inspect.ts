@@ -30,7 +30,7 @@ export interface DtypeTotal {
 
 export interface InspectAdapterModule {
   readonly module: string;
-  readonly method: 'lora' | 'dora';
+  readonly method: string;
   readonly r: number;
   readonly alpha: number;
   readonly scaling: number;
@@ -45,7 +45,7 @@ export interface InspectAdapterModule {
 }
 
 export interface InspectAdapter {
-  readonly method: 'lora' | 'dora';
+  readonly method: string;
   readonly r: number;
   readonly lora_alpha: number;
   readonly scaling: number;

@@ -13,7 +13,10 @@ import type { LoraFactors, Layout } from '../../methods/merge.js';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader.js';
 import type { TensorInfo } from '../types.js';
 import { loraScaling } from '../../methods/lora.js';
-import { type AdapterConfig, readAdapterConfig } from './adapter-config.js';
+import { type AdapterConfig, parseAdapterConfig } from './adapter-config.js';
+import { JSON_CAPS, readTextCapped } from '../open-regular.js';
+import { parseJsonLenient } from '../sources/lenient-json.js';
+import { PEFT_TYPE_READERS } from './peft-types.js';
 import { parseAdapterKey } from './keys.js';
 import { patternKey, patternValue } from './patterns.js';
 
@@ -31,7 +34,8 @@ export interface AdapterModule {
   readonly b: string;
   readonly magnitude: string | undefined;
   readonly embedding: boolean;
-  readonly method: 'lora' | 'dora';
+  /** `lora` or `dora`; another PEFT type's reader (peft-types.ts) names its own (`vera`, `adalora`). */
+  readonly method: string;
   readonly r: number;
   readonly alpha: number;
   readonly scaling: number;
@@ -42,8 +46,8 @@ export interface Adapter {
   readonly configPath: string;
   readonly weightsPath: string;
   readonly config: AdapterConfig;
-  /** `dora` when any module carries a magnitude vector (or the config says use_dora). */
-  readonly method: 'lora' | 'dora';
+  /** `dora` when any module carries a magnitude vector (or the config says use_dora); else `lora`, or another PEFT type's name. */
+  readonly method: string;
   readonly modules: readonly AdapterModule[];
   /** Full replacements (modules_to_save): base tensor name → adapter tensor name. */
   readonly replacements: ReadonlyMap<string, string>;
@@ -111,7 +115,17 @@ export async function openAdapter(dir: string): Promise<Adapter> {
   const configPath = join(dir, ADAPTER_CONFIG);
   const weightsPath = join(dir, ADAPTER_WEIGHTS);
   if (!entryExists(configPath)) throw new DorascopeError('E_NOT_FOUND', `${q(dir)} is not a PEFT adapter folder: ${ADAPTER_CONFIG} is missing`);
-  const config = await readAdapterConfig(configPath);
+  const text = await readTextCapped(configPath, 'adapter config', JSON_CAPS.config);
+  let json: unknown;
+  try {
+    json = parseJsonLenient(text);
+  } catch (e) {
+    throw new DorascopeError('E_ADAPTER_CONFIG', `${q(configPath)} is not valid JSON: ${(e as Error).message}`);
+  }
+  const peftType = typeof json === 'object' && json !== null && !Array.isArray(json) ? (json as Record<string, unknown>)['peft_type'] : undefined;
+  // Other PEFT types are read by their own plug-in (peft-types.ts); LoRA/DoRA below.
+  const reader = typeof peftType === 'string' && Object.hasOwn(PEFT_TYPE_READERS, peftType.toUpperCase()) ? PEFT_TYPE_READERS[peftType.toUpperCase()] : undefined;
+  const config = reader ? undefined : parseAdapterConfig(json, configPath);
   if (!entryExists(weightsPath)) {
     const pickle = ADAPTER_PICKLES.find((f) => existsSync(join(dir, f)));
     if (pickle) {
@@ -121,7 +135,11 @@ export async function openAdapter(dir: string): Promise<Adapter> {
   }
   const file = await openSafetensors(weightsPath);
   try {
-    return buildAdapter(dir, configPath, weightsPath, config, file);
+    if (reader) {
+      const parts = reader({ configPath, weightsPath, json: json as Record<string, unknown>, file });
+      return { dir, configPath, weightsPath, file, ...parts, close: () => file.close() };
+    }
+    return buildAdapter(dir, configPath, weightsPath, config!, file);
   } catch (e) {
     await file.close();
     throw e;

@@ -82,3 +82,25 @@ export function parseAdapterKey(name: string): ParsedKey {
   const dot = key.lastIndexOf('.');
   return { role: 'replace', module: dot > 0 ? key.slice(0, dot) : key, target: key, embedding: false, nvlabs: false, adapterName: undefined };
 }
+
+/**
+ * A per-module tensor of another PEFT method, `<module>.<role>[.<adapter>][.weight]` under PEFT's
+ * prefix (VeRA `vera_lambda_b`, AdaLoRA `lora_E`, …), for one of `roles`; undefined when the name
+ * has none of them. PEFT saves ParameterDict entries without `.weight` and removes the adapter name.
+ */
+export function parseMethodKey(name: string, roles: readonly string[]): { module: string; role: string } | undefined {
+  const key = stripPrefix(name);
+  for (const role of roles) {
+    const at = key.lastIndexOf(`.${role}`);
+    if (at <= 0) continue;
+    const rest = key.slice(at + role.length + 1);
+    // What may follow the role: nothing, `.weight`, an adapter name, or both.
+    if (/^(?:\.[^.]+)?(?:\.weight)?$/u.test(rest)) return { module: key.slice(0, at), role };
+  }
+  return undefined;
+}
+
+/** Whether `name` is a model-level tensor of PEFT's tuner (`base_model.vera_A`, with or without an adapter name). */
+export function modelLevelKey(name: string, role: string): boolean {
+  return name === `base_model.${role}` || (name.startsWith(`base_model.${role}.`) && !name.slice(`base_model.${role}.`.length).includes('.'));
+}

@@ -1,0 +1,44 @@
+/**
+ * PEFT adapter types other than LoRA/DoRA whose update is still a product B′·A′ of two factors,
+ * read by a plug-in per `peft_type` (PEFT_TYPE_READERS in peft-types.ts). Each reader turns its
+ * method's saved tensors into the LoRA factors of methods/merge.ts (`LoraFactors`), so merge,
+ * the merge path of analyze and the exact ΔM/ΔD path need no branch of their own.
+ */
+import type { LoraFactors, Layout } from '../../methods/merge.js';
+import type { SafetensorsFile } from '../safetensors/reader.js';
+import type { TensorInfo } from '../types.js';
+import type { AdapterConfig } from './adapter-config.js';
+
+/** One adapted module as `Adapter.modules` lists it (the same fields as adapter.ts `AdapterModule`). */
+export interface MethodModule {
+  readonly module: string;
+  readonly target: string;
+  /** The tensors shown as the module's A and B (VeRA: the shared projections). */
+  readonly a: string;
+  readonly b: string;
+  readonly magnitude: string | undefined;
+  readonly embedding: boolean;
+  readonly method: string;
+  readonly r: number;
+  readonly alpha: number;
+  readonly scaling: number;
+}
+
+export interface MethodReaderInput {
+  readonly configPath: string;
+  readonly weightsPath: string;
+  /** adapter_config.json, parsed. */
+  readonly json: Record<string, unknown>;
+  readonly file: SafetensorsFile;
+}
+
+export interface MethodAdapterParts {
+  readonly config: AdapterConfig;
+  readonly method: string;
+  readonly modules: readonly MethodModule[];
+  readonly replacements: ReadonlyMap<string, string>;
+  layoutFor(m: MethodModule, base: TensorInfo): Layout;
+  readFactors(m: MethodModule, base: TensorInfo): Promise<LoraFactors>;
+}
+
+export type MethodReader = (input: MethodReaderInput) => MethodAdapterParts;
