@@ -10,6 +10,7 @@
 import { DorascopeError, q } from '../errors.js';
 import { parseAdapterConfig } from '../io/peft/adapter-config.js';
 import { layerIndexOf, patternValue, targetMatches } from '../io/peft/patterns.js';
+import { PEFT_TYPE_READERS } from '../io/peft/peft-types.js';
 import { variantForConfig } from '../methods/variants.js';
 
 /** One analysed tensor: its name and its shape as the analysis saw it (rows = output features, cols = the rest). */
@@ -33,6 +34,9 @@ export function trainableParams(method: string, config: unknown, tensors: readon
   if (list.some((t) => !(Number.isInteger(t.rows) && t.rows > 0 && Number.isInteger(t.cols) && t.cols > 0))) return null;
   if (method === 'ft') return list.reduce((n, t) => n + t.rows * t.cols, 0);
   if (config === null || config === undefined) return null;
+  // PEFT types read by their own plug-in (VeRA, AdaLoRA) train other tensors than A and B: not counted here.
+  const type = typeof config === 'object' && !Array.isArray(config) ? (config as Record<string, unknown>)['peft_type'] : undefined;
+  if (typeof type === 'string' && Object.hasOwn(PEFT_TYPE_READERS, type.toUpperCase())) return null;
   let c: ReturnType<typeof parseAdapterConfig>;
   try { c = parseAdapterConfig(config, where); } catch (e) {
     throw new DorascopeError('E_ANALYSIS_DIR', `${where}: adapter config of the run cannot be read: ${(e as Error).message}`);

@@ -241,3 +241,13 @@ describe('AdaLoRA', () => {
     await expect(inspect(dir)).rejects.toMatchObject({ code: 'E_SHAPE_MISMATCH' });
   });
 });
+
+describe('report', () => {
+  it('counts no trainable parameters for a VeRA or AdaLoRA run (the LoRA count would be wrong), a LoRA run still counted', async () => {
+    const { trainableParams } = await import('../../src/report/trainable-params.js');
+    const t = [{ tensor: `${Q}.weight`, rows: 4, cols: 6 }];
+    expect(trainableParams('vera', { peft_type: 'VERA', r: 2, target_modules: ['q_proj'] }, t)).toBeNull();
+    expect(trainableParams('adalora', { peft_type: 'ADALORA', init_r: 2, lora_alpha: 2, target_modules: ['q_proj'] }, t)).toBeNull();
+    expect(trainableParams('lora', { peft_type: 'LORA', r: 2, lora_alpha: 2, target_modules: ['q_proj'] }, t)).toBe(2 * (4 + 6));
+  });
+});
