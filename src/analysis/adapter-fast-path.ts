@@ -34,7 +34,7 @@ export interface FastResult {
 export function fastPathApplies(src: MergedAdapterSource, name: string, axis: FeatureAxis): boolean {
   const m = src.adapted.get(name);
   const info = src.base.info(name);
-  if (!m || !info) return false;
+  if (!m || !info || !src.adapter.exact) return false;
   return rowsAreOutputs(src.adapter.layoutFor(m, info)) === (axis === 'rows');
 }
 

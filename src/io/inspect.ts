@@ -123,6 +123,7 @@ function describeAdapter(a: Adapter, base: TensorSource | undefined): InspectAda
     };
     if (!base || !names) return row;
     const name = resolveBaseName(m.target, names, all);
+    if (name === undefined && m.optional) return row;
     if (name === undefined) {
       throw new DorascopeError('E_MISSING_TENSOR', `adapter ${q(a.dir)} adapts ${q(m.module)}, but the base ${q(base.path)} has no tensor ${q(m.target)}`);
     }

@@ -12,6 +12,29 @@ import { parseAdapterConfig } from '../io/peft/adapter-config.js';
 import { layerIndexOf, patternValue, targetMatches } from '../io/peft/patterns.js';
 import { PEFT_TYPE_READERS } from '../io/peft/peft-types.js';
 import { variantForConfig } from '../methods/variants.js';
+import { deltaMethodFor } from '../methods/delta-methods.js';
+import type { DeltaMethod } from '../methods/delta.js';
+import { parseDeltaConfig } from '../io/peft/delta-adapter.js';
+
+/** The count for an IA³/LoHa/LoKr run (methods/delta.ts `trainableParams`), or null when the method cannot tell. */
+function deltaTrainable(method: DeltaMethod, json: Record<string, unknown>, list: readonly AnalysedTensor[], where: string): number | null {
+  let parsed: ReturnType<typeof parseDeltaConfig>;
+  try { parsed = parseDeltaConfig(json, method, where); } catch (e) {
+    throw new DorascopeError('E_ANALYSIS_DIR', `${where}: adapter config of the run cannot be read: ${(e as Error).message}`);
+  }
+  const c = parsed.config;
+  if (c.targetModules === null) return null;
+  let n = 0;
+  for (const t of list) {
+    const path = modulePath(t.tensor);
+    if (!targetMatches(c.targetModules, path)) continue;
+    const r = patternValue(c.rankPattern, path, c.r, `${q(where)} rank_pattern`);
+    const k = method.trainableParams(r, t.rows, t.cols, targetMatches(parsed.feedforward, path));
+    if (k === null) return null;
+    n += k;
+  }
+  return n;
+}
 
 /** One analysed tensor: its name and its shape as the analysis saw it (rows = output features, cols = the rest). */
 export interface AnalysedTensor { tensor: string; rows: number; cols: number }
@@ -34,6 +57,8 @@ export function trainableParams(method: string, config: unknown, tensors: readon
   if (list.some((t) => !(Number.isInteger(t.rows) && t.rows > 0 && Number.isInteger(t.cols) && t.cols > 0))) return null;
   if (method === 'ft') return list.reduce((n, t) => n + t.rows * t.cols, 0);
   if (config === null || config === undefined) return null;
+  const delta = typeof config === 'object' && !Array.isArray(config) ? deltaMethodFor((config as Record<string, unknown>)['peft_type']) : undefined;
+  if (delta) return deltaTrainable(delta, config as Record<string, unknown>, list, where);
   // PEFT types read by their own plug-in (VeRA, AdaLoRA) train other tensors than A and B: not counted here.
   const type = typeof config === 'object' && !Array.isArray(config) ? (config as Record<string, unknown>)['peft_type'] : undefined;
   if (typeof type === 'string' && Object.hasOwn(PEFT_TYPE_READERS, type.toUpperCase())) return null;

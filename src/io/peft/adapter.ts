@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { entryExists } from '../open-regular.js';
 import { join } from 'node:path';
 import { DorascopeError, q } from '../../errors.js';
-import type { LoraFactors, Layout } from '../../methods/merge.js';
+import type { Layout } from '../../methods/merge.js';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader.js';
 import type { TensorInfo } from '../types.js';
 import { loraScaling } from '../../methods/lora.js';
@@ -19,46 +19,16 @@ import { parseJsonLenient } from '../sources/lenient-json.js';
 import { PEFT_TYPE_READERS } from './peft-types.js';
 import { parseAdapterKey } from './keys.js';
 import { patternKey, patternValue } from './patterns.js';
+import { mergeFactors } from '../../methods/variants.js';
+import { deltaMethodFor } from '../../methods/delta-methods.js';
+import { openDeltaAdapter } from './delta-adapter.js';
+import type { Adapter, AdapterModule } from './adapter-types.js';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 const ADAPTER_PICKLES = ['adapter_model.bin', 'adapter_model.pt', 'adapter_model.pth'];
 
-export interface AdapterModule {
-  /** Module path in the base model, e.g. `model.layers.0.self_attn.q_proj`. */
-  readonly module: string;
-  /** The base tensor it adapts, by PEFT's convention `<module>.weight` (see `resolveBaseName`). */
-  readonly target: string;
-  /** Tensor names in the adapter file. */
-  readonly a: string;
-  readonly b: string;
-  readonly magnitude: string | undefined;
-  readonly embedding: boolean;
-  /** `lora` or `dora`; another PEFT type's reader (peft-types.ts) names its own (`vera`, `adalora`). */
-  readonly method: string;
-  readonly r: number;
-  readonly alpha: number;
-  readonly scaling: number;
-}
-
-export interface Adapter {
-  readonly dir: string;
-  readonly configPath: string;
-  readonly weightsPath: string;
-  readonly config: AdapterConfig;
-  /** `dora` when any module carries a magnitude vector (or the config says use_dora); else `lora`, or another PEFT type's name. */
-  readonly method: string;
-  readonly modules: readonly AdapterModule[];
-  /** Full replacements (modules_to_save): base tensor name → adapter tensor name. */
-  readonly replacements: ReadonlyMap<string, string>;
-  /** The adapter file itself (headers, raw tensors). */
-  readonly file: SafetensorsFile;
-  /** The layout of a module on a base tensor of the given shape. */
-  layoutFor(m: AdapterModule, base: TensorInfo): Layout;
-  /** The module's factors for that base tensor (reads A, B and m from the file). */
-  readFactors(m: AdapterModule, base: TensorInfo): Promise<LoraFactors>;
-  close(): Promise<void>;
-}
+export type { Adapter, AdapterModule } from './adapter-types.js';
 
 /** Whether a folder looks like a PEFT adapter. */
 export function isAdapterDir(dir: string): boolean {
@@ -125,7 +95,9 @@ export async function openAdapter(dir: string): Promise<Adapter> {
   const peftType = typeof json === 'object' && json !== null && !Array.isArray(json) ? (json as Record<string, unknown>)['peft_type'] : undefined;
   // Other PEFT types are read by their own plug-in (peft-types.ts); LoRA/DoRA below.
   const reader = typeof peftType === 'string' && Object.hasOwn(PEFT_TYPE_READERS, peftType.toUpperCase()) ? PEFT_TYPE_READERS[peftType.toUpperCase()] : undefined;
-  const config = reader ? undefined : parseAdapterConfig(json, configPath);
+  // IA³, LoHa and LoKr have no LoRA factors: a `DeltaMethod` plug-in (methods/delta.ts) merges them.
+  const delta = reader ? undefined : deltaMethodFor(peftType);
+  const config = reader || delta ? undefined : parseAdapterConfig(json, configPath);
   if (!entryExists(weightsPath)) {
     const pickle = ADAPTER_PICKLES.find((f) => existsSync(join(dir, f)));
     if (pickle) {
@@ -133,11 +105,16 @@ export async function openAdapter(dir: string): Promise<Adapter> {
     }
     throw new DorascopeError('E_NOT_FOUND', `${q(dir)}: ${ADAPTER_WEIGHTS} is missing`);
   }
+  if (delta) return openDeltaAdapter(dir, configPath, weightsPath, json as Record<string, unknown>, delta);
   const file = await openSafetensors(weightsPath);
   try {
     if (reader) {
       const parts = reader({ configPath, weightsPath, json: json as Record<string, unknown>, file });
-      return { dir, configPath, weightsPath, file, ...parts, close: () => file.close() };
+      return {
+        dir, configPath, weightsPath, file, ...parts, exact: true,
+        mergeInto: async (m, base, W, what) => mergeFactors(W, await parts.readFactors(m, base), what),
+        close: () => file.close(),
+      };
     }
     return buildAdapter(dir, configPath, weightsPath, config!, file);
   } catch (e) {
@@ -191,8 +168,11 @@ function buildAdapter(dir: string, configPath: string, weightsPath: string, conf
     decideLayout(m.module, file.info(m.a)!.shape, file.info(m.b)!.shape, base.shape, config.fanInFanOut, m.embedding);
 
   return {
-    dir, configPath, weightsPath, config, method, modules, replacements, file,
+    dir, configPath, weightsPath, config, method, exact: true, modules, replacements, file,
     layoutFor,
+    async mergeInto(m, base, W, what) {
+      return mergeFactors(W, await this.readFactors(m, base), what);
+    },
     async readFactors(m, base) {
       const layout = layoutFor(m, base);
       const aShape = file.info(m.a)!.shape;

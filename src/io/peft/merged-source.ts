@@ -10,7 +10,6 @@
  */
 import { DorascopeError, q } from '../../errors.js';
 import type { LoraFactors } from '../../methods/merge.js';
-import { mergeFactors } from '../../methods/variants.js';
 import type { TensorInfo, TensorSource } from '../types.js';
 import { type Adapter, type AdapterModule, openAdapter } from './adapter.js';
 
@@ -67,6 +66,7 @@ function build(adapter: Adapter, base: TensorSource, closeBase: boolean): Merged
   const adapted = new Map<string, AdapterModule>();
   for (const m of adapter.modules) {
     const name = resolveBaseName(m.target, names, all);
+    if (name === undefined && m.optional) continue;
     if (name === undefined) {
       throw new DorascopeError('E_MISSING_TENSOR', `adapter ${q(adapter.dir)} adapts ${q(m.module)}, but the base ${q(base.path)} has no tensor ${q(m.target)}`);
     }
@@ -115,8 +115,7 @@ function build(adapter: Adapter, base: TensorSource, closeBase: boolean): Merged
       const rep = replaced.get(name);
       if (rep !== undefined) return adapter.file.readFloat32(rep);
       if (!adapted.has(name)) return base.read(name);
-      const [W, f] = await Promise.all([base.read(name), factors(name)]);
-      return mergeFactors(W, f, `${q(name)} (adapter ${q(adapter.dir)})`);
+      return adapter.mergeInto(adapted.get(name)!, base.info(name)!, await base.read(name), `${q(name)} (adapter ${q(adapter.dir)})`);
     },
     async close() {
       if (closed) return;
