@@ -2,7 +2,8 @@
  * Adapters whose update is not a low-rank sum B·A (PEFT's IA³, LoHa and LoKr): each is a
  * `DeltaMethod` plug-in that names the tensors it saves and merges them onto the base weight
  * W as PEFT's layer does. They have no exact ΔM/ΔD algebra here: the analysis takes the merge
- * path (W′ compared with W0 like any checkpoint), one tensor at a time.
+ * path (W′ compared with W0 like any checkpoint), one tensor at a time. The merge is W′ = W + ΔW
+ * for LoHa/LoKr (peft `tuners/lycoris_utils.py` `LycorisLayer.merge`, l. 114) and W ⊙ l for IA³.
  *
  * Pure numeric kernels: float32 in, float64 accumulation, float32 out (as methods/merge.ts).
  */

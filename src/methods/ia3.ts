@@ -1,6 +1,7 @@
 /**
  * IA³ (Liu et al. 2022, "Few-Shot Parameter-Efficient Fine-Tuning is Better and Cheaper than
- * In-Context Learning") as PEFT merges it (huggingface/peft `tuners/ia3/layer.py`): one learned
+ * In-Context Learning") as PEFT merges it (huggingface/peft `tuners/ia3/layer.py` at 5d602fdbf: `update_layer`
+ * l. 55–66, `Linear.merge` l. 96–134, `_ConvNd.merge` l. 222–245): one learned
  * vector `ia3_l` multiplies the weight elementwise. `update_layer` makes it (1, in_features) for a
  * module in `feedforward_modules` and (out_features, 1) otherwise; `Linear.merge` transposes it
  * when `fan_in_fan_out` (GPT-2 Conv1D stores W as (in, out)) and multiplies W by it with

@@ -1,6 +1,7 @@
 /**
  * LoHa (Hyeon-Woo et al. 2022, FedPara; LyCORIS) as PEFT merges it (huggingface/peft
- * `tuners/loha/layer.py`): `get_delta_weight` = `make_weight(w1_a, w1_b, w2_a, w2_b, scale)`
+ * `tuners/loha/layer.py` at 5d602fdbf: `create_adapter_parameters` l. 48–71, scaling l. 130,
+ * `get_delta_weight` l. 183–213, `make_weight` l. 432): `get_delta_weight` = `make_weight(w1_a, w1_b, w2_a, w2_b, scale)`
  * = (w1_a @ w1_b) ⊙ (w2_a @ w2_b) · scale, reshaped to the base weight's shape, with
  * scale = alpha / r (`update_layer`). `create_adapter_parameters` makes w?_a (out, r) and
  * w?_b (r, in·k…) for linear and (non-effective) conv layers. The Tucker form of

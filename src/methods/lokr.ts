@@ -1,6 +1,7 @@
 /**
  * LoKr (LyCORIS; Edalati et al. 2022, KronA) as PEFT merges it (huggingface/peft
- * `tuners/lokr/layer.py`): `get_delta_weight` takes w1 = `lokr_w1` or `lokr_w1_a @ lokr_w1_b`,
+ * `tuners/lokr/layer.py` at 5d602fdbf: `create_adapter_parameters` l. 65–106, scaling l. 189,
+ * `get_delta_weight` l. 256–288, `make_kron` l. 495–501): `get_delta_weight` takes w1 = `lokr_w1` or `lokr_w1_a @ lokr_w1_b`,
  * w2 = `lokr_w2` or `lokr_w2_a @ lokr_w2_b`, and `make_kron(w1, w2, scale)` = kron(w1, w2) · scale
  * (a 4-D conv `lokr_w2` first gets w1 unsqueezed to (a, c, 1, 1)), reshaped to the base weight's
  * shape; scale = alpha / r (`update_layer`, whichever factors are full). Which factors are full
