@@ -20,15 +20,7 @@ const NOT_METRICS = new Set(['eval_loss', 'eval_runtime', 'eval_samples_per_seco
 
 /** The last evaluation in `log_history` of `<checkpointDir>/trainer_state.json`. */
 export async function readFinalMetric(checkpointDir: string, preferred?: string): Promise<RunMetric> {
-  const path = join(checkpointDir, 'trainer_state.json');
-  let state: unknown;
-  try {
-    state = JSON.parse(await readTextCapped(path, 'trainer state', JSON_CAPS.trainerState));
-  } catch (e) {
-    if (e instanceof DorascopeError) throw e;
-    const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_TRAINER_STATE';
-    throw new DorascopeError(code, `cannot read ${q(path)}: ${(e as Error).message}`, undefined, { cause: e });
-  }
+  const { state, path } = await readTrainerState(checkpointDir);
   return finalMetric(state, path, preferred);
 }
 
@@ -69,14 +61,7 @@ export interface EvalPoint {
 
 /** Every `eval_loss` of `<checkpointDir>/trainer_state.json`, in step order: the learning curve. */
 export async function readEvalCurve(checkpointDir: string): Promise<EvalPoint[]> {
-  const path = join(checkpointDir, 'trainer_state.json');
-  let state: unknown;
-  try {
-    state = JSON.parse(await readTextCapped(path, 'trainer state', JSON_CAPS.trainerState));
-  } catch (e) {
-    if (e instanceof DorascopeError) throw e;
-    throw new DorascopeError('E_TRAINER_STATE', `cannot read ${q(path)}: ${(e as Error).message}`, undefined, { cause: e });
-  }
+  const { state, path } = await readTrainerState(checkpointDir);
   const history = (state as { log_history?: unknown } | null)?.log_history;
   if (!Array.isArray(history)) throw new DorascopeError('E_TRAINER_STATE', `${q(path)} has no log_history array`);
   const out: EvalPoint[] = [];
@@ -97,4 +82,15 @@ export function lateImprovement(curve: readonly EvalPoint[]): number | null {
   const from = last.step - (last.step - curve[0]!.step) / 4;
   const ref = curve.find((p) => p.step >= from) ?? curve[0]!;
   return (ref.evalLoss - last.evalLoss) / last.evalLoss;
+}
+
+/** `<checkpointDir>/trainer_state.json`, parsed (through the capped regular-file reader). */
+async function readTrainerState(checkpointDir: string): Promise<{ state: unknown; path: string }> {
+  const path = join(checkpointDir, 'trainer_state.json');
+  try {
+    return { state: JSON.parse(await readTextCapped(path, 'trainer state', JSON_CAPS.trainerState)), path };
+  } catch (e) {
+    if (e instanceof DorascopeError) throw e;
+    throw new DorascopeError('E_TRAINER_STATE', `cannot read ${q(path)}: ${(e as Error).message}`, undefined, { cause: e });
+  }
 }

@@ -8,21 +8,10 @@ import type { LoraFactors, Layout } from '../../methods/merge.js';
 import type { SafetensorsFile } from '../safetensors/reader.js';
 import type { TensorInfo } from '../types.js';
 import type { AdapterConfig } from './adapter-config.js';
+import type { AdapterModule } from './adapter-types.js';
 
-/** One adapted module as `Adapter.modules` lists it (the same fields as adapter.ts `AdapterModule`). */
-export interface MethodModule {
-  readonly module: string;
-  readonly target: string;
-  /** The tensors shown as the module's A and B (VeRA: the shared projections). */
-  readonly a: string;
-  readonly b: string;
-  readonly magnitude: string | undefined;
-  readonly embedding: boolean;
-  readonly method: string;
-  readonly r: number;
-  readonly alpha: number;
-  readonly scaling: number;
-}
+/** One adapted module as `Adapter.modules` lists it. */
+export type MethodModule = AdapterModule;
 
 export interface MethodReaderInput {
   readonly configPath: string;
