@@ -40,14 +40,18 @@ export function resultCards(runs: readonly RunSummary[]): ResultCard[] {
     const q = queryModule(Object.keys(r.modules));
     // The paper's statistic is over the query matrices; a run without them is judged on its pooled r, and says so.
     const ours: Stats | null = q ? r.modules[q] ?? null : s;
+    // A layer's checkpoints are not independent points: judge by the interval of the bootstrap over layers
+    // (summary.json `detail`, as `reproduce` does) when the folder has it, else by the point bootstrap.
+    const clustered = (q ? r.detail?.modules[q] : r.detail?.overall)?.layer_step.pooled.r_ci95 ?? undefined;
+    const interval = clustered ?? ours?.r_ci95;
     return {
       run: r.run, method: r.method, caption, lines,
       paper: {
         lines: [
-          [`r, ${q ?? 'pooled (no query module)'}`, `${fmt(ours?.pearson_r)}${ci(ours?.r_ci95)}`],
+          [`r, ${q ?? 'pooled (no query module)'}`, `${fmt(ours?.pearson_r)}${ci(interval)}${clustered ? ' (bootstrap over layers)' : ''}`],
           ['r, paper (Fig. 2)', `${paper.r.toFixed(2)} (${paper.sign < 0 ? 'negative' : 'positive'})`],
         ],
-        verdict: verdict(paper.sign, ours?.r_ci95),
+        verdict: verdict(paper.sign, interval),
         rule: `${VERDICT_RULE} Paper: ${PAPER_CITATION}, §3.2, query matrices of VL-BART.`,
       },
     };

@@ -65,6 +65,21 @@ describe('report page', () => {
     expect(cards[0]!.caption).toMatch(/^pooled: q\+v \(_proj\), 1 checkpoint, n=10/u);
   });
 
+  it('result cards judge by the bootstrap over layers when summary.json has it (as reproduce does)', () => {
+    const stats = (lo: number, hi: number) => ({ n: 32, pearson_r: 0.2, spearman_rho: 0.2, slope: 1, intercept: 0, r_ci95: [lo, hi] as [number, number], slope_ci95: [0, 2] as [number, number] });
+    // The point bootstrap over (ΔD, ΔM) pairs says "opposite"; the bootstrap over layers contains 0: inconclusive.
+    const layerStep = { pooled: { n: 32, n_tensors: 8, r: 0.2, r_ci95: [-0.1, 0.5] as [number, number] } };
+    const run = {
+      run: 'ft', method: 'ft', adapter: null, checkpoints: [{ name: 'checkpoint-1', step: 1 }], overall: stats(0.05, 0.4), modules: { q_proj: stats(0.05, 0.4) },
+      detail: { overall: { layer_step: layerStep }, modules: { q_proj: { layer_step: layerStep } } },
+    } as unknown as Parameters<typeof resultCards>[0][number];
+    const [card] = resultCards([run]);
+    expect(card!.paper!.verdict).toBe('inconclusive');
+    expect(card!.paper!.lines[0]).toEqual(['r, q_proj', '0.200 [-0.100, 0.500] (bootstrap over layers)']);
+    const { detail: _d, ...old } = run as typeof run & { detail: unknown };
+    expect(resultCards([old])[0]!.paper!.verdict).toBe('opposite');
+  });
+
   it('a report: cards on top, provenance tables with sizes, the raw manifest behind <details>, under 1.5 MB', async () => {
     const rows = ['ft', 'lora', 'dora', 'dora-r4'].flatMap((r, i) => grid(r, r === 'dora-r4' ? 'dora' : r, 4, [...MODEL].sort(), [30, 60, 90, 120], i + 1));
     const dir = await writeAnalysis(rows, undefined, {

@@ -2,7 +2,7 @@ import { DorascopeError } from '../../errors.js';
 
 /**
  * Shapes of a (batched) matrix product C = op(A)·op(B), op = identity or the
- * transpose of the last two axes, with the leading (batch) axes broadcast the
+ * transpose of the last two axes, and the batch axes in front of them broadcast the
  * NumPy way — the semantics of tfjs's `BatchMatMul` and `tf.matMul`. Pure:
  * shapes in, sizes and index maps out; the wasm kernel turns it into calls.
  */
