@@ -42,7 +42,7 @@ export function resultCards(runs: readonly RunSummary[]): ResultCard[] {
     const ours: Stats | null = q ? r.modules[q] ?? null : s;
     // A layer's checkpoints are not independent points: judge by the interval of the bootstrap over layers
     // (summary.json `detail`, as `reproduce` does) when the folder has it, else by the point bootstrap.
-    const clustered = (q ? r.detail?.modules[q] : r.detail?.overall)?.layer_step.pooled.r_ci95 ?? undefined;
+    const clustered = (q ? r.detail?.modules[q] : r.detail?.overall)?.layer_step.pooled?.r_ci95 ?? undefined; // `pooled` is absent in folders written before it existed
     const interval = clustered ?? ours?.r_ci95;
     return {
       run: r.run, method: r.method, caption, lines,

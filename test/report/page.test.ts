@@ -78,6 +78,9 @@ describe('report page', () => {
     expect(card!.paper!.lines[0]).toEqual(['r, q_proj', '0.200 [-0.100, 0.500] (bootstrap over layers)']);
     const { detail: _d, ...old } = run as typeof run & { detail: unknown };
     expect(resultCards([old])[0]!.paper!.verdict).toBe('opposite');
+    // A summary.json whose detail predates the pooled view (no layer_step.pooled) also falls back.
+    const early = { ...run, detail: { overall: { layer_step: {} }, modules: { q_proj: { layer_step: {} } } } } as typeof run;
+    expect(resultCards([early])[0]!.paper!.verdict).toBe('opposite');
   });
 
   it('a report: cards on top, provenance tables with sizes, the raw manifest behind <details>, under 1.5 MB', async () => {
