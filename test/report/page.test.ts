@@ -79,7 +79,7 @@ describe('report page', () => {
     const { detail: _d, ...old } = run as typeof run & { detail: unknown };
     expect(resultCards([old])[0]!.paper!.verdict).toBe('opposite');
     // A summary.json whose detail predates the pooled view (no layer_step.pooled) also falls back.
-    const early = { ...run, detail: { overall: { layer_step: {} }, modules: { q_proj: { layer_step: {} } } } } as typeof run;
+    const early = { ...run, detail: { overall: { layer_step: {} }, modules: { q_proj: { layer_step: {} } } } } as unknown as typeof run;
     expect(resultCards([early])[0]!.paper!.verdict).toBe('opposite');
   });
 
