@@ -39,14 +39,17 @@ export const MAX_RANK = 65_536;
 export const MAX_ALPHA = 1e9;
 
 export async function readAdapterConfig(path: string): Promise<AdapterConfig> {
+  return parseAdapterConfig(await readAdapterConfigJson(path), path);
+}
+
+/** adapter_config.json parsed as Python's json.dump writes it (bare NaN/Infinity), not yet checked. */
+export async function readAdapterConfigJson(path: string): Promise<unknown> {
   const text = await readTextCapped(path, 'adapter config', JSON_CAPS.config);
-  let json: unknown;
   try {
-    json = parseJsonLenient(text);
+    return parseJsonLenient(text);
   } catch (e) {
     throw new DorascopeError('E_ADAPTER_CONFIG', `${q(path)} is not valid JSON: ${(e as Error).message}`);
   }
-  return parseAdapterConfig(json, path);
 }
 
 export function parseAdapterConfig(json: unknown, path: string): AdapterConfig {

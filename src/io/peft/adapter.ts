@@ -13,9 +13,7 @@ import type { Layout } from '../../methods/merge.js';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader.js';
 import type { TensorInfo } from '../types.js';
 import { loraScaling } from '../../methods/lora.js';
-import { type AdapterConfig, parseAdapterConfig } from './adapter-config.js';
-import { JSON_CAPS, readTextCapped } from '../open-regular.js';
-import { parseJsonLenient } from '../sources/lenient-json.js';
+import { type AdapterConfig, parseAdapterConfig, readAdapterConfigJson } from './adapter-config.js';
 import { PEFT_TYPE_READERS } from './peft-types.js';
 import { parseAdapterKey } from './keys.js';
 import { patternKey, patternValue } from './patterns.js';
@@ -85,13 +83,7 @@ export async function openAdapter(dir: string): Promise<Adapter> {
   const configPath = join(dir, ADAPTER_CONFIG);
   const weightsPath = join(dir, ADAPTER_WEIGHTS);
   if (!entryExists(configPath)) throw new DorascopeError('E_NOT_FOUND', `${q(dir)} is not a PEFT adapter folder: ${ADAPTER_CONFIG} is missing`);
-  const text = await readTextCapped(configPath, 'adapter config', JSON_CAPS.config);
-  let json: unknown;
-  try {
-    json = parseJsonLenient(text);
-  } catch (e) {
-    throw new DorascopeError('E_ADAPTER_CONFIG', `${q(configPath)} is not valid JSON: ${(e as Error).message}`);
-  }
+  const json = await readAdapterConfigJson(configPath);
   const peftType = typeof json === 'object' && json !== null && !Array.isArray(json) ? (json as Record<string, unknown>)['peft_type'] : undefined;
   // Other PEFT types are read by their own plug-in (peft-types.ts); LoRA/DoRA below.
   const reader = typeof peftType === 'string' && Object.hasOwn(PEFT_TYPE_READERS, peftType.toUpperCase()) ? PEFT_TYPE_READERS[peftType.toUpperCase()] : undefined;
