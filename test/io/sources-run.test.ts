@@ -98,6 +98,17 @@ describe('Hugging Face cache (offline)', () => {
     // a hub id that does not resolve, through the generic path classifier
     expect((await rejection(() => classifyPath('org/absent', { HF_HUB_CACHE: cache }))).code).toBe('E_HF_CACHE');
   });
+
+  it('a ref file that is not a commit hash (a path, a huge file) is E_HF_CACHE naming it, never followed', async () => {
+    writeFileSync(join(repo, 'refs', 'evil'), '../../../../outside\n');
+    writeFileSync(join(repo, 'refs', 'huge'), 'a'.repeat(1 << 20));
+    for (const rev of ['evil', 'huge']) {
+      const e = await rejection(() => resolveHubCache('meta-llama/Llama-3.2-1B', rev, { HF_HUB_CACHE: cache }));
+      expect(e.code).toBe('E_HF_CACHE');
+      expect(e.message).toContain(join(repo, 'refs', rev));
+      expect(e.message).toContain('40-hex');
+    }
+  });
 });
 
 describe('paths that are not supported', () => {

@@ -34,6 +34,9 @@ export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(homedir(), '.cache', 'huggingface', 'hub');
 }
 
+/** A ref file holds one commit hash and a newline: more than this is not a ref. */
+const REF_CAP = 256;
+
 /**
  * The snapshot folder of `id` at `revision` (a branch or tag name under refs/, or a
  * commit hash; default `main`).
@@ -49,7 +52,14 @@ export function resolveHubCache(id: string, revision?: string, env: NodeJS.Proce
   let commit: string;
   const refFile = join(repo, 'refs', rev);
   if (existsSync(refFile) && statSync(refFile).isFile()) {
-    commit = readFileSync(refFile, 'utf8').trim();
+    // huggingface_hub writes the 40-hex commit of the branch (file_download.py `_cache_commit_hash_for_specific_revision`);
+    // anything else (a huge file, a path) is not followed: the snapshot folder is named by that hash.
+    const size = statSync(refFile).size;
+    const text = size <= REF_CAP ? readFileSync(refFile, 'utf8').trim() : '';
+    if (!/^[0-9a-f]{40}$/u.test(text)) {
+      throw new DorascopeError('E_HF_CACHE', `the cache's ref file ${q(refFile)} does not hold a 40-hex commit hash (${size > REF_CAP ? `${size} bytes` : q(text.slice(0, 80))}); the cache is damaged: download ${id} again, or pass a local path`, { path: refFile });
+    }
+    commit = text;
   } else if (/^[0-9a-f]{40}$/u.test(rev)) {
     commit = rev;
   } else {
