@@ -8,10 +8,14 @@
  * A checkpoint outside that (a layout that disagrees with the name's axis, e.g. an embedding, whose
  * rows the analysis takes as features while the adapter's outputs are its columns) stays on the
  * merge path, which is also kept for everything else (full weights, modules_to_save).
+ *
+ * An adapter without LoRA factors whose method has its own exact algebra (IA³: methods/ia3.ts; the
+ * adapter's `featureAlgebra`) takes it here too, for either feature axis: one pass over W0 per
+ * checkpoint, no W′ formed. LoHa and LoKr have none and stay on the merge path.
  */
 import type { MergedAdapterSource } from '../io/peft/merged-source.js';
 import { checkFactors, rowsAreOutputs, type LoraFactors } from '../methods/merge.js';
-import { adapterDecompose } from './exact-adapter-series.js';
+import { adapterDecompose, featureDecompose } from './exact-adapter-series.js';
 import { productFor, type BaseProduct, type ProductEngine } from '../compute/base-times-a.js';
 import { hasTfjsWasm } from '../compute/tfjs.js';
 import type { Decomposition, FeatureAxis } from './decompose.js';
@@ -34,7 +38,8 @@ export interface FastResult {
 export function fastPathApplies(src: MergedAdapterSource, name: string, axis: FeatureAxis): boolean {
   const m = src.adapted.get(name);
   const info = src.base.info(name);
-  if (!m || !info || !src.adapter.exact) return false;
+  if (!m || !info) return false;
+  if (!src.adapter.exact) return src.adapter.featureAlgebra?.applies(m) ?? false;
   return rowsAreOutputs(src.adapter.layoutFor(m, info)) === (axis === 'rows');
 }
 
@@ -49,6 +54,25 @@ function factorBytes(src: MergedAdapterSource, name: string): number {
  * `w0` is the base tensor in storage layout (rows×cols); `norms0` its feature norms.
  */
 export async function fastAdapterDecompose(name: string, w0: Float32Array, rows: number, cols: number, axis: FeatureAxis, norms0: Float64Array,
+  sources: readonly MergedAdapterSource[], choice: ProductChoice, perRow: boolean): Promise<FastResult[]> {
+  // Methods with their own algebra first (each on its own), then the LoRA-factor ones (one stacked product); results in input order.
+  const results = new Array<FastResult>(sources.length);
+  const lora: number[] = [];
+  for (const [i, src] of sources.entries()) {
+    const alg = src.adapter.exact ? undefined : src.adapter.featureAlgebra;
+    if (!alg) { lora.push(i); continue; }
+    const m = src.adapted.get(name)!;
+    const what = `${q(name)} (adapter ${q(src.adapter.dir)})`;
+    const t = await alg.terms(m, src.base.info(name)!, w0, axis === 'rows', what);
+    results[i] = { d: featureDecompose(t, perRow), bytes: alg.bytes(m) };
+  }
+  const fromFactors = await factorDecompose(name, w0, rows, cols, axis, norms0, lora.map((i) => sources[i]!), choice, perRow);
+  lora.forEach((i, k) => { results[i] = fromFactors[k]!; });
+  return results;
+}
+
+/** The LoRA-factor checkpoints of `fastAdapterDecompose`: stacked A, one product W0·Aᵀ per group. */
+async function factorDecompose(name: string, w0: Float32Array, rows: number, cols: number, axis: FeatureAxis, norms0: Float64Array,
   sources: readonly MergedAdapterSource[], choice: ProductChoice, perRow: boolean): Promise<FastResult[]> {
   const featuresAreRows = axis === 'rows';
   const out = featuresAreRows ? rows : cols;

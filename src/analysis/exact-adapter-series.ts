@@ -23,6 +23,7 @@
  * Pure kernel: typed arrays in, numbers out; every sum in float64. The product c comes from the
  * caller (`compute/base-times-a.ts`): a float64 loop or a float32 matmul on a tfjs backend.
  */
+import type { FeatureTerms } from '../methods/delta.js';
 import type { LoraSumFeature, MergedFeature } from '../methods/merge.js';
 import { variantFor } from '../methods/variants.js';
 import { fromSums, type Decomposition } from './decompose.js';
@@ -75,11 +76,8 @@ export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Arr
   // One scratch pair for all features, so the loop allocates nothing.
   const v: LoraSumFeature = { w2: 0, wd: 0, dd: 0, m0: 0, vn: 0, cosWV: 0, omcWV: 1 };
   const merged: MergedFeature = { mt: 0, cos: 0, omc: 1, d2: 0, dm: 0, nonFinite: false };
-  let sumDM = 0, sumDD = 0, sumM0 = 0, sumMt = 0, zeroRows = 0, shrunkRows = 0, diff2 = 0, base2 = 0;
-  let nonFinite = !Number.isFinite(s);
-  const m0s = perRow ? new Float64Array(out) : undefined;
-  const mts = perRow ? new Float64Array(out) : undefined;
-  const coss = perRow ? new Float64Array(out) : undefined;
+  const sums = new FeatureSums(out, perRow);
+  if (!Number.isFinite(s)) sums.nonFinite = true;
   for (let n = 0; n < out; n++) {
     const bo = n * r, co = n * stride + offset;
     let bc = 0, bgb = 0;
@@ -93,12 +91,11 @@ export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Arr
       bgb += bk * (G[gk + k]! * bk + 2 * gb);
     }
     const w2 = ww[n]!;
-    if (!Number.isFinite(w2)) nonFinite = true; // NaN/±Inf in the base tensor
     const wd = s * bc;                        // w·δ
     const dd = Math.max(0, s * s * bgb);      // ‖δ‖² (G is PSD; clamp rounding)
     const v2 = Math.max(0, w2 + 2 * wd + dd); // ‖v‖²
     const m0 = Math.sqrt(w2), vn = Math.sqrt(v2);
-    if (!Number.isFinite(v2) || !Number.isFinite(wd)) nonFinite = true;
+    if (!Number.isFinite(v2) || !Number.isFinite(wd)) sums.nonFinite = true;
     // cos(w, v) and 1 − cos(w, v), stably (see the header).
     let cosWV = 0, omcWV = 1;
     if (m0 > 0 && vn > 0) {
@@ -108,22 +105,65 @@ export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Arr
     }
     v.w2 = w2; v.wd = wd; v.dd = dd; v.m0 = m0; v.vn = vn; v.cosWV = cosWV; v.omcWV = omcWV;
     variant.exactFeature(v, f, n, merged);
-    if (merged.nonFinite) nonFinite = true;
+    sums.add(n, w2, merged);
+  }
+  return sums.result();
+}
+
+/**
+ * The decomposition's sums over output features, from each feature's ‖w‖² and its merged feature
+ * (exact algebra: a LoRA variant here, or a method's own, `featureDecompose`). Zero features follow
+ * decompose.ts: cos = 1 when both are zero, 0 when one is (counted).
+ */
+export class FeatureSums {
+  nonFinite = false;
+  private sumDM = 0; private sumDD = 0; private sumM0 = 0; private sumMt = 0;
+  private zeroRows = 0; private shrunkRows = 0; private diff2 = 0; private base2 = 0;
+  private readonly m0s: Float64Array | undefined;
+  private readonly mts: Float64Array | undefined;
+  private readonly coss: Float64Array | undefined;
+
+  constructor(private readonly k: number, perRow: boolean) {
+    this.m0s = perRow ? new Float64Array(k) : undefined;
+    this.mts = perRow ? new Float64Array(k) : undefined;
+    this.coss = perRow ? new Float64Array(k) : undefined;
+  }
+
+  add(n: number, w2: number, merged: Readonly<MergedFeature>): void {
+    if (!Number.isFinite(w2)) this.nonFinite = true; // NaN/±Inf in the base tensor
+    if (merged.nonFinite) this.nonFinite = true;
+    const m0 = Math.sqrt(w2);
     const { mt, d2 } = merged;
     let { cos, omc } = merged;
-    sumDM += merged.dm;
-    // Zero features (decompose.ts rule): both zero → cos 1; one zero → cos 0.
+    this.sumDM += merged.dm;
     if (m0 === 0 || mt === 0) {
-      zeroRows++;
+      this.zeroRows++;
       if (m0 === 0 && mt === 0) { cos = 1; omc = 0; } else { cos = 0; omc = 1; }
     }
-    if (!Number.isFinite(mt)) nonFinite = true;
-    if (mt < m0) shrunkRows++;
-    sumDD += omc;
-    sumM0 += m0; sumMt += mt;
-    diff2 += d2; base2 += w2;
-    if (m0s && mts && coss) { m0s[n] = m0; mts[n] = mt; coss[n] = cos; }
+    if (!Number.isFinite(mt)) this.nonFinite = true;
+    if (mt < m0) this.shrunkRows++;
+    this.sumDD += omc;
+    this.sumM0 += m0; this.sumMt += mt;
+    this.diff2 += d2; this.base2 += w2;
+    if (this.m0s && this.mts && this.coss) { this.m0s[n] = m0; this.mts[n] = mt; this.coss[n] = cos; }
   }
-  return fromSums({ k: out, sumDM, sumDD, zeroRows, shrunkRows, diff2, base2, sumM0, sumMt, nonFinite }, m0s && mts && coss ? { m0: m0s, mt: mts, cos: coss } : undefined);
 
+  result(): Decomposition {
+    const { k, sumDM, sumDD, zeroRows, shrunkRows, diff2, base2, sumM0, sumMt, nonFinite } = this;
+    return fromSums({ k, sumDM, sumDD, zeroRows, shrunkRows, diff2, base2, sumM0, sumMt, nonFinite },
+      this.m0s && this.mts && this.coss ? { m0: this.m0s, mt: this.mts, cos: this.coss } : undefined);
+  }
+}
+
+/** The decomposition from a method's own per-feature exact terms (methods/delta.ts `exactFeatures`, e.g. IA³). */
+export function featureDecompose(t: FeatureTerms, perRow = false): Decomposition {
+  const k = t.w2.length;
+  const sums = new FeatureSums(k, perRow);
+  if (t.nonFinite) sums.nonFinite = true;
+  const merged: MergedFeature = { mt: 0, cos: 0, omc: 1, d2: 0, dm: 0, nonFinite: false };
+  for (let n = 0; n < k; n++) {
+    merged.mt = t.mt[n]!; merged.cos = t.cos[n]!; merged.omc = t.omc[n]!; merged.d2 = t.d2[n]!; merged.dm = t.dm[n]!;
+    sums.add(n, t.w2[n]!, merged);
+  }
+  return sums.result();
 }

@@ -1,9 +1,10 @@
 /**
  * Adapters whose update is not a low-rank sum B·A (PEFT's IA³, LoHa and LoKr): each is a
  * `DeltaMethod` plug-in that names the tensors it saves and merges them onto the base weight
- * W as PEFT's layer does. They have no exact ΔM/ΔD algebra here: the analysis takes the merge
- * path (W′ compared with W0 like any checkpoint), one tensor at a time. The merge is W′ = W + ΔW
- * for LoHa/LoKr (peft `tuners/lycoris_utils.py` `LycorisLayer.merge`, l. 114) and W ⊙ l for IA³.
+ * W as PEFT's layer does. The merge is W′ = W + ΔW for LoHa/LoKr (peft `tuners/lycoris_utils.py`
+ * `LycorisLayer.merge`, l. 114) and W ⊙ l for IA³. A method whose ΔM/ΔD has a cheap exact algebra
+ * (IA³: a per-element rescaling of W0) supplies it as `exactFeatures`; the others (LoHa, LoKr) take
+ * the merge path of the analysis (W′ compared with W0 like any checkpoint), one tensor at a time.
  *
  * Pure numeric kernels: float32 in, float64 accumulation, float32 out (as methods/merge.ts).
  */
@@ -25,12 +26,34 @@ export interface DeltaParams {
   readonly fanInFanOut: boolean;
 }
 
+/**
+ * W′ against W0 per output feature n, by exact algebra (no W′ is formed), all float64: what the
+ * analysis needs to build ΔM/ΔD (analysis/exact-adapter-series.ts `FeatureSums`).
+ */
+export interface FeatureTerms {
+  /** ‖w_n‖² */
+  readonly w2: Float64Array;
+  /** ‖w′_n‖ */
+  readonly mt: Float64Array;
+  /** cos(w_n, w′_n), and 1 − cos computed without cancellation. */
+  readonly cos: Float64Array;
+  readonly omc: Float64Array;
+  /** ‖w′_n − w_n‖² */
+  readonly d2: Float64Array;
+  /** |‖w′_n‖ − ‖w_n‖|, computed without cancellation. */
+  readonly dm: Float64Array;
+  /** NaN or ±Inf in W0 or in the method's tensors. */
+  readonly nonFinite: boolean;
+}
+
 export interface DeltaMethod {
   readonly name: 'ia3' | 'loha' | 'lokr';
   /** `peft_type` in adapter_config.json. */
   readonly peftType: string;
   /** Tensor roles the layer saves (`<module>.<role>` in the adapter file). */
   readonly roles: readonly string[];
+  /** What each role is (shown by `inspect`). */
+  readonly labels: Readonly<Record<string, string>>;
   /** Roles a module must have (a module may carry one of several alternatives, checked by `merge`). */
   readonly required: readonly string[];
   /** Whether the config's `r`/`alpha` (and rank/alpha patterns) define a scaling alpha/r. */
@@ -43,10 +66,16 @@ export interface DeltaMethod {
   /** Whether the module's merge also changes the layer's bias (`<module>.bias`); then `mergeBias` gives it. */
   changesBias(p: DeltaParams): boolean;
   /**
-   * Parameters trained on one adapted tensor of `rows` output features and `cols` inputs at rank r,
-   * or null when the saved shapes alone decide it (LoKr's factorization).
+   * Parameters trained on one adapted tensor of `rows` output features and `cols` inputs at rank r
+   * (`config`: adapter_config.json), or null when they cannot be told from these.
    */
-  trainableParams(r: number, rows: number, cols: number, feedforward: boolean): number | null;
+  trainableParams(r: number, rows: number, cols: number, feedforward: boolean, config: Readonly<Record<string, unknown>>): number | null;
+  /**
+   * ΔM/ΔD terms of the module on base weight W (storage layout `shape`) with the output features
+   * along its rows (`featuresAreRows`) or its columns (a 2-D W), by exact algebra; absent when the
+   * method has none (the analysis then merges W′).
+   */
+  readonly exactFeatures?: ((W: Float32Array, shape: readonly number[], featuresAreRows: boolean, t: ReadonlyMap<string, DeltaTensor>, p: DeltaParams, what: string) => FeatureTerms) | undefined;
   mergeBias(b: Float32Array, t: ReadonlyMap<string, DeltaTensor>, p: DeltaParams, what: string): Float32Array;
 }
 

@@ -158,12 +158,18 @@ async function roundTrip(name: string, config: Record<string, unknown>, tensors:
 
 describe('trainable parameters (report)', () => {
   const t = (tensor: string, rows: number, cols: number) => ({ tensor, rows, cols });
-  it('IA³: one per output feature, or per input feature for a feed-forward module; LoHa: 2r(out + in); LoKr: unknown', () => {
+  it('IA³: one per output feature, or per input feature for a feed-forward module; LoHa: 2r(out + in); LoKr: by factorization()', () => {
     const ia3 = { peft_type: 'IA3', target_modules: ['q_proj', 'down_proj'], feedforward_modules: ['down_proj'] };
     expect(trainableParams('ia3', ia3, [t('model.layers.0.self_attn.q_proj.weight', 2, 3), t('model.layers.0.mlp.down_proj.weight', 2, 3), t('model.layers.0.mlp.up_proj.weight', 2, 3)])).toBe(2 + 3);
     const loha = { peft_type: 'LOHA', r: 2, alpha: 4, rank_pattern: { v_proj: 4 }, target_modules: ['q_proj', 'v_proj'] };
     expect(trainableParams('loha', loha, [t('a.q_proj.weight', 4, 6), t('a.v_proj.weight', 4, 6)])).toBe(2 * 2 * 10 + 2 * 4 * 10);
-    expect(trainableParams('lokr', { peft_type: 'LOKR', r: 1, target_modules: ['q_proj'] }, [t('a.q_proj.weight', 4, 6)])).toBeNull();
+    // 4 = 2·2, 6 = 2·3 (PEFT's factorization): w1 full 2×2 = 4; r = 1 < max(2, 3)/2, so w2 = w2_a (2×1) @ w2_b (1×3): 5.
+    expect(trainableParams('lokr', { peft_type: 'LOKR', r: 1, target_modules: ['q_proj'] }, [t('a.q_proj.weight', 4, 6)])).toBe(4 + 5);
+    // 64 = 8·8 both ways: r = 8 is not below 8/2, so w1 and w2 are full (64 each); with decompose_both and r = 2 both factored (2·16 each).
+    expect(trainableParams('lokr', { peft_type: 'LOKR', r: 8, target_modules: ['q_proj'] }, [t('a.q_proj.weight', 64, 64)])).toBe(128);
+    expect(trainableParams('lokr', { peft_type: 'LOKR', r: 2, decompose_both: true, target_modules: ['q_proj'] }, [t('a.q_proj.weight', 64, 64)])).toBe(64);
+    // decompose_factor 4: 128 = 4·32 on both sides; r = 2 < 32/2, so w2 = 2·(32 + 32), w1 full 4·4.
+    expect(trainableParams('lokr', { peft_type: 'LOKR', r: 2, decompose_factor: 4, target_modules: ['q_proj'] }, [t('a.q_proj.weight', 128, 128)])).toBe(16 + 128);
   });
 });
 
@@ -195,7 +201,7 @@ describe('LoHa', () => {
     }
   });
 
-  it('refuses Tucker cores and a missing factor with typed errors', async () => {
+  it('refuses a lone Tucker core and a missing factor with typed errors', async () => {
     const base = { [`${P}model.layers.0.self_attn.q_proj.hada_w1_a`]: rand([OUT, 2]), [`${P}model.layers.0.self_attn.q_proj.hada_w1_b`]: rand([2, IN]),
       [`${P}model.layers.0.self_attn.q_proj.hada_w2_a`]: rand([OUT, 2]) };
     const d1 = join(root, 'loha-missing');
@@ -206,7 +212,7 @@ describe('LoHa', () => {
     await writeAdapter(join(d2, 'adapter'), { peft_type: 'LOHA', r: 2, alpha: 2 }, { ...base,
       [`${P}model.layers.0.self_attn.q_proj.hada_w2_b`]: rand([2, IN]), [`${P}model.layers.0.self_attn.q_proj.hada_t1`]: rand([2, 2, 1, 1]) });
     await expect(mergeAdapter(join(d2, 'base.safetensors'), join(d2, 'adapter'), join(d2, 'out')))
-      .rejects.toSatisfy((e: unknown) => isDorascopeError(e, 'E_UNSUPPORTED_FORMAT') && e.message.includes('hada_t1'));
+      .rejects.toSatisfy((e: unknown) => isDorascopeError(e, 'E_ADAPTER_KEYS') && e.message.includes('hada_t2'));
   });
 });
 

@@ -243,11 +243,13 @@ describe('AdaLoRA', () => {
 });
 
 describe('report', () => {
-  it('counts no trainable parameters for a VeRA or AdaLoRA run (the LoRA count would be wrong), a LoRA run still counted', async () => {
+  it('counts each method\'s own trainable tensors: VeRA λ_b + λ_d, AdaLoRA A, B and E at init_r; LoRA r(out + in)', async () => {
     const { trainableParams } = await import('../../src/report/trainable-params.js');
     const t = [{ tensor: `${Q}.weight`, rows: 4, cols: 6 }];
-    expect(trainableParams('vera', { peft_type: 'VERA', r: 2, target_modules: ['q_proj'] }, t)).toBeNull();
-    expect(trainableParams('adalora', { peft_type: 'ADALORA', init_r: 2, lora_alpha: 2, target_modules: ['q_proj'] }, t)).toBeNull();
+    // VeRA: vera_lambda_b (out = 4) + vera_lambda_d (r = 2); the shared projections are frozen.
+    expect(trainableParams('vera', { peft_type: 'VERA', r: 2, target_modules: ['q_proj'] }, t)).toBe(4 + 2);
+    // AdaLoRA: lora_A (2 × 6) + lora_B (4 × 2) + lora_E (2 × 1) at init_r = 2.
+    expect(trainableParams('adalora', { peft_type: 'ADALORA', init_r: 2, lora_alpha: 2, target_modules: ['q_proj'] }, t)).toBe(12 + 8 + 2);
     expect(trainableParams('lora', { peft_type: 'LORA', r: 2, lora_alpha: 2, target_modules: ['q_proj'] }, t)).toBe(2 * (4 + 6));
   });
 });

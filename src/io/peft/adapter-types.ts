@@ -2,6 +2,7 @@
  * The `Adapter` shape every PEFT method reader returns (adapter.ts for LoRA/DoRA, delta-adapter.ts
  * for IA³/LoHa/LoKr), in a file of its own so the readers do not import each other.
  */
+import type { FeatureTerms } from '../../methods/delta.js';
 import type { LoraFactors, Layout } from '../../methods/merge.js';
 import type { SafetensorsFile } from '../safetensors/reader.js';
 import type { TensorInfo } from '../types.js';
@@ -26,6 +27,26 @@ export interface AdapterModule {
   readonly scaling: number;
 }
 
+/** One tensor a module reads from the adapter file, with its role in the method's update (for `inspect`). */
+export interface ModuleTensor {
+  /** The method's name for it (`lora_A`, `hada_w1_a`, `ia3_l`, `vera_lambda_b`, …). */
+  readonly role: string;
+  /** The tensor's name in the adapter file. */
+  readonly tensor: string;
+  /** What it is, in a few words. */
+  readonly meaning: string;
+}
+
+/** A method's own exact ΔM/ΔD algebra on a module, other than LoRA factors (IA³: methods/delta.ts `exactFeatures`). */
+export interface FeatureAlgebra {
+  /** Whether module m has it (else it takes the merge path). */
+  applies(m: AdapterModule): boolean;
+  /** The module's per-feature terms on base tensor W0 (storage layout of `base`), features along rows or columns. */
+  terms(m: AdapterModule, base: TensorInfo, W0: Float32Array, featuresAreRows: boolean, what: string): Promise<FeatureTerms>;
+  /** Adapter bytes it reads for the module. */
+  bytes(m: AdapterModule): number;
+}
+
 export interface Adapter {
   readonly dir: string;
   readonly configPath: string;
@@ -44,6 +65,10 @@ export interface Adapter {
   layoutFor(m: AdapterModule, base: TensorInfo): Layout;
   /** The module's factors for that base tensor (reads A, B and m from the file). */
   readFactors(m: AdapterModule, base: TensorInfo): Promise<LoraFactors>;
+  /** When `exact` is false: the method's own exact algebra, if it has one (else the analysis merges per tensor). */
+  readonly featureAlgebra?: FeatureAlgebra | undefined;
+  /** The tensors module m reads, by role, from the adapter file's headers. */
+  tensorsOf(m: AdapterModule): readonly ModuleTensor[];
   /** W′: the module merged onto its base tensor W (of `base`'s shape), as PEFT's `merge` does. */
   mergeInto(m: AdapterModule, base: TensorInfo, W: Float32Array, what: string): Promise<Float32Array>;
   close(): Promise<void>;

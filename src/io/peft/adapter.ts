@@ -14,13 +14,13 @@ import { openSafetensors, type SafetensorsFile } from '../safetensors/reader.js'
 import type { TensorInfo } from '../types.js';
 import { loraScaling } from '../../methods/lora.js';
 import { type AdapterConfig, parseAdapterConfig, readAdapterConfigJson } from './adapter-config.js';
-import { PEFT_TYPE_READERS } from './peft-types.js';
-import { parseAdapterKey } from './keys.js';
+import { LORA_LABELS, peftTypePlugin } from './peft-types.js';
+import { modelLevelKey, parseAdapterKey, parseMethodKey } from './keys.js';
 import { patternKey, patternValue } from './patterns.js';
 import { mergeFactors } from '../../methods/variants.js';
 import { deltaMethodFor } from '../../methods/delta-methods.js';
 import { openDeltaAdapter } from './delta-adapter.js';
-import type { Adapter, AdapterModule } from './adapter-types.js';
+import type { Adapter, AdapterModule, ModuleTensor } from './adapter-types.js';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
@@ -86,7 +86,8 @@ export async function openAdapter(dir: string): Promise<Adapter> {
   const json = await readAdapterConfigJson(configPath);
   const peftType = typeof json === 'object' && json !== null && !Array.isArray(json) ? (json as Record<string, unknown>)['peft_type'] : undefined;
   // Other PEFT types are read by their own plug-in (peft-types.ts); LoRA/DoRA below.
-  const reader = typeof peftType === 'string' && Object.hasOwn(PEFT_TYPE_READERS, peftType.toUpperCase()) ? PEFT_TYPE_READERS[peftType.toUpperCase()] : undefined;
+  const plugin = peftTypePlugin(peftType);
+  const reader = plugin?.read;
   // IA³, LoHa and LoKr have no LoRA factors: a `DeltaMethod` plug-in (methods/delta.ts) merges them.
   const delta = reader ? undefined : deltaMethodFor(peftType);
   const config = reader || delta ? undefined : parseAdapterConfig(json, configPath);
@@ -102,8 +103,9 @@ export async function openAdapter(dir: string): Promise<Adapter> {
   try {
     if (reader) {
       const parts = reader({ configPath, weightsPath, json: json as Record<string, unknown>, file });
+      const tensorsOf = pluginTensors(file, plugin!.labels, plugin!.shared);
       return {
-        dir, configPath, weightsPath, file, ...parts, exact: true,
+        dir, configPath, weightsPath, file, ...parts, exact: true, tensorsOf,
         mergeInto: async (m, base, W, what) => mergeFactors(W, await parts.readFactors(m, base), what),
         close: () => file.close(),
       };
@@ -113,6 +115,27 @@ export async function openAdapter(dir: string): Promise<Adapter> {
     await file.close();
     throw e;
   }
+}
+
+/**
+ * The tensors of each module of a plug-in's adapter file, by its roles: `<module>.<role>` keys, plus the
+ * model-level ones (`base_model.<role>`) every module shares.
+ */
+function pluginTensors(file: SafetensorsFile, labels: Readonly<Record<string, string>>, shared: readonly string[]): Adapter['tensorsOf'] {
+  const roles = Object.keys(labels).filter((r) => !shared.includes(r));
+  const byModule = new Map<string, ModuleTensor[]>();
+  const common: ModuleTensor[] = [];
+  for (const t of file.tensors) {
+    const s = shared.find((r) => modelLevelKey(t.name, r));
+    if (s !== undefined) { common.push({ role: s, tensor: t.name, meaning: labels[s]! }); continue; }
+    const k = parseMethodKey(t.name, roles);
+    if (!k) continue;
+    const list = byModule.get(k.module) ?? [];
+    if (list.length === 0) byModule.set(k.module, list);
+    list.push({ role: k.role, tensor: t.name, meaning: labels[k.role]! });
+  }
+  const order = Object.keys(labels);
+  return (m) => [...common, ...(byModule.get(m.module) ?? [])].sort((x, y) => order.indexOf(x.role) - order.indexOf(y.role));
 }
 
 function buildAdapter(dir: string, configPath: string, weightsPath: string, config: AdapterConfig, file: SafetensorsFile): Adapter {
@@ -159,9 +182,15 @@ function buildAdapter(dir: string, configPath: string, weightsPath: string, conf
   const layoutFor = (m: AdapterModule, base: TensorInfo): Layout =>
     decideLayout(m.module, file.info(m.a)!.shape, file.info(m.b)!.shape, base.shape, config.fanInFanOut, m.embedding);
 
+  const tensorsOf = (m: AdapterModule): ModuleTensor[] => {
+    const roleA = m.embedding ? 'lora_embedding_A' : 'lora_A', roleB = m.embedding ? 'lora_embedding_B' : 'lora_B';
+    const list: ModuleTensor[] = [{ role: roleA, tensor: m.a, meaning: LORA_LABELS[roleA]! }, { role: roleB, tensor: m.b, meaning: LORA_LABELS[roleB]! }];
+    if (m.magnitude) list.push({ role: 'lora_magnitude_vector', tensor: m.magnitude, meaning: LORA_LABELS['lora_magnitude_vector']! });
+    return list;
+  };
   return {
     dir, configPath, weightsPath, config, method, exact: true, modules, replacements, file,
-    layoutFor,
+    layoutFor, tensorsOf,
     async mergeInto(m, base, W, what) {
       return mergeFactors(W, await this.readFactors(m, base), what);
     },

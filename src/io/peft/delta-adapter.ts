@@ -1,7 +1,8 @@
 /**
  * PEFT adapters whose layers are `DeltaMethod` plug-ins (methods/delta.ts: IA³, LoHa, LoKr), read
  * into the same `Adapter` shape as LoRA's (adapter.ts) so inspect, merge and analyze treat them
- * alike. They have no LoRA factors (`exact: false`): the analysis merges W′ per tensor.
+ * alike. They have no LoRA factors (`exact: false`): the analysis uses the method's own exact algebra
+ * where it has one (`featureAlgebra`, IA³ on weights), else merges W′ per tensor.
  *
  * Config fields (PEFT `tuners/lycoris_utils.py` `LycorisConfig`, `tuners/ia3/config.py` `IA3Config`):
  * LoHa/LoKr `r`, `alpha` (default 8 each), `rank_pattern`, `alpha_pattern`; IA³ `feedforward_modules`
@@ -12,9 +13,10 @@ import type { DeltaMethod, DeltaParams, DeltaTensor } from '../../methods/delta.
 import type { Layout } from '../../methods/merge.js';
 import { openSafetensors } from '../safetensors/reader.js';
 import { type AdapterConfig, parseAdapterConfig } from './adapter-config.js';
-import type { Adapter, AdapterModule } from './adapter-types.js';
+import type { Adapter, AdapterModule, FeatureAlgebra } from './adapter-types.js';
 import { parseAdapterKey, parseMethodKey } from './keys.js';
 import { patternValue, targetMatches } from './patterns.js';
+import type { TrainableCounter } from './trainable-rule.js';
 
 interface DeltaModule extends AdapterModule {
   /** Role → tensor name in the adapter file. */
@@ -43,6 +45,19 @@ export function parseDeltaConfig(json: Record<string, unknown>, method: DeltaMet
     throw new DorascopeError('E_ADAPTER_CONFIG', `${q(configPath)}: field "feedforward_modules" must be a string or a list of strings`, { path: configPath, field: 'feedforward_modules' });
   }
   return { config, feedforward: (ff ?? null) as string | string[] | null };
+}
+
+/** The method's trainable-parameter rule (trainable-rule.ts) from its config: rank by rank_pattern, IA³'s feed-forward flag. */
+export function deltaTrainable(method: DeltaMethod): TrainableCounter {
+  return (json, where) => {
+    const { config: c, feedforward } = parseDeltaConfig(json as Record<string, unknown>, method, where);
+    return {
+      targetModules: c.targetModules,
+      layersToTransform: c.layersToTransform,
+      count: (path, rows, cols) => method.trainableParams(
+        method.scaled ? patternValue(c.rankPattern, path, c.r, `${where} rank_pattern`) : 1, rows, cols, targetMatches(feedforward, path), json),
+    };
+  };
 }
 
 export async function openDeltaAdapter(dir: string, configPath: string, weightsPath: string, json: Record<string, unknown>, method: DeltaMethod): Promise<Adapter> {
@@ -98,9 +113,22 @@ export async function openDeltaAdapter(dir: string, configPath: string, weightsP
       for (const [role, name] of m.tensors) t.set(role, { data: await file.readFloat32(name), shape: file.info(name)!.shape });
       return t;
     };
+    const exactFeatures = method.exactFeatures;
+    const featureAlgebra: FeatureAlgebra | undefined = exactFeatures && {
+      // A bias target (IA³'s) is one value per feature: merged, not worth an algebra of its own.
+      applies: (am) => byModule.get(am)?.bias === false,
+      async terms(am, base, W0, featuresAreRows, what) {
+        const m = byModule.get(am)!;
+        return exactFeatures(W0, base.shape, featuresAreRows, await read(m), paramsOf(m), what);
+      },
+      bytes: (am) => [...(byModule.get(am)?.tensors.values() ?? [])].reduce((n, t) => n + (file.info(t)?.byteLength ?? 0), 0),
+    };
     return {
       dir, configPath, weightsPath, config, method: method.name, exact: false, modules, replacements, file,
-      layoutFor,
+      layoutFor, featureAlgebra,
+      tensorsOf: (am) => [...(byModule.get(am)?.tensors ?? [])]
+        .sort((x, y) => method.roles.indexOf(x[0]) - method.roles.indexOf(y[0]))
+        .map(([role, tensor]) => ({ role, tensor, meaning: method.labels[role] ?? role })),
       readFactors: async (m) => {
         throw new DorascopeError('E_UNSUPPORTED_FORMAT', `adapter module ${q(m.module)} is ${method.peftType}, which has no LoRA factors B·A`);
       },
