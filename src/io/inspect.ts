@@ -34,9 +34,8 @@ export interface InspectAdapterModule {
   readonly r: number;
   readonly alpha: number;
   readonly scaling: number;
-  readonly lora_A: readonly number[];
-  readonly lora_B: readonly number[];
-  readonly magnitude: readonly number[] | null;
+  /** The tensors the module reads, under the method's own names (`lora_A`, `hada_w1_a`, `lokr_w1`, `ia3_l`, `vera_lambda_b`, `lora_E`, …). */
+  readonly tensors: readonly InspectModuleTensor[];
   /** The base tensor it touches: PEFT's `<module>.weight`, or the name found in `--base`. */
   readonly base_tensor: string;
   /** With --base: the layout decided from shapes and the base shape. */
@@ -44,8 +43,19 @@ export interface InspectAdapterModule {
   readonly base_shape?: readonly number[];
 }
 
+export interface InspectModuleTensor {
+  readonly role: string;
+  /** Name in the adapter file. */
+  readonly tensor: string;
+  readonly shape: readonly number[];
+  /** What the role is in the method's update. */
+  readonly meaning: string;
+}
+
 export interface InspectAdapter {
   readonly method: string;
+  /** adapter_config.json's `peft_type` (LORA, VERA, ADALORA, IA3, LOHA, LOKR, …). */
+  readonly peft_type: string;
   readonly r: number;
   readonly lora_alpha: number;
   readonly scaling: number;
@@ -117,8 +127,7 @@ function describeAdapter(a: Adapter, base: TensorSource | undefined): InspectAda
   const modules = a.modules.map((m): InspectAdapterModule => {
     const row = {
       module: m.module, method: m.method, r: m.r, alpha: m.alpha, scaling: m.scaling,
-      lora_A: a.file.info(m.a)!.shape, lora_B: a.file.info(m.b)!.shape,
-      magnitude: m.magnitude ? a.file.info(m.magnitude)!.shape : null,
+      tensors: a.tensorsOf(m).map((t) => ({ ...t, shape: a.file.info(t.tensor)!.shape })),
       base_tensor: m.target,
     };
     if (!base || !names) return row;
@@ -132,7 +141,7 @@ function describeAdapter(a: Adapter, base: TensorSource | undefined): InspectAda
   });
   const c = a.config;
   return {
-    method: a.method, r: c.r, lora_alpha: c.loraAlpha, scaling: loraScaling(c.r, c.loraAlpha, c.useRslora),
+    method: a.method, peft_type: c.peftType, r: c.r, lora_alpha: c.loraAlpha, scaling: loraScaling(c.r, c.loraAlpha, c.useRslora),
     use_rslora: c.useRslora, use_dora: a.method === 'dora', fan_in_fan_out: c.fanInFanOut,
     target_modules: c.targetModules, rank_pattern: c.rankPattern, alpha_pattern: c.alphaPattern,
     modules_to_save: c.modulesToSave, layers_to_transform: c.layersToTransform, base_model_name_or_path: c.baseModelNameOrPath,
@@ -229,16 +238,22 @@ export function formatInspect(r: InspectResult): string {
   for (const [k, v] of meta) L.push(`  ${e(k)}: ${e(v.length > 200 ? `${v.slice(0, 197)}...` : v)}`);
   if (r.adapter) {
     const a = r.adapter;
-    L.push(`adapter: ${a.method.toUpperCase()}, r ${a.r}, lora_alpha ${a.lora_alpha}, scaling ${a.scaling} (${a.use_rslora ? 'rsLoRA: alpha/sqrt(r)' : 'alpha/r'})${a.base_model_name_or_path ? `, base ${e(a.base_model_name_or_path)}` : ''}`);
+    L.push(`adapter: ${a.method.toUpperCase()}, r ${a.r}, lora_alpha ${a.lora_alpha}, scaling ${a.scaling} (${a.use_rslora ? 'rsLoRA: alpha/sqrt(r)' : 'alpha/r'})${a.base_model_name_or_path ? `, base ${e(a.base_model_name_or_path)}` : ''}; peft_type ${e(a.peft_type)}`);
     L.push(`  target_modules: ${a.target_modules === null ? '(none)' : typeof a.target_modules === 'string' ? `regex ${e(a.target_modules)}` : e(a.target_modules.join(', '))}`);
     if (Object.keys(a.rank_pattern).length) L.push(`  rank_pattern: ${e(JSON.stringify(a.rank_pattern))}`);
     if (Object.keys(a.alpha_pattern).length) L.push(`  alpha_pattern: ${e(JSON.stringify(a.alpha_pattern))}`);
     if (a.modules_to_save) L.push(`  modules_to_save: ${e(a.modules_to_save.join(', '))}`);
     if (a.layers_to_transform) L.push(`  layers_to_transform: ${a.layers_to_transform.join(', ')}`);
+    // Each role the modules use, once, with what it is in the method's update.
+    const roles = new Map<string, string>();
+    for (const m of a.modules) for (const t of m.tensors) if (!roles.has(t.role)) roles.set(t.role, t.meaning);
+    L.push('  tensor roles:');
+    for (const [role, meaning] of roles) L.push(`    ${e(role).padEnd(22)} ${meaning}`);
     L.push(`  modules (${a.modules.length}), each → the base tensor it changes:`);
     for (const m of a.modules) {
       const where = m.layout ? ` (${m.layout}, base ${shapeStr(m.base_shape ?? [])})` : '';
-      L.push(`    ${e(m.module)}  ${m.method} r=${m.r} alpha=${m.alpha} s=${m.scaling}  A ${shapeStr(m.lora_A)} B ${shapeStr(m.lora_B)}${m.magnitude ? ` m ${shapeStr(m.magnitude)}` : ''}  → ${e(m.base_tensor)}${where}`);
+      const ts = m.tensors.map((t) => `${e(t.role)} ${shapeStr(t.shape)}`).join(' ');
+      L.push(`    ${e(m.module)}  ${m.method} r=${m.r} alpha=${m.alpha} s=${m.scaling}  ${ts}  → ${e(m.base_tensor)}${where}`);
     }
     for (const [b, t] of Object.entries(a.replaces)) L.push(`    ${e(t)}  replaces → ${e(b)}`);
   }
