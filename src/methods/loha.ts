@@ -33,8 +33,9 @@ export const lohaMethod: DeltaMethod = {
   },
   scaled: true,
   changesBias: () => false,
-  // Two rank-r pairs, w?_a (out × r) and w?_b (r × in), on the (out, in·k…) view of the weight.
-  trainableParams: (r, rows, cols) => 2 * r * (rows + cols),
+  // Two rank-r pairs, w?_a (out × r) and w?_b (r × in), on the (out, in·k…) view of the weight; with
+  // use_effective_conv2d a conv layer trains 2(r·out + r·in + r²·kh·kw) instead, which needs its kernel size (unknown here).
+  trainableParams: (r, rows, cols, _ff, config) => (config['use_effective_conv2d'] === true ? null : 2 * r * (rows + cols)),
   mergeBias: (b) => b,
   merge(W, shape, t, p, what) {
     const t1 = t.get('hada_t1'), t2 = t.get('hada_t2');

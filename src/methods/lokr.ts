@@ -90,7 +90,8 @@ export const lokrMethod: DeltaMethod = {
   },
   scaled: true,
   changesBias: () => false,
-  trainableParams: (r, rows, cols, _ff, config) => lokrTrainable(r, rows, cols, config),
+  // Counted for Linear layers: with use_effective_conv2d a conv layer's count needs its kernel size (unknown here).
+  trainableParams: (r, rows, cols, _ff, config) => (config['use_effective_conv2d'] === true ? null : lokrTrainable(r, rows, cols, config)),
   mergeBias: (b) => b,
   merge(W, shape, t, p, what) {
     const w1 = factor1(t, what);
