@@ -42,7 +42,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .option('force', { type: 'boolean', default: false, describe: 'Replace an existing --out that is not an earlier analysis (never an input)' })
       .option('quiet', { type: 'boolean', default: false, describe: 'No progress output' })
       .option('report', { type: 'boolean', default: false, describe: 'Also write report.html into the output folder' })
-      .option('adapter-path', { choices: ['fast', 'merge'] as const, default: 'fast' as const, describe: 'Adapter checkpoints: exact algebra from W0·Aᵀ and A·Aᵀ (fast) or through the merged weights (merge)' })
+      .option('adapter-path', { choices: ['fast', 'merge'] as const, default: 'fast' as const, describe: 'Adapter checkpoints: exact algebra where the method has one (LoRA family from W0·Aᵀ and A·Aᵀ, IA³ in one pass over W0; LoHa/LoKr always merge) (fast) or through the merged weights (merge)' })
       .option('workers', { type: 'number', describe: 'Worker threads (0: none); default: 2 on a multi-core machine for large analyses' })
       .option('group', { type: 'string', array: true, nargs: 1, describe: 'Runs that are seeds of one configuration: NAME=RUN,RUN (run labels); summary.json gets each statistic\'s mean and range' })
       .option('json', { type: 'boolean', default: false, describe: 'Print a JSON summary on stdout (files written, per-run statistics) instead of the folder name' })
