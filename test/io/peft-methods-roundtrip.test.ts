@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import { fastPathApplies } from '../../src/analysis/adapter-fast-path.js';
+import { analyze } from '../../src/analysis/analyze.js';
 import { featureAxisFor } from '../../src/analysis/names.js';
 import { openMergedAdapter } from '../../src/io/peft/merged-source.js';
 import { openSource } from '../../src/io/sources/open-source.js';
@@ -325,6 +326,13 @@ describe('each PEFT method: inspect → merge → analyze (exact and merge paths
           expect(near(got.dd, ref.dd), `${path} ${t} ΔD ${got.dd} vs ${ref.dd}`).toBe(true);
         }
         expect(ref0(c)).toBeGreaterThan(1e-3); // the updates are not negligible: the comparison means something
+      }
+      // Analysis worker threads open the adapter themselves (analysis/pool.ts): the same numbers.
+      const viaWorkers = await analyze({ base, runs: [{ path: join(dir, 'adapter'), label: c.label }], write: false, quiet: true, workers: 2 });
+      const fast = decomposition(join(dir, 'analysis-fast'));
+      for (const t of Object.keys(c.merged)) {
+        const w = viaWorkers.rows.find((x) => x.tensor === t)!;
+        expect([w.delta_m, w.delta_d]).toEqual([fast.get(t)!.dm, fast.get(t)!.dd]);
       }
       // Which path the default analysis takes: exact algebra (LoRA factors, or the method's own) or the merge.
       const src = await openMergedAdapter(join(dir, 'adapter'), await openSource(base), { closeBase: true });
