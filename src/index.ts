@@ -12,6 +12,7 @@ export { DTYPES } from './io/dtypes.js';
 export type { DType, TensorInfo, TensorSource, SourceKind } from './io/types.js';
 export { openSource, type OpenSourceOptions } from './io/sources/open-source.js';
 export { openAdapter, type Adapter, type AdapterModule } from './io/peft/adapter.js';
+export type { ModuleTensor } from './io/peft/adapter-types.js';
 export { openMergedAdapter, type MergedAdapterSource, type MergedAdapterOptions } from './io/peft/merged-source.js';
 export { mergeAdapter, type MergeResult } from './io/peft/merge-adapter.js';
 export type { AdapterConfig } from './io/peft/adapter-config.js';

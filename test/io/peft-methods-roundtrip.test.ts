@@ -38,10 +38,11 @@ const Q = 'model.layers.0.self_attn.q_proj.weight';     // Linear (out 8, in 6)
 const D = 'model.layers.0.mlp.down_proj.weight';        // Linear (out 6, in 8)
 const C2 = 'model.layers.0.conv.weight';                // Conv2d (out 4, in 4, 3, 3)
 const C2b = 'model.layers.0.conv_b.weight';             // Conv2d (out 5, in 4, 3, 3)
+const C2c = 'model.layers.0.conv_c.weight';             // Conv2d (out 4, in 2, 2, 2)
 const C1 = 'model.layers.0.conv1d.weight';              // Conv1d (out 4, in 4, 3)
 const GA = 'h.0.attn.c_attn.weight';                    // GPT-2 Conv1D, stored (in 6, out 9)
 const GF = 'h.0.mlp.c_fc.weight';                       // GPT-2 Conv1D, stored (in 6, out 9)
-const SHAPES: Record<string, number[]> = { [Q]: [8, 6], [D]: [6, 8], [C2]: [4, 4, 3, 3], [C2b]: [5, 4, 3, 3], [C1]: [4, 4, 3], [GA]: [6, 9], [GF]: [6, 9] };
+const SHAPES: Record<string, number[]> = { [Q]: [8, 6], [D]: [6, 8], [C2]: [4, 4, 3, 3], [C2b]: [5, 4, 3, 3], [C2c]: [4, 2, 2, 2], [C1]: [4, 4, 3], [GA]: [6, 9], [GF]: [6, 9] };
 const W0: Record<string, Float32Array> = Object.fromEntries(Object.entries(SHAPES).map(([n, s]) => [n, exactValues(next, prod(s))]));
 const mod = (tensor: string) => tensor.replace(/\.weight$/u, '').replace(/^h\./u, 'transformer.h.');
 
@@ -209,9 +210,14 @@ const key = (tensor: string, role: string) => `${P}${mod(tensor)}.${role}`;
     const r1 = rebuild(t1.data, t1.shape as number[], wa1.data, 4, wb1.data, 4), r2 = rebuild(t2.data, t2.shape as number[], wa2.data, 4, wb2.data, 4);
     merged[x] = add(W0[x]!, r1.map((v, i) => v * r2[i]!), s);
   }
+  // A conv layer without the Tucker form (a 1×1 kernel, or use_effective_conv2d off when it was trained): w?_a (out, r), w?_b (r, in·kh·kw).
+  const ca1 = rand([5, r]), cb1 = rand([r, 36]), ca2 = rand([5, r]), cb2 = rand([r, 36]);
+  Object.assign(t, { [key(C2b, 'hada_w1_a')]: ca1, [key(C2b, 'hada_w1_b')]: cb1, [key(C2b, 'hada_w2_a')]: ca2, [key(C2b, 'hada_w2_b')]: cb2 });
+  const q1 = mm(ca1.data, cb1.data, 5, r, 36), q2 = mm(ca2.data, cb2.data, 5, r, 36);
+  merged[C2b] = add(W0[C2b]!, q1.map((x, i) => x * q2[i]!), s);
   const tucker = ['hada_t1', 'hada_t2', 'hada_w1_a', 'hada_w1_b', 'hada_w2_a', 'hada_w2_b'].sort();
-  cases.push({ label: 'loha', method: 'loha', config: { peft_type: 'LOHA', r, alpha: 3, target_modules: ['q_proj', 'conv', 'conv1d'], use_effective_conv2d: true, rank_dropout: 0, module_dropout: 0, init_weights: true, rank_pattern: {}, alpha_pattern: {} },
-    tensors: t, roles: { [mod(Q)]: ['hada_w1_a', 'hada_w1_b', 'hada_w2_a', 'hada_w2_b'], [mod(C2)]: tucker, [mod(C1)]: tucker }, merged, exact: false,
+  cases.push({ label: 'loha', method: 'loha', config: { peft_type: 'LOHA', r, alpha: 3, target_modules: ['q_proj', 'conv', 'conv1d', 'conv_b'], use_effective_conv2d: true, rank_dropout: 0, module_dropout: 0, init_weights: true, rank_pattern: {}, alpha_pattern: {} },
+    tensors: t, roles: { [mod(Q)]: ['hada_w1_a', 'hada_w1_b', 'hada_w2_a', 'hada_w2_b'], [mod(C2)]: tucker, [mod(C1)]: tucker, [mod(C2b)]: ['hada_w1_a', 'hada_w1_b', 'hada_w2_a', 'hada_w2_b'] }, merged, exact: false,
     // With use_effective_conv2d the conv layers' count needs their kernel size, which the table does not keep: unknown.
     trainable: null });
 }
@@ -223,19 +229,28 @@ const key = (tensor: string, role: string) => `${P}${mod(tensor)}.${role}`;
   const r2 = 2, cw1 = rand([2, 2]), ct = rand([r2, r2, 3, 3]), cwa = rand([r2, 2]), cwb = rand([r2, 2]);
   // Conv1d (4, 4, 3) with a full 3-D w2 (2, 2, 3): torch.kron pads w1 to (1, 2, 2), giving (2, 4, 6), reshaped to (4, 4, 3) as PEFT does.
   const ow1 = rand([2, 2]), ow2 = rand([2, 2, 3]);
-  cases.push({ label: 'lokr', method: 'lokr', config: { peft_type: 'LOKR', r, alpha: 2, target_modules: ['q_proj', 'down_proj', 'conv', 'conv1d'], decompose_both: false, decompose_factor: -1, use_effective_conv2d: true, rank_dropout: 0, module_dropout: 0, rank_dropout_scale: false, init_weights: true },
+  // Conv2d (5, 4, 3, 3): 5 = 1·5, 4 = 2·2; w1 (1, 2) and a full 4-D w2 (5, 2, 3, 3) (PEFT's use_w2), w1 unsqueezed to (1, 2, 1, 1).
+  const bw1 = rand([1, 2]), bw2 = rand([5, 2, 3, 3]);
+  // Conv2d (4, 2, 2, 2) without the Tucker form: 4 = 2·2, 2 = 1·2; w1 (2, 1), w2 = w2_a (2, r) @ w2_b (r, 2·2·2) (2, 8).
+  const xw1 = rand([2, 1]), xa = rand([2, r]), xb = rand([r, 8]);
+  cases.push({ label: 'lokr', method: 'lokr', config: { peft_type: 'LOKR', r, alpha: 2, target_modules: ['q_proj', 'down_proj', 'conv', 'conv1d', 'conv_b', 'conv_c'], decompose_both: false, decompose_factor: -1, use_effective_conv2d: true, rank_dropout: 0, module_dropout: 0, rank_dropout_scale: false, init_weights: true },
     tensors: {
       [key(Q, 'lokr_w1')]: qw1, [key(Q, 'lokr_w2_a')]: qa, [key(Q, 'lokr_w2_b')]: qb,
       [key(D, 'lokr_w1_a')]: da, [key(D, 'lokr_w1_b')]: db, [key(D, 'lokr_w2')]: dw2,
       [key(C2, 'lokr_w1')]: cw1, [key(C2, 'lokr_t2')]: ct, [key(C2, 'lokr_w2_a')]: cwa, [key(C2, 'lokr_w2_b')]: cwb,
       [key(C1, 'lokr_w1')]: ow1, [key(C1, 'lokr_w2')]: ow2,
+      [key(C2b, 'lokr_w1')]: bw1, [key(C2b, 'lokr_w2')]: bw2,
+      [key(C2c, 'lokr_w1')]: xw1, [key(C2c, 'lokr_w2_a')]: xa, [key(C2c, 'lokr_w2_b')]: xb,
     },
-    roles: { [mod(Q)]: ['lokr_w1', 'lokr_w2_a', 'lokr_w2_b'], [mod(D)]: ['lokr_w1_a', 'lokr_w1_b', 'lokr_w2'], [mod(C2)]: ['lokr_t2', 'lokr_w1', 'lokr_w2_a', 'lokr_w2_b'], [mod(C1)]: ['lokr_w1', 'lokr_w2'] },
+    roles: { [mod(Q)]: ['lokr_w1', 'lokr_w2_a', 'lokr_w2_b'], [mod(D)]: ['lokr_w1_a', 'lokr_w1_b', 'lokr_w2'], [mod(C2)]: ['lokr_t2', 'lokr_w1', 'lokr_w2_a', 'lokr_w2_b'], [mod(C1)]: ['lokr_w1', 'lokr_w2'],
+      [mod(C2b)]: ['lokr_w1', 'lokr_w2'], [mod(C2c)]: ['lokr_w1', 'lokr_w2_a', 'lokr_w2_b'] },
     merged: {
       [Q]: add(W0[Q]!, kron(qw1.data, [2, 2], mm(qa.data, qb.data, 4, r, 3), [4, 3]), s),
       [D]: add(W0[D]!, kron(mm(da.data, db.data, 2, r, 2), [2, 2], dw2.data, [3, 4]), s),
       [C2]: add(W0[C2]!, kron(cw1.data, [2, 2, 1, 1], rebuild(ct.data, [r2, r2, 3, 3], cwa.data, 2, cwb.data, 2), [2, 2, 3, 3]), s),
       [C1]: add(W0[C1]!, kron(ow1.data, [1, 2, 2], ow2.data, [2, 2, 3]), s),
+      [C2b]: add(W0[C2b]!, kron(bw1.data, [1, 2, 1, 1], bw2.data, [5, 2, 3, 3]), s),
+      [C2c]: add(W0[C2c]!, kron(xw1.data, [2, 1], mm(xa.data, xb.data, 2, r, 8), [2, 8]), s),
     },
     exact: false, trainable: null });
 }
