@@ -41,6 +41,8 @@ export type ErrorCode =
   | 'E_USAGE'
   | 'E_NO_TENSORS'
   | 'E_ANALYSIS_DIR'
+  // `combine`: a folder that is not a shard, or shards that are not the parts of one analysis
+  | 'E_SHARD'
   | 'E_CHROMIUM'
   | 'E_BACKEND'
   | 'E_DATA'

@@ -20,7 +20,12 @@ export type { AdapterConfig } from './io/peft/adapter-config.js';
 export { mergeFactors } from './methods/variants.js';
 export type { LoraFactors, Layout } from './methods/merge.js';
 // analysis
-export { analyze, parseLayers, type AnalyzeOptions, type AnalyzeResult, type AnalysisSummary, type RunSummary as AnalysisRunSummary } from './analysis/analyze.js';
+export {
+  analyze, analyzeShard, parseLayers, type AnalyzeOptions, type AnalyzeResult, type AnalysisSummary, type RunSummary as AnalysisRunSummary,
+  type RunDescription, type ShardResult, type ShardSummary,
+} from './analysis/analyze.js';
+export { combine, type CombineOptions } from './analysis/combine.js';
+export { parseShard, MAX_SHARDS, type ShardSpec, type ShardInfo, type ShardAnalysis } from './analysis/shard.js';
 export { decompose, featureNorms, type Decomposition, type FeatureAxis, type RowFlag } from './analysis/decompose.js';
 export { correlate, pearson, spearman, ols, averageRanks, BOOTSTRAP, type Stats as CorrelationStats } from './analysis/stats.js';
 export { readDecomposition, DECOMPOSITION_COLUMNS, type DecompositionRow } from './analysis/table.js';

@@ -34,6 +34,7 @@ import { BOOTSTRAP, type Stats } from './stats.js';
 import { checkAnalyzeOptions, type ProductChoice } from './options.js';
 import { checkGroups, groupSummaries, runStatistics, type GroupSummary, type RunStatistics } from './run-summary.js';
 import { PerRowWriter, TABLE_FORMATS, writeDecomposition, type DecompositionRow, type PerRowRecord, type TableFormat } from './table.js';
+import { checkShard, fingerprint, itemsHash, shardRange, type ItemKey, type ShardAnalysis, type ShardInfo, type ShardSpec, type WorkUnit } from './shard.js';
 
 export interface AnalyzeRunInput {
   readonly path: string;
@@ -86,11 +87,15 @@ export interface AnalyzeOptions {
   readonly groups?: Readonly<Record<string, readonly string[]>> | undefined;
 }
 
-export interface RunSummary {
+/** A run as summary.json names it, before any statistic. */
+export interface RunDescription {
   readonly run: string;
   readonly method: string;
   readonly adapter: Record<string, unknown> | null;
   readonly checkpoints: { name: string; step: number }[];
+}
+
+export interface RunSummary extends RunDescription {
   readonly overall: Stats;
   readonly modules: Record<string, Stats>;
   readonly detail: RunStatistics['detail'];
@@ -110,6 +115,28 @@ export interface AnalyzeResult {
   readonly summary: AnalysisSummary;
   readonly out: string | undefined;
 }
+
+/**
+ * summary.json of one shard (`analyzeShard`): the runs and what the part is, and no statistic: a
+ * correlation over part of the rows describes nothing; `combine` computes them over all rows.
+ */
+export interface ShardSummary {
+  readonly tool: 'dorascope';
+  readonly version: string;
+  readonly kind: typeof SHARD_KIND;
+  readonly shard: ShardInfo;
+  readonly runs: RunDescription[];
+}
+
+export interface ShardResult {
+  /** This part's rows, in the order the whole analysis writes them. */
+  readonly rows: DecompositionRow[];
+  readonly summary: ShardSummary;
+  readonly out: string | undefined;
+}
+
+/** The `kind` of a shard's manifest.json and summary.json (output-guard.ts `resultKind`). */
+export const SHARD_KIND = 'analysis-shard';
 
 interface Checkpoint extends TaskCheckpoint {
   readonly name: string;
@@ -195,15 +222,32 @@ async function openRun(input: AnalyzeRunInput, base: TensorSource): Promise<Run>
  */
 export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
   checkAnalyzeOptions(o);
+  return await start(o, undefined) as AnalyzeResult;
+}
+
+/**
+ * Part `shard.k` of `shard.n` of the analysis `o` (shard.ts): the rows of a contiguous slice of the
+ * work items, for N processes on N machines. Its folder (`kind: analysis-shard`) holds those rows,
+ * the runs, and what `combine` needs to check that the parts belong to one analysis; no statistic.
+ */
+export async function analyzeShard(o: AnalyzeOptions, shard: ShardSpec): Promise<ShardResult> {
+  checkAnalyzeOptions(o);
+  const s = checkShard(shard);
+  // rows.arrow is written in record batches per tensor; putting parts of it back together is not supported yet.
+  if (o.perRow) throw new DorascopeError('E_USAGE', 'per-feature rows (--per-row) cannot be sharded yet: run the sharded analysis without them');
+  return await start(o, s) as ShardResult;
+}
+
+async function start(o: AnalyzeOptions, shard: ShardSpec | undefined): Promise<AnalyzeResult | ShardResult> {
   // A library call writes nothing unless `out` names a folder (the CLI passes its --out).
   const out = o.write === false ? undefined : o.out;
-  if (out === undefined) return analyzeInto(o, undefined, undefined);
-  guardOutput({ out, kind: 'analysis', force: o.force, inputs: [{ role: 'base (--base)', path: o.base }, ...(o.quantizedBase === undefined ? [] : [{ role: 'quantized base (--quantized-base)', path: o.quantizedBase }]), ...o.runs.map((r) => ({ role: 'run', path: r.path }))] });
-  return writeResultFolder(out, (dir) => analyzeInto(o, out, dir));
+  if (out === undefined) return analyzeInto(o, undefined, undefined, shard);
+  guardOutput({ out, kind: shard ? SHARD_KIND : 'analysis', force: o.force, inputs: [{ role: 'base (--base)', path: o.base }, ...(o.quantizedBase === undefined ? [] : [{ role: 'quantized base (--quantized-base)', path: o.quantizedBase }]), ...o.runs.map((r) => ({ role: 'run', path: r.path }))] });
+  return writeResultFolder(out, (dir) => analyzeInto(o, out, dir, shard));
 }
 
 /** The analysis; its files go to `dir` (the result folder under construction), messages name `out`. */
-async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: string | undefined): Promise<AnalyzeResult> {
+async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: string | undefined, shard: ShardSpec | undefined): Promise<AnalyzeResult | ShardResult> {
   const started = Date.now();
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   // A library call prints nothing unless asked (quiet: false, or a log to write to).
@@ -230,6 +274,14 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
     const targets = selectTargets(o, basePath, base, wanted);
     const nCk = runs.reduce((a, r) => a + r.checkpoints.length, 0);
     say(`dorascope analyze: ${targets.length} tensors × ${nCk} checkpoints in ${runs.length} run(s)`);
+    // The quantization run is compared with the full-precision base, every other run with `base`.
+    const compared = runs.filter((r) => r !== quant?.run).flatMap((r) => r.checkpoints);
+    checkHeaders(basePath, targets, fullBase ? [...compared, { path: o.base, source: fullBase }] : compared);
+    const part = shard === undefined ? undefined : shardOf(o, o.formats ?? TABLE_FORMATS, runs, targets, shard);
+    const range = part && { first: part.items.first, end: part.items.first + part.items.count };
+    if (part) say(`shard ${part.k}/${part.n}: rows ${part.items.first + 1} to ${part.items.first + part.items.count} of ${part.analysis.items.total}`);
+    // Tensors this process works on: all, or those with an item in the shard's range (items are tensor-major, nCk a tensor).
+    const nTensors = range === undefined ? targets.length : range.end === range.first ? 0 : Math.floor((range.end - 1) / nCk) - Math.floor(range.first / nCk) + 1;
 
     // Per-feature records stream to rows.arrow tensor by tensor (bounded memory); it appears at the end.
     const formats = o.formats ?? TABLE_FORMATS;
@@ -241,22 +293,25 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
     }
     // A bar on a terminal, plain lines to a log (tensors done, bytes/s, ETA); nothing with quiet.
     progress = o.log === undefined
-      ? stderrProgress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet })
-      : new Progress({ total: targets.length, unit: 'tensors', label: 'analyze', quiet, tty: false, write: (text) => log(text.replace(/\n$/u, '')) });
-    // The quantization run is compared with the full-precision base, every other run with `base`.
-    const compared = runs.filter((r) => r !== quant?.run).flatMap((r) => r.checkpoints);
-    checkHeaders(basePath, targets, fullBase ? [...compared, { path: o.base, source: fullBase }] : compared);
-    const done = await runTasks(o, basePath, base, quant, runs, targets, progress, perRowOut);
-    const summary = summarize(o, runs, done.rows);
+      ? stderrProgress({ total: nTensors, unit: 'tensors', label: 'analyze', quiet })
+      : new Progress({ total: nTensors, unit: 'tensors', label: 'analyze', quiet, tty: false, write: (text) => log(text.replace(/\n$/u, '')) });
+    const done = await runTasks(o, basePath, base, quant, runs, targets, progress, perRowOut, range);
+    const descriptions = describeRuns(runs);
+    const summary: AnalysisSummary | ShardSummary = part
+      ? { tool: 'dorascope', version: VERSION, kind: SHARD_KIND, shard: part, runs: descriptions }
+      : summarizeRuns(descriptions, done.rows, o.groups ?? {});
     if (out !== undefined && dir !== undefined) {
-      await writeDecomposition(dir, done.rows, formats);
+      // A shard always writes decomposition.arrow too: it is what `combine` reads.
+      const written = part && !formats.includes('arrow') ? TABLE_FORMATS.filter((f) => f === 'arrow' || formats.includes(f)) : formats;
+      await writeDecomposition(dir, done.rows, written);
       await perRowOut?.commit();
       perRowOut = undefined;
       await writeFileAtomic(join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
-      await writeManifest(dir, o, formats, base, fullBase, runs, targets.length, { seconds: (Date.now() - started) / 1000, bytes_read: done.bytesRead, workers: done.workers });
-      say(`wrote ${done.rows.length} rows to ${join(out, 'decomposition')}.{${formats.join(',')}} (+ summary.json, manifest.json${o.perRow ? `, rows.{${formats.filter((f) => f !== 'csv').join(',')}}` : ''})`);
+      await writeManifest(dir, o, formats, base, fullBase, runs, targets.length, { seconds: (Date.now() - started) / 1000, bytes_read: done.bytesRead, workers: done.workers },
+        part && { info: part, written });
+      say(`wrote ${done.rows.length} rows to ${join(out, 'decomposition')}.{${written.join(',')}} (+ summary.json, manifest.json${o.perRow ? `, rows.{${formats.filter((f) => f !== 'csv').join(',')}}` : ''})`);
     }
-    return { rows: done.rows, summary, out };
+    return part ? { rows: done.rows, summary: summary as ShardSummary, out } : { rows: done.rows, summary: summary as AnalysisSummary, out };
   } finally {
     await perRowOut?.abort();
     progress?.interrupt();
@@ -329,15 +384,52 @@ function checkHeaders(basePath: string, targets: readonly TensorInfo[], checked:
 }
 
 /**
+ * The work items (shard.ts) and the part of them that shard `s` computes. Items are the table's rows
+ * in order: tensor by tensor, each tensor's checkpoints of every run (the quantization run first).
+ */
+function shardOf(o: AnalyzeOptions, formats: readonly TableFormat[], runs: readonly Run[], targets: readonly TensorInfo[], s: ShardSpec): ShardInfo {
+  const cks = runs.flatMap((r) => r.checkpoints.map((c) => ({ run: r.label, c })));
+  const units: WorkUnit[] = [];
+  const keys: ItemKey[] = [];
+  for (const t of targets) {
+    const rows = t.shape[0] ?? 0, cols = t.shape.slice(1).reduce((a, b) => a * b, 1);
+    const bytes = cks.map(({ c }) => (mayChange(c, t.name) ? c.source.info(t.name)?.byteLength ?? 0 : 0));
+    // A tensor an adapter changes stays whole (one stacked product over its adapters: shard.ts).
+    if (cks.some(({ c }) => c.adapter !== undefined && mayChange(c, t.name))) units.push({ items: cks.length, bytes: bytes.reduce((a, b) => a + b, 0) });
+    else for (const b of bytes) units.push({ items: 1, bytes: b });
+    for (const { run, c } of cks) keys.push({ run, checkpoint: c.name, tensor: t.name, rows, cols });
+  }
+  const analysis: ShardAnalysis = {
+    version: VERSION, base: o.base, quantized_base: o.quantizedBase ?? null,
+    runs: o.runs.map((r) => ({ path: r.path, label: r.label ?? null })),
+    // The options that change the tables or the statistics; not --out, --workers, --quiet or --force.
+    options: { formats, modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false,
+      adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto', groups: o.groups ?? null },
+    items: { total: keys.length, hash: itemsHash(keys) },
+  };
+  const { first, end } = shardRange(units, s);
+  return { k: s.k, n: s.n, fingerprint: fingerprint(analysis), analysis, items: { first, count: end - first } };
+}
+
+/**
  * Runs one task per target tensor, on the main thread or on a worker pool, and turns the results
  * into table rows in tensor order (per-feature records go to `perRowOut` as each tensor finishes).
+ * With `part` (a shard), only items [first, end) of the table's rows: tensors wholly inside go as
+ * usual, the (at most two) tensors cut at an end run their chosen checkpoints on this thread.
  */
 async function runTasks(o: AnalyzeOptions, basePath: string, base: TensorSource, quant: Quantization | undefined, runs: readonly Run[],
-  targets: readonly TensorInfo[], progress: Progress, perRowOut: PerRowWriter | undefined): Promise<{ rows: DecompositionRow[]; bytesRead: number; workers: number }> {
+  targets: readonly TensorInfo[], progress: Progress, perRowOut: PerRowWriter | undefined,
+  part?: { readonly first: number; readonly end: number }): Promise<{ rows: DecompositionRow[]; bytesRead: number; workers: number }> {
   const allCks = runs.filter((r) => r !== quant?.run).flatMap((r) => r.checkpoints);
   const taskOptions: TaskOptions = { perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto' };
+  // Item j of tensor ti is row ti·C + j; the quantization run, when there is one, is item 0 (runs[0]).
+  const C = allCksOf(runs).length;
+  const mine = targets.map((t, ti) => ({ t, chosen: allCksOf(runs).map((_, j) => part === undefined || (ti * C + j >= part.first && ti * C + j < part.end)) }))
+    .filter((x) => x.chosen.includes(true));
+  const whole = (i: number): boolean => mine[i]?.chosen.every(Boolean) ?? false;
+  const offset = quant ? 1 : 0;
   // Only checkpoints that change a tensor cost anything for it (tensor-task.ts).
-  const work = targets.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1) * allCks.filter((c) => mayChange(c, t.name)).length, 0);
+  const work = mine.reduce((a, { t, chosen }) => a + t.shape.reduce((x, y) => x * y, 1) * allCks.filter((c, i) => chosen[i + offset] && mayChange(c, t.name)).length, 0);
   const nWorkers = workerCount(o.workers, work);
   const url = nWorkers > 0 ? workerUrl() : undefined;
   const pool = url ? AnalysisPool.start(nWorkers, { base: basePath, checkpoints: allCks.map((c) => c.path), options: taskOptions }, url) : undefined;
@@ -348,24 +440,33 @@ async function runTasks(o: AnalyzeOptions, basePath: string, base: TensorSource,
     const queued: Promise<TaskResult[]>[] = [];
     const task = (i: number, t: TensorInfo): Promise<TaskResult[]> => {
       if (pool === undefined) return runTensorTask(base, allCks, t.name, t.shape, taskOptions);
-      for (let j = i; j <= Math.min(targets.length - 1, i + ahead); j++) {
-        const tj = targets[j];
-        if (queued[j] !== undefined || tj === undefined) continue;
+      for (let j = i; j <= Math.min(mine.length - 1, i + ahead); j++) {
+        const tj = mine[j]?.t;
+        if (queued[j] !== undefined || tj === undefined || !whole(j)) continue;
         const p = pool.run(tj.name, tj.shape);
         p.catch(() => undefined); // awaited in order below; this only keeps an early failure from being "unhandled"
         queued[j] = p;
       }
-      const mine = queued[i];
+      const queuedTask = queued[i];
       delete queued[i];
-      return mine ?? Promise.reject(new DorascopeError('E_INTERNAL', `analysis task ${i} was not queued`));
+      return queuedTask ?? Promise.reject(new DorascopeError('E_INTERNAL', `analysis task ${i} was not queued`));
     };
     const rows: DecompositionRow[] = [];
     let bytesRead = 0;
-    for (const [ti, t] of targets.entries()) {
-      let results = await task(ti, t);
-      // On this thread: one more read of a tensor per target, the dequantized one the task above already decoded.
-      if (quant) results = [...await runTensorTask(quant.fullBase, quant.run.checkpoints, t.name, t.shape, taskOptions), ...results];
-      const bytes = collectRows(runs, t, results, rows, perRowOut);
+    for (const [i, { t, chosen }] of mine.entries()) {
+      let results: TaskResult[];
+      if (whole(i)) {
+        results = await task(i, t);
+        // On this thread: one more read of a tensor per target, the dequantized one the task above already decoded.
+        if (quant) results = [...await runTensorTask(quant.fullBase, quant.run.checkpoints, t.name, t.shape, taskOptions), ...results];
+      } else {
+        const some = allCks.filter((_, j) => chosen[j + offset]);
+        results = [
+          ...(quant && chosen[0] ? await runTensorTask(quant.fullBase, quant.run.checkpoints, t.name, t.shape, taskOptions) : []),
+          ...(some.length > 0 ? await runTensorTask(base, some, t.name, t.shape, taskOptions) : []),
+        ];
+      }
+      const bytes = collectRows(runs, t, results, rows, perRowOut, chosen);
       bytesRead += bytes;
       progress.tick(1, { bytes, note: t.name });
     }
@@ -375,15 +476,20 @@ async function runTasks(o: AnalyzeOptions, basePath: string, base: TensorSource,
   }
 }
 
-/** Appends one tensor's rows (runs and checkpoints in order, as the tasks returned them); returns the bytes read. */
-function collectRows(runs: readonly Run[], t: TensorInfo, results: readonly TaskResult[], rows: DecompositionRow[], perRowOut: PerRowWriter | undefined): number {
+/**
+ * Appends one tensor's rows (runs and checkpoints in order, as the tasks returned them; only the
+ * `chosen` checkpoints, which the results cover); returns the bytes read.
+ */
+function collectRows(runs: readonly Run[], t: TensorInfo, results: readonly TaskResult[], rows: DecompositionRow[], perRowOut: PerRowWriter | undefined,
+  chosen: readonly boolean[]): number {
   const rowsN = t.shape[0] ?? 0;
   const colsN = t.shape.slice(1).reduce((a, b) => a * b, 1);
   const { layer, module } = parseTensorName(t.name);
-  let bytes = 0, k = 0;
+  let bytes = 0, k = 0, j = 0;
   const perRow: PerRowRecord[] = [];
   for (const run of runs) {
     for (const ck of run.checkpoints) {
+      if (!chosen[j++]) continue;
       const result = results[k++];
       if (result === undefined) throw new DorascopeError('E_INTERNAL', `tensor ${q(t.name)}: ${results.length} task results for more checkpoints`);
       const { d, bytes: b } = result;
@@ -404,29 +510,32 @@ function collectRows(runs: readonly Run[], t: TensorInfo, results: readonly Task
   return bytes;
 }
 
-/** summary.json: each run's statistics, and the seed groups' means and ranges. */
-function summarize(o: AnalyzeOptions, runs: readonly Run[], rows: readonly DecompositionRow[]): AnalysisSummary {
-  const stats = new Map<string, RunStatistics>();
-  const summaries = runs.map((run): RunSummary => {
-    const st = runStatistics(rows, run.label);
-    stats.set(run.label, st);
-    return {
-      run: run.label, method: run.method, adapter: run.adapter,
-      checkpoints: run.checkpoints.map((c) => ({ name: c.name, step: c.step })),
-      ...st,
-    };
-  });
-  return { tool: 'dorascope', version: VERSION, bootstrap: BOOTSTRAP, runs: summaries, groups: groupSummaries(o.groups ?? {}, stats) };
+function describeRuns(runs: readonly Run[]): RunDescription[] {
+  return runs.map((run) => ({ run: run.label, method: run.method, adapter: run.adapter, checkpoints: run.checkpoints.map((c) => ({ name: c.name, step: c.step })) }));
 }
 
-/** manifest.json: the files, the options, the inputs (paths, kinds, sizes) and the timings. */
+/**
+ * summary.json from the runs and all their rows: each run's statistics, and the seed groups' means
+ * and ranges. `combine` calls it on the shards' rows put back together.
+ */
+export function summarizeRuns(runs: readonly RunDescription[], rows: readonly DecompositionRow[], groups: Readonly<Record<string, readonly string[]>>): AnalysisSummary {
+  const stats = new Map<string, RunStatistics>();
+  const summaries = runs.map((run): RunSummary => {
+    const st = runStatistics(rows, run.run);
+    stats.set(run.run, st);
+    return { ...run, ...st };
+  });
+  return { tool: 'dorascope', version: VERSION, bootstrap: BOOTSTRAP, runs: summaries, groups: groupSummaries(groups, stats) };
+}
+
+/** manifest.json: the files, the options, the inputs (paths, kinds, sizes) and the timings; a shard's says which part it is. */
 async function writeManifest(dir: string, o: AnalyzeOptions, formats: readonly TableFormat[], base: TensorSource, fullBase: TensorSource | undefined, runs: readonly Run[], tensors: number,
-  timings: { seconds: number; bytes_read: number; workers: number }): Promise<void> {
+  timings: { seconds: number; bytes_read: number; workers: number }, shard?: { info: ShardInfo; written: readonly TableFormat[] }): Promise<void> {
   const manifest = {
-    tool: 'dorascope', version: VERSION, kind: 'analysis', created: new Date().toISOString(),
+    tool: 'dorascope', version: VERSION, kind: shard ? SHARD_KIND : 'analysis', created: new Date().toISOString(),
     command: o.command ?? null,
     // Everything the folder holds; readers use nothing else (a report draws histograms only when rows.arrow is listed).
-    files: [...formats.map((f) => `decomposition.${f}`), 'summary.json', 'manifest.json', ...(o.perRow ? formats.filter((f) => f !== 'csv').map((f) => `rows.${f}`) : [])],
+    files: [...(shard?.written ?? formats).map((f) => `decomposition.${f}`), 'summary.json', 'manifest.json', ...(o.perRow ? formats.filter((f) => f !== 'csv').map((f) => `rows.${f}`) : [])],
     options: { formats, modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto', groups: o.groups ?? null },
     base: { path: o.base, kind: (fullBase ?? base).kind, bytes: pathBytes(o.base) },
     quantized_base: o.quantizedBase === undefined ? null : { path: o.quantizedBase, kind: base.kind, bytes: pathBytes(o.quantizedBase) },
@@ -436,6 +545,7 @@ async function writeManifest(dir: string, o: AnalyzeOptions, formats: readonly T
     })),
     tensors,
     timings,
+    ...(shard ? { shard: shard.info } : {}),
   };
   await writeFileAtomic(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
 }

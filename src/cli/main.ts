@@ -8,6 +8,7 @@ import { DorascopeError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { inspectCommand } from './commands/inspect.js';
 import { analyzeCommand } from './commands/analyze.js';
+import { combineCommand } from './commands/combine.js';
 import { reportCommand } from './commands/report.js';
 import { compareCommand } from './commands/compare.js';
 import { trainCommand } from './commands/train.js';
@@ -22,6 +23,7 @@ export function buildCli(argv: readonly string[]): Argv {
     .command(demoCommand)
     .command(inspectCommand)
     .command(analyzeCommand)
+    .command(combineCommand)
     .command(reportCommand)
     .command(compareCommand)
     .command(trainCommand)

@@ -15,7 +15,7 @@ import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'nod
 import { DorascopeError, q } from '../errors.js';
 
 /** What a command writes: a result folder of one kind, or one file (an HTML report). */
-export type OutputKind = 'analysis' | 'merge' | 'reproduce' | 'train' | 'report-html' | 'images';
+export type OutputKind = 'analysis' | 'analysis-shard' | 'merge' | 'reproduce' | 'train' | 'report-html' | 'images';
 
 export interface OutputInput {
   /** How the user named it, for the message: `--base`, `run`, `analysis folder`. */

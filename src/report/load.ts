@@ -65,6 +65,10 @@ export async function loadAnalysis(dir: string): Promise<Analysis> {
   }
   const summary = await readJson(join(dir, 'summary.json'), false) as { runs?: unknown } | null;
   if (!summary || !Array.isArray(summary.runs)) throw bad(`${q(join(dir, 'summary.json'))} has no "runs" array`);
+  // A shard holds part of the rows and no statistic (analysis/shard.ts): a report of it would describe nothing.
+  if ((summary as { kind?: unknown }).kind === 'analysis-shard') {
+    throw bad(`${q(dir)} is one shard of an analysis (analyze --shard), not a whole one: put the shards together with \`dorascope combine OUT SHARD...\` and report that folder`, { dir });
+  }
   const runs = summary.runs as RunSummary[];
   for (const [i, r] of runs.entries()) {
     if (typeof r?.run !== 'string') throw bad(`${q(join(dir, 'summary.json'))} runs[${i}] has no "run" name`);

@@ -19,6 +19,7 @@ interface Args {
   adapterPath: 'fast' | 'merge';
   workers?: number;
   group?: string[];
+  shard?: string;
   json: boolean;
 }
 
@@ -45,6 +46,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .option('adapter-path', { choices: ['fast', 'merge'] as const, default: 'fast' as const, describe: 'Adapter checkpoints: exact algebra where the method has one (LoRA family from W0·Aᵀ and A·Aᵀ, IA³ in one pass over W0; LoHa/LoKr always merge) (fast) or through the merged weights (merge)' })
       .option('workers', { type: 'number', describe: 'Worker threads (0: none); default: 2 on a multi-core machine for large analyses' })
       .option('group', { type: 'string', array: true, nargs: 1, describe: 'Runs that are seeds of one configuration: NAME=RUN,RUN (run labels); summary.json gets each statistic\'s mean and range' })
+      .option('shard', { type: 'string', describe: 'Do part K of N of the analysis (K/N, 1 ≤ K ≤ N ≤ 10000), for N processes on N machines; put the parts together with `dorascope combine`' })
       .option('json', { type: 'boolean', default: false, describe: 'Print a JSON summary on stdout (files written, per-run statistics) instead of the folder name' })
       .conflicts('modules', 'modules-regex')
       .example('$0 analyze --base base/ runs/lora runs/ft --modules q_proj,v_proj', 'two Trainer runs, query and value matrices')
@@ -53,13 +55,17 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .example('$0 analyze --base base-fp16/ --quantized-base base-nf4/ --label qdora=out/qdora out/qdora', 'a QDoRA adapter against its NF4 base, with the quantization step as a run of its own')
       .example('$0 analyze --base model.safetensors ckpt.safetensors --layers 0-5,8 --per-row', 'one checkpoint, six layers, per-feature table')
       .example('$0 analyze --base base/ runs/dora --quiet --json | jq .runs[0].overall.pearson_r', 'machine-readable: files written and each run\'s statistics')
-      .example('$0 analyze --base base/ runs/lora --format parquet', 'Parquet tables only (for DuckDB or pandas)') as unknown as Argv<Args>,
+      .example('$0 analyze --base base/ runs/lora --format parquet', 'Parquet tables only (for DuckDB or pandas)')
+      .example('$0 analyze --base base/ runs/ft --shard 2/4 --out parts/2', 'the second of four parts (docs/sharding.md); then: $0 combine out parts/1 parts/2 parts/3 parts/4') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     boundedOptional('workers', argv.workers, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true });
     const { analyze, parseLayers } = await import('../../analysis/analyze.js');
     const { parseGroup } = await import('../../analysis/run-summary.js');
     const { parseFormats } = await import('../../analysis/table.js');
+    const { parseShard } = await import('../../analysis/shard.js');
     const formats = parseFormats(argv.format);
+    const shard = argv.shard === undefined ? undefined : parseShard(argv.shard);
+    if (shard && argv.report) throw new DorascopeError('E_USAGE', '--report with --shard: a shard holds part of the rows; report the folder `dorascope combine` writes');
     if (argv.report && !formats.includes('arrow')) throw new DorascopeError('E_USAGE', `--report reads decomposition.arrow: add arrow to --format ${q(formats.join(','))}`);
     const groups = Object.fromEntries((argv.group ?? []).map(parseGroup));
     const labels = new Map<string, string>();
@@ -85,11 +91,12 @@ export const analyzeCommand: CommandModule<object, Args> = {
       ...(argv.adapterPath === 'merge' ? ['--adapter-path', 'merge'] : []),
       ...(argv.workers === undefined ? [] : ['--workers', String(argv.workers)]),
       ...(argv.group ?? []).flatMap((g) => ['--group', g]),
+      ...(shard === undefined ? [] : ['--shard', `${shard.k}/${shard.n}`]),
       ...(argv.perRow ? ['--per-row'] : []), ...(argv.force ? ['--force'] : []), ...(argv.quiet ? ['--quiet'] : []), ...(argv.report ? ['--report'] : []),
       ...argv.runs,
     ];
     const started = Date.now();
-    const result = await analyze({
+    const options = {
       base: argv.base,
       quantizedBase: argv.quantizedBase,
       runs: argv.runs.map((path) => ({ path, label: labels.get(path) })),
@@ -105,7 +112,19 @@ export const analyzeCommand: CommandModule<object, Args> = {
       workers: argv.workers,
       groups,
       command,
-    });
+    };
+    if (shard) {
+      const { analyzeShard } = await import('../../analysis/analyze.js');
+      const part = await analyzeShard(options, shard);
+      if (argv.json) {
+        const { filesWrittenSince, printJson } = await import('../json-summary.js');
+        printJson({ command: 'analyze', out: argv.out, files: filesWrittenSince(argv.out, started), shard: { k: shard.k, n: shard.n, rows: part.summary.shard.items, fingerprint: part.summary.shard.fingerprint } });
+      } else {
+        process.stdout.write(`${argv.out}\n`);
+      }
+      return;
+    }
+    const result = await analyze(options);
     let html: string | undefined;
     if (argv.report) {
       // Rendered here, above the analysis, so analysis never imports the report layer.

@@ -1,0 +1,225 @@
+/**
+ * `analyze --shard K/N` and `combine`: four shards run as four separate CLI processes at once over a
+ * small generated series, then combined, give tables and summary.json byte-identical to one unsharded
+ * `analyze`; the split itself is checked on hand-worked byte counts; and `combine` refuses folders that
+ * are not the N parts of one analysis, naming the folder and the field.
+ * The CLI is spawned from dist/ (`npm test` builds first).
+ */
+import { spawn } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { analyzeShard } from '../../src/analysis/analyze.js';
+import { combine } from '../../src/analysis/combine.js';
+import { parseShard, shardRange, type ShardInfo } from '../../src/analysis/shard.js';
+import { isDorascopeError } from '../../src/errors.js';
+import { loadAnalysis } from '../../src/report/load.js';
+import { runCli } from '../helpers/cli-process.js';
+import { exactValues, writeModel, type TestTensors } from '../helpers/models.js';
+import { rng } from '../helpers/random.js';
+
+const BIN = join(resolve(dirname(fileURLToPath(import.meta.url)), '../..'), 'bin/dorascope.js');
+
+/** Runs the CLI in a child process without blocking, so several run at once. */
+function cliAsync(args: string[]): Promise<{ status: number | null; err: string }> {
+  return new Promise((res, rej) => {
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const timer = setTimeout(() => p.kill('SIGKILL'), 60_000);
+    p.on('error', rej);
+    p.on('close', (status) => { clearTimeout(timer); res({ status, err }); });
+  });
+}
+
+/** The rejection's DorascopeError code and details (field, folder). */
+async function refusal(p: Promise<unknown>): Promise<{ code: string; field: unknown; folder: unknown; message: string }> {
+  try {
+    await p;
+  } catch (e) {
+    if (!isDorascopeError(e)) throw e;
+    return { code: e.code, field: e.details?.['field'], folder: e.details?.['folder'], message: e.message };
+  }
+  throw new Error('expected a rejection');
+}
+
+let dir: string;
+let base: string, run: string, single: string;
+const analyzeArgs = (): string[] => ['analyze', '--base', base, run, single, '--layers', '0-2', '--quiet'];
+const N = 4;
+const part = (k: number) => join(dir, 'parts', String(k));
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'dorascope-shard-'));
+  const next = rng(12);
+  // Three layers of q_proj (8×6, F32) and v_proj (4×6, BF16) plus an embedding the default selection skips.
+  const model = (scale: number, from?: TestTensors): TestTensors => {
+    const t: TestTensors = { 'model.embed_tokens.weight': { shape: [10, 6], data: exactValues(next, 60) } };
+    for (let l = 0; l < 3; l++) {
+      for (const [m, rows, dtype] of [['q_proj', 8, 'F32'], ['v_proj', 4, 'BF16']] as const) {
+        const name = `model.layers.${l}.self_attn.${m}.weight`;
+        const delta = exactValues(next, rows * 6, scale);
+        const data = from ? from[name]!.data.map((v, i) => v + delta[i]!) : exactValues(next, rows * 6);
+        t[name] = { shape: [rows, 6], data, dtype };
+      }
+    }
+    return t;
+  };
+  const w0 = model(0);
+  base = join(dir, 'base.safetensors');
+  await writeModel(base, w0);
+  // A Trainer run with three checkpoints, and one more checkpoint as a bare file: 4 checkpoints × 6 tensors = 24 rows.
+  run = join(dir, 'runs', 'ft');
+  for (const step of [10, 20, 30]) {
+    const ck = join(run, `checkpoint-${step}`);
+    mkdirSync(ck, { recursive: true });
+    await writeModel(join(ck, 'model.safetensors'), model(step / 640, w0));
+    writeFileSync(join(ck, 'trainer_state.json'), JSON.stringify({ global_step: step }));
+  }
+  single = join(dir, 'runs', 'other.safetensors');
+  await writeModel(single, model(1 / 32, w0));
+
+  const whole = await cliAsync([...analyzeArgs(), '--out', join(dir, 'whole')]);
+  expect(whole.err).toBe('');
+  expect(whole.status).toBe(0);
+  // The four parts as four processes at once, as four machines would run them.
+  const parts = await Promise.all([1, 2, 3, 4].map((k) => cliAsync([...analyzeArgs(), '--shard', `${k}/${N}`, '--out', part(k)])));
+  for (const p of parts) expect([p.status, p.err]).toEqual([0, '']);
+  const combined = runCli(['combine', join(dir, 'combined'), part(3), part(1), part(4), part(2), '--quiet'], 60_000);
+  expect([combined.status, combined.err]).toEqual([0, '']);
+}, 180_000);
+
+afterAll(() => { rmSync(dir, { recursive: true, force: true }); });
+
+const shardInfo = (k: number): ShardInfo => (JSON.parse(readFileSync(join(part(k), 'summary.json'), 'utf8')) as { shard: ShardInfo }).shard;
+
+describe('analyze --shard K/N, then combine', () => {
+  it('gives tables and summary.json byte-identical to one unsharded analyze', () => {
+    for (const f of ['decomposition.arrow', 'decomposition.parquet', 'decomposition.csv', 'summary.json']) {
+      const a = readFileSync(join(dir, 'whole', f)), b = readFileSync(join(dir, 'combined', f));
+      expect(b.equals(a), f).toBe(true);
+    }
+    // Not a vacuous comparison: the analysis has every row and real statistics.
+    expect(readFileSync(join(dir, 'whole', 'decomposition.csv'), 'utf8').trim().split('\n')).toHaveLength(1 + 24);
+    const summary = JSON.parse(readFileSync(join(dir, 'combined', 'summary.json'), 'utf8')) as { runs: { run: string; overall: { n: number } }[] };
+    expect(summary.runs.map((r) => [r.run, r.overall.n])).toEqual([['ft', 18], ['other', 6]]);
+  });
+
+  it('splits the rows into contiguous parts, cutting inside a tensor, so every part does work', () => {
+    const infos = [1, 2, 3, 4].map(shardInfo);
+    expect(infos.map((i) => [i.k, i.n])).toEqual([[1, 4], [2, 4], [3, 4], [4, 4]]);
+    expect(new Set(infos.map((i) => i.fingerprint)).size).toBe(1);
+    let next = 0;
+    for (const i of infos) {
+      expect(i.items.first).toBe(next);
+      expect(i.items.count).toBeGreaterThan(0);
+      next += i.items.count;
+    }
+    expect(next).toBe(24);
+    // A cut between the checkpoints of one tensor (4 rows a tensor) exercises the partial-tensor path.
+    expect(infos.some((i) => i.items.first % 4 !== 0)).toBe(true);
+    // Each part's own table holds exactly its rows.
+    for (const [k, i] of infos.entries()) {
+      expect(readFileSync(join(part(k + 1), 'decomposition.csv'), 'utf8').trim().split('\n')).toHaveLength(1 + i.items.count);
+    }
+  });
+
+  it('marks a shard folder as one, with no statistic, and the report refuses it', async () => {
+    const manifest = JSON.parse(readFileSync(join(part(2), 'manifest.json'), 'utf8')) as Record<string, unknown>;
+    expect(manifest['kind']).toBe('analysis-shard');
+    expect((manifest['shard'] as ShardInfo).k).toBe(2);
+    const summary = JSON.parse(readFileSync(join(part(2), 'summary.json'), 'utf8')) as Record<string, unknown>;
+    expect(Object.keys(summary).sort()).toEqual(['kind', 'runs', 'shard', 'tool', 'version']);
+    expect(Object.keys((summary['runs'] as object[])[0]!).sort()).toEqual(['adapter', 'checkpoints', 'method', 'run']);
+    expect(manifest['command']).toEqual(expect.arrayContaining(['--shard', '2/4']));
+    await expect(loadAnalysis(part(2))).rejects.toMatchObject({ code: 'E_ANALYSIS_DIR' });
+  });
+
+  it("records the unsharded analysis's provenance in the combined manifest.json", () => {
+    const whole = JSON.parse(readFileSync(join(dir, 'whole', 'manifest.json'), 'utf8')) as Record<string, unknown>;
+    const combined = JSON.parse(readFileSync(join(dir, 'combined', 'manifest.json'), 'utf8')) as Record<string, unknown>;
+    // created, command and timings describe the process that wrote the folder; `shards` only a combined one has.
+    for (const key of ['created', 'command', 'timings']) { delete whole[key]; delete combined[key]; }
+    const shards = combined['shards'] as { n: number; parts: { k: number }[] };
+    delete combined['shards'];
+    expect(combined).toEqual(whole);
+    expect(shards.n).toBe(4);
+    expect(shards.parts.map((p) => p.k)).toEqual([1, 2, 3, 4]);
+  });
+});
+
+describe('combine refuses folders that are not the N parts of one analysis', () => {
+  const out = () => join(dir, 'refused');
+
+  it('shards of a different analysis: names the folder and the field that differs', async () => {
+    const other = join(dir, 'other-2');
+    await analyzeShard({ base, runs: [{ path: run }, { path: single }], layers: [0, 1], out: other }, { k: 2, n: 4 });
+    const r = await refusal(combine({ out: out(), shards: [part(1), other, part(3), part(4)] }));
+    expect(r).toMatchObject({ code: 'E_SHARD', field: 'shard.analysis.options.layers', folder: other });
+  });
+
+  it('a K given twice, and a K missing', async () => {
+    const dup = await refusal(combine({ out: out(), shards: [part(1), part(2), part(2), part(4)] }));
+    expect(dup).toMatchObject({ code: 'E_SHARD', field: 'shard.k' });
+    expect(dup.message).toContain('both shard 2 of 4');
+    const missing = await refusal(combine({ out: out(), shards: [part(1), part(2), part(4)] }));
+    expect(missing).toMatchObject({ code: 'E_SHARD', field: 'shard.k' });
+    expect(missing.message).toContain('shard 3 of 4 is missing');
+  });
+
+  it('a folder that is not a shard (a whole analysis, an empty folder)', async () => {
+    const whole = await refusal(combine({ out: out(), shards: [part(1), part(2), join(dir, 'whole'), part(4)] }));
+    expect(whole).toMatchObject({ code: 'E_SHARD', field: 'kind', folder: join(dir, 'whole') });
+    const empty = join(dir, 'empty');
+    mkdirSync(empty, { recursive: true });
+    expect(await refusal(combine({ out: out(), shards: [empty] }))).toMatchObject({ code: 'E_SHARD', field: 'manifest.json', folder: empty });
+  });
+
+  it('a shard whose summary.json was edited, or whose table belongs to another shard', async () => {
+    const edited = join(dir, 'edited-4');
+    cpSync(part(4), edited, { recursive: true });
+    const s = JSON.parse(readFileSync(join(edited, 'summary.json'), 'utf8')) as { shard: ShardInfo & { analysis: { base: string } } };
+    s.shard.analysis.base = 'elsewhere.safetensors';
+    writeFileSync(join(edited, 'summary.json'), JSON.stringify(s));
+    expect(await refusal(combine({ out: out(), shards: [part(1), part(2), part(3), edited] }))).toMatchObject({ code: 'E_SHARD', field: 'shard.fingerprint' });
+    const swapped = join(dir, 'swapped-4');
+    cpSync(part(4), swapped, { recursive: true });
+    cpSync(join(part(3), 'decomposition.arrow'), join(swapped, 'decomposition.arrow'));
+    const r = await refusal(combine({ out: out(), shards: [part(1), part(2), part(3), swapped] }));
+    expect(r).toMatchObject({ code: 'E_SHARD', field: 'decomposition.arrow' });
+  });
+
+  it('never writes into a shard, and --shard K/N outside 1 ≤ K ≤ N ≤ 10000 is a usage error', async () => {
+    expect(await refusal(combine({ out: join(part(1), 'sub'), shards: [part(1), part(2), part(3), part(4)] }))).toMatchObject({ code: 'E_OUTPUT_OVERLAP' });
+    for (const bad of ['0/4', '5/4', '1/0', '1/10001', 'x', '2', '1/2/3', '-1/4', '1.5/4']) {
+      expect(() => parseShard(bad), bad).toThrow(expect.objectContaining({ code: 'E_USAGE' }));
+    }
+    expect(parseShard('10000/10000')).toEqual({ k: 10000, n: 10000 });
+    const cli = runCli([...analyzeArgs(), '--shard', '0/4', '--out', join(dir, 'never')]);
+    expect(cli.status).toBe(2);
+    expect(cli.err).toContain('[E_USAGE]');
+    expect(cli.err).toContain('--shard "0/4"');
+  });
+});
+
+describe('shardRange', () => {
+  const ranges = (bytes: number[], n: number, items = bytes.map(() => 1)) =>
+    Array.from({ length: n }, (_, i) => shardRange(bytes.map((b, j) => ({ bytes: b, items: items[j]! })), { k: i + 1, n }));
+
+  it('cuts where the bytes are split evenly, not where the item count is', () => {
+    // Weights are bytes + 1: 301, 101, 101, 101 (total 604); midpoints 150.5, 351.5, 452.5, 553.5 → shards 1, 2, 2, 2 of 2.
+    expect(ranges([300, 100, 100, 100], 2)).toEqual([{ first: 0, end: 1 }, { first: 1, end: 4 }]);
+    // Units of several items stay whole: items 0-2 are one unit.
+    expect(ranges([300, 100, 100], 2, [3, 1, 1])).toEqual([{ first: 0, end: 3 }, { first: 3, end: 5 }]);
+  });
+
+  it('covers every item once with more shards than units (some parts empty)', () => {
+    const r = ranges([10, 10], 5);
+    expect(r.reduce((a, x) => a + x.end - x.first, 0)).toBe(2);
+    for (let i = 1; i < r.length; i++) expect(r[i]!.first).toBe(r[i - 1]!.end);
+    expect(r[0]!.first).toBe(0);
+    expect(r.at(-1)!.end).toBe(2);
+  });
+});
