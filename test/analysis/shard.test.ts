@@ -11,14 +11,14 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { analyzeShard } from '../../src/analysis/analyze.js';
+import { analyze, analyzeShard } from '../../src/analysis/analyze.js';
 import { combine } from '../../src/analysis/combine.js';
 import { parseShard, shardRange, type ShardInfo } from '../../src/analysis/shard.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { loadAnalysis } from '../../src/report/load.js';
 import { runCli } from '../helpers/cli-process.js';
-import { exactValues, writeModel, type TestTensors } from '../helpers/models.js';
-import { rng } from '../helpers/random.js';
+import { exactValues, writeAdapter, writeModel, type TestTensors } from '../helpers/models.js';
+import { randn, rng } from '../helpers/random.js';
 
 const BIN = join(resolve(dirname(fileURLToPath(import.meta.url)), '../..'), 'bin/dorascope.js');
 
@@ -221,5 +221,68 @@ describe('shardRange', () => {
     for (let i = 1; i < r.length; i++) expect(r[i]!.first).toBe(r[i - 1]!.end);
     expect(r[0]!.first).toBe(0);
     expect(r.at(-1)!.end).toBe(2);
+  });
+});
+
+describe('shards of an adapter series, with workers', () => {
+  /** Full checkpoints (one with a NaN) and a DoRA run whose adapters change q_proj and v_proj but not up_proj. */
+  async function fixture(): Promise<{ base: string; runs: { path: string; label?: string }[] }> {
+    const d = join(dir, 'adapters');
+    const next = rng(31);
+    const names: [string, number[]][] = [];
+    for (let l = 0; l < 3; l++) {
+      names.push([`model.layers.${l}.self_attn.q_proj.weight`, [24, 16]], [`model.layers.${l}.self_attn.v_proj.weight`, [24, 16]], [`model.layers.${l}.mlp.up_proj.weight`, [40, 16]]);
+    }
+    const w0 = Object.fromEntries(names.map(([n, s]) => [n, { shape: s, data: randn(next, s[0]! * s[1]!, 0.05), dtype: 'BF16' as const }]));
+    await writeModel(join(d, 'base.safetensors'), w0);
+    for (const c of [1, 2]) {
+      const ck = Object.fromEntries(names.map(([n, s]) => [n, { shape: s, data: w0[n]!.data.map((v) => v + (next() - 0.5) * 0.01 * c) }]));
+      if (c === 2) ck[names[4]![0]]!.data[3] = NaN;
+      await writeModel(join(d, `ck${c}.safetensors`), ck);
+    }
+    for (const step of [5, 10]) {
+      const t: TestTensors = {};
+      for (const [n] of names.filter(([x]) => /q_proj|v_proj/u.test(x))) {
+        const m = `base_model.model.${n.replace(/\.weight$/u, '')}`;
+        t[`${m}.lora_A.weight`] = { shape: [4, 16], data: randn(next, 64, 0.25) };
+        t[`${m}.lora_B.weight`] = { shape: [24, 4], data: randn(next, 96, 0.01 * step) };
+        t[`${m}.lora_magnitude_vector`] = { shape: [24], data: randn(next, 24, 0.05).map((v) => 0.2 + v) };
+      }
+      await writeAdapter(join(d, 'dora', `checkpoint-${step}`), { r: 4, lora_alpha: 8, use_dora: true, target_modules: ['q_proj', 'v_proj'] }, t);
+    }
+    // The DoRA run between the two full checkpoints, so a cut inside an adapted tensor would fall among full checkpoints too.
+    return { base: join(d, 'base.safetensors'), runs: [{ path: join(d, 'ck1.safetensors') }, { path: join(d, 'dora'), label: 'dora' }, { path: join(d, 'ck2.safetensors') }] };
+  }
+
+  it('concatenated parts equal the whole for every N; a tensor an adapter changes is never cut', async () => {
+    const f = await fixture();
+    const whole = await analyze({ ...f, write: false, workers: 0 });
+    expect(whole.rows).toHaveLength(9 * 4);
+    expect(whole.rows.some((r) => r.flag === 'non_finite')).toBe(true);
+    const cuts = new Set<number>();
+    for (const n of [3, 5, 7]) {
+      const parts = [];
+      for (let k = 1; k <= n; k++) parts.push(await analyzeShard({ ...f, write: false, workers: k % 2 === 0 ? 2 : 0 }, { k, n }));
+      expect(parts.flatMap((p) => p.rows), `N = ${n}`).toEqual(whole.rows);
+      for (const p of parts.slice(1)) {
+        const first = p.summary.shard.items.first;
+        if (first % 4 !== 0) cuts.add(first);
+        // Rows 4t…4t+3 are tensor t: only up_proj (every third tensor, no adapter on it) may be cut.
+        if (first % 4 !== 0) expect(whole.rows[first]!.module, `N = ${n}, cut at row ${first}`).toBe('up_proj');
+      }
+    }
+    // The check above ran on real cuts inside a tensor.
+    expect(cuts.size).toBeGreaterThan(0);
+  });
+
+  it('combined folders of an adapter series are byte-identical to the unsharded folder', async () => {
+    const f = await fixture();
+    await analyze({ ...f, out: join(dir, 'adapters', 'whole') });
+    const parts = [1, 2, 3].map((k) => join(dir, 'adapters', `part-${k}`));
+    for (const [i, out] of parts.entries()) await analyzeShard({ ...f, out, workers: 2 }, { k: i + 1, n: 3 });
+    await combine({ out: join(dir, 'adapters', 'combined'), shards: parts });
+    for (const file of ['decomposition.arrow', 'decomposition.parquet', 'decomposition.csv', 'summary.json']) {
+      expect(readFileSync(join(dir, 'adapters', 'combined', file)).equals(readFileSync(join(dir, 'adapters', 'whole', file))), file).toBe(true);
+    }
   });
 });
