@@ -232,10 +232,7 @@ export async function analyze(o: AnalyzeOptions): Promise<AnalyzeResult> {
  */
 export async function analyzeShard(o: AnalyzeOptions, shard: ShardSpec): Promise<ShardResult> {
   checkAnalyzeOptions(o);
-  const s = checkShard(shard);
-  // rows.arrow is written in record batches per tensor; putting parts of it back together is not supported yet.
-  if (o.perRow) throw new DorascopeError('E_USAGE', 'per-feature rows (--per-row) cannot be sharded yet: run the sharded analysis without them');
-  return await start(o, s) as ShardResult;
+  return await start(o, checkShard(shard)) as ShardResult;
 }
 
 async function start(o: AnalyzeOptions, shard: ShardSpec | undefined): Promise<AnalyzeResult | ShardResult> {
@@ -285,11 +282,14 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
 
     // Per-feature records stream to rows.arrow tensor by tensor (bounded memory); it appears at the end.
     const formats = o.formats ?? TABLE_FORMATS;
+    // A shard always writes the Arrow files too: they are what `combine` reads.
+    const written = part && !formats.includes('arrow') ? TABLE_FORMATS.filter((f) => f === 'arrow' || formats.includes(f)) : formats;
     if (o.perRow && dir !== undefined) {
+      // The whole analysis's vocabulary, also in a shard, so that the parts' dictionaries are the whole's.
       perRowOut = await PerRowWriter.open(dir, {
         run: runs.map((r) => r.label), checkpoint: allCksOf(runs).map((c) => c.name),
         tensor: targets.map((t) => t.name), module: targets.map((t) => parseTensorName(t.name).module),
-      }, formats);
+      }, written);
     }
     // A bar on a terminal, plain lines to a log (tensors done, bytes/s, ETA); nothing with quiet.
     progress = o.log === undefined
@@ -301,15 +301,13 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
       ? { tool: 'dorascope', version: VERSION, kind: SHARD_KIND, shard: part, runs: descriptions }
       : summarizeRuns(descriptions, done.rows, o.groups ?? {});
     if (out !== undefined && dir !== undefined) {
-      // A shard always writes decomposition.arrow too: it is what `combine` reads.
-      const written = part && !formats.includes('arrow') ? TABLE_FORMATS.filter((f) => f === 'arrow' || formats.includes(f)) : formats;
       await writeDecomposition(dir, done.rows, written);
       await perRowOut?.commit();
       perRowOut = undefined;
       await writeFileAtomic(join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
       await writeManifest(dir, o, formats, base, fullBase, runs, targets.length, { seconds: (Date.now() - started) / 1000, bytes_read: done.bytesRead, workers: done.workers },
         part && { info: part, written });
-      say(`wrote ${done.rows.length} rows to ${join(out, 'decomposition')}.{${written.join(',')}} (+ summary.json, manifest.json${o.perRow ? `, rows.{${formats.filter((f) => f !== 'csv').join(',')}}` : ''})`);
+      say(`wrote ${done.rows.length} rows to ${join(out, 'decomposition')}.{${written.join(',')}} (+ summary.json, manifest.json${o.perRow ? `, rows.{${written.filter((f) => f !== 'csv').join(',')}}` : ''})`);
     }
     return part ? { rows: done.rows, summary: summary as ShardSummary, out } : { rows: done.rows, summary: summary as AnalysisSummary, out };
   } finally {
@@ -535,7 +533,7 @@ async function writeManifest(dir: string, o: AnalyzeOptions, formats: readonly T
     tool: 'dorascope', version: VERSION, kind: shard ? SHARD_KIND : 'analysis', created: new Date().toISOString(),
     command: o.command ?? null,
     // Everything the folder holds; readers use nothing else (a report draws histograms only when rows.arrow is listed).
-    files: [...(shard?.written ?? formats).map((f) => `decomposition.${f}`), 'summary.json', 'manifest.json', ...(o.perRow ? formats.filter((f) => f !== 'csv').map((f) => `rows.${f}`) : [])],
+    files: [...(shard?.written ?? formats).map((f) => `decomposition.${f}`), 'summary.json', 'manifest.json', ...(o.perRow ? (shard?.written ?? formats).filter((f) => f !== 'csv').map((f) => `rows.${f}`) : [])],
     options: { formats, modules: o.modules ?? null, modulesRegex: o.modulesRegex ?? null, layers: o.layers ?? null, perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto', groups: o.groups ?? null },
     base: { path: o.base, kind: (fullBase ?? base).kind, bytes: pathBytes(o.base) },
     quantized_base: o.quantizedBase === undefined ? null : { path: o.quantizedBase, kind: base.kind, bytes: pathBytes(o.quantizedBase) },

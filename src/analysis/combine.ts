@@ -17,7 +17,7 @@ import { writeResultFolder } from '../io/result-folder.js';
 import { VERSION } from '../version.js';
 import { SHARD_KIND, summarizeRuns, type AnalyzeResult, type RunDescription } from './analyze.js';
 import { fingerprint, firstDifference, itemsHash, MAX_SHARDS, type ShardInfo } from './shard.js';
-import { readDecompositionTable, TABLE_FORMATS, writeDecomposition, type DecompositionRow, type TableFormat } from './table.js';
+import { PerRowWriter, readDecompositionTable, readPerRowBatches, TABLE_FORMATS, writeDecomposition, type DecompositionRow, type PerRowRecord, type TableFormat } from './table.js';
 
 export interface CombineOptions {
   /** The folder to write: what `analyze --out` would have written. Never one of the shards. */
@@ -182,11 +182,53 @@ export async function combine(o: CombineOptions): Promise<AnalyzeResult> {
     }
     const summary = summarizeRuns(ref.runs, rows, groups);
     await writeDecomposition(dir, rows, formats);
+    if (ref.info.analysis.options['perRow'] === true) await combinePerRow(dir, shards, ref.runs, rows, formats);
     await writeFileAtomic(join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
     await writeFileAtomic(join(dir, 'manifest.json'), `${JSON.stringify(combinedManifest(o, shards, formats, (Date.now() - started) / 1000), null, 2)}\n`);
     say(`combined ${shards.length} shards: ${rows.length} rows to ${join(o.out, 'decomposition')}.{${formats.join(',')}} (+ summary.json, manifest.json)`);
     return { rows, summary, out: o.out };
   });
+}
+
+/**
+ * rows.arrow (and .parquet) of the whole analysis from the shards' rows.arrow, read a record batch at
+ * a time. `analyze` adds each tensor's records in one piece (its record batches are cut per tensor),
+ * so the records are regrouped by tensor across shard boundaries before they are added: the file
+ * comes out as one process writes it, holding one tensor's records at a time, as the analysis does.
+ */
+async function combinePerRow(dir: string, shards: readonly Shard[], runs: readonly RunDescription[], rows: readonly DecompositionRow[], formats: readonly TableFormat[]): Promise<void> {
+  // The vocabulary `analyze` gives PerRowWriter, rebuilt: runs, their checkpoints, and the tensors and modules in table order.
+  const w = await PerRowWriter.open(dir, {
+    run: runs.map((r) => r.run), checkpoint: runs.flatMap((r) => r.checkpoints.map((c) => c.name)),
+    tensor: rows.map((r) => r.tensor), module: rows.map((r) => r.module),
+  }, formats);
+  try {
+    let pending: PerRowRecord[] = [];
+    let tensor: string | undefined;
+    const finished = new Set<string>();
+    for (const s of shards) {
+      for await (const batch of readPerRowBatches(join(s.dir, 'rows.arrow'))) {
+        for (const r of batch) {
+          if (r.tensor !== tensor) {
+            w.add(pending);
+            pending = [];
+            if (tensor !== undefined) finished.add(tensor);
+            if (finished.has(r.tensor)) {
+              throw refuse(`${q(join(s.dir, 'rows.arrow'))}: records of tensor ${q(r.tensor)} come after those of a later tensor: the shards' per-feature tables are not in table order`,
+                { folder: s.dir, field: 'rows.arrow' });
+            }
+            tensor = r.tensor;
+          }
+          pending.push(r);
+        }
+      }
+    }
+    w.add(pending);
+  } catch (e) {
+    await w.abort();
+    throw e;
+  }
+  await w.commit();
 }
 
 /** manifest.json of the whole analysis: the shards' record of inputs and options, their timings summed, and each part's provenance. */
@@ -197,7 +239,8 @@ function combinedManifest(o: CombineOptions, shards: readonly Shard[], formats: 
   return {
     tool: 'dorascope', version: VERSION, kind: 'analysis', created: new Date().toISOString(),
     command: o.command ?? null,
-    files: [...formats.map((f) => `decomposition.${f}`), 'summary.json', 'manifest.json'],
+    files: [...formats.map((f) => `decomposition.${f}`), 'summary.json', 'manifest.json',
+      ...(shards[0]!.info.analysis.options['perRow'] === true ? formats.filter((f) => f !== 'csv').map((f) => `rows.${f}`) : [])],
     options: m['options'] ?? null, base: m['base'] ?? null, quantized_base: m['quantized_base'] ?? null, runs: m['runs'] ?? null, tensors: m['tensors'] ?? null,
     // The work of all shards (seconds add up across machines), and this command's own time.
     timings: { seconds: sum('seconds'), bytes_read: sum('bytes_read'), workers: null, combine_seconds: seconds },

@@ -5,9 +5,9 @@
  * checkpoint, module, tensor) are dictionary columns; a row without a flag has a null `flag` on
  * disk (an empty CSV cell, which pandas and polars read as missing) and `''` in memory.
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Dictionary, Float64, Int32, Int64, RecordBatchFileWriter, Table, Utf8, makeData, makeVector, tableFromIPC, tableToIPC, vectorFromArray, type Vector } from 'apache-arrow';
+import { Dictionary, Float64, Int32, Int64, RecordBatchFileWriter, RecordBatchReader, Table, Utf8, makeData, makeVector, tableFromIPC, tableToIPC, vectorFromArray, type Vector } from 'apache-arrow';
 import { DorascopeError, q } from '../errors.js';
 import { csvStringCell } from '../io/escape.js';
 import { openAtomic, writeFileAtomic, type AtomicFile } from '../io/atomic.js';
@@ -252,6 +252,40 @@ export async function writePerRow(dir: string, rows: readonly PerRowRecord[], fo
     throw e;
   }
   await w.commit();
+}
+
+/**
+ * The records of a `rows.arrow` (PerRowWriter's file), one record batch at a time, so that a file of
+ * 10⁸ records is never in memory whole. E_ANALYSIS_DIR names the file when it is missing or is not one.
+ */
+export async function* readPerRowBatches(path: string): AsyncGenerator<PerRowRecord[]> {
+  const bad = (msg: string, e: unknown) => new DorascopeError('E_ANALYSIS_DIR', `${q(path)}: ${msg}: ${(e as Error).message}`, { path }, { cause: e });
+  let fh: Awaited<ReturnType<typeof open>>;
+  try { fh = await open(path, 'r'); } catch (e) { throw bad('cannot read the per-feature table', e); }
+  try {
+    let reader: Awaited<ReturnType<typeof RecordBatchReader.from>>;
+    try { reader = await RecordBatchReader.from(fh); await reader.open(); } catch (e) { throw bad('not an Arrow IPC file', e); }
+    for (;;) {
+      let r: Awaited<ReturnType<typeof reader.next>>;
+      try { r = await reader.next(); } catch (e) { throw bad('cannot read a record batch', e); }
+      if (r.done) break;
+      const b = r.value;
+      const cols = PER_ROW_COLUMNS.map(([name, type]) => {
+        const v = b.getChild(name);
+        if (v === null) throw bad(`no column ${q(name)}`, new Error('missing column'));
+        return { name, type, data: v.toArray() as ArrayLike<unknown> };
+      });
+      const out: PerRowRecord[] = [];
+      for (let i = 0; i < b.numRows; i++) {
+        const rec: Record<string, unknown> = {};
+        for (const { name, type, data } of cols) rec[name] = type === 'dict' ? String(data[i]) : Number(data[i]);
+        out.push(rec as unknown as PerRowRecord);
+      }
+      yield out;
+    }
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
 }
 
 /**

@@ -47,7 +47,7 @@ async function refusal(p: Promise<unknown>): Promise<{ code: string; field: unkn
 
 let dir: string;
 let base: string, run: string, single: string;
-const analyzeArgs = (): string[] => ['analyze', '--base', base, run, single, '--layers', '0-2', '--quiet'];
+const analyzeArgs = (): string[] => ['analyze', '--base', base, run, single, '--layers', '0-2', '--per-row', '--quiet'];
 const N = 4;
 const part = (k: number) => join(dir, 'parts', String(k));
 
@@ -97,7 +97,7 @@ const shardInfo = (k: number): ShardInfo => (JSON.parse(readFileSync(join(part(k
 
 describe('analyze --shard K/N, then combine', () => {
   it('gives tables and summary.json byte-identical to one unsharded analyze', () => {
-    for (const f of ['decomposition.arrow', 'decomposition.parquet', 'decomposition.csv', 'summary.json']) {
+    for (const f of ['decomposition.arrow', 'decomposition.parquet', 'decomposition.csv', 'rows.arrow', 'rows.parquet', 'summary.json']) {
       const a = readFileSync(join(dir, 'whole', f)), b = readFileSync(join(dir, 'combined', f));
       expect(b.equals(a), f).toBe(true);
     }
