@@ -295,6 +295,28 @@ describe('bitsandbytes checkpoints against a reference quantizer', () => {
     }
   });
 
+  it('analyze --quantized-base --shard K/N: the parts, the quantization run included, concatenate to the whole', async () => {
+    const { analyze, analyzeShard } = await import('../../../src/analysis/analyze.js');
+    const root = await tmp();
+    const nf4 = await writeQuantized(join(root, 'nf4'));
+    const fp = await writeFull(join(root, 'fp'));
+    const adapter = await writeQDora(join(root, 'qdora'));
+    // The full-precision weights as a full checkpoint too: rows quantization, qdora, fp for each tensor. q_proj is left
+    // out: 30 times the others' bytes, it would take most parts and leave down_proj (first) whole in part 1.
+    const o = { base: fp, quantizedBase: nf4, runs: [{ path: adapter, label: 'qdora' }, { path: fp, label: 'fp' }], modules: ['v_proj', 'down_proj'], write: false, quiet: true, workers: 0 };
+    const whole = await analyze(o);
+    expect(whole.rows.map((r) => `${r.module} ${r.run}`)).toEqual(['down_proj quantization', 'down_proj qdora', 'down_proj fp', 'v_proj quantization', 'v_proj qdora', 'v_proj fp']);
+    let cutInsideDownProj = false;
+    for (const n of [2, 3, 20]) {
+      const parts = [];
+      for (let k = 1; k <= n; k++) parts.push(await analyzeShard(o, { k, n }));
+      expect(parts.flatMap((p) => p.rows), `N = ${n}`).toEqual(whole.rows);
+      for (const p of parts) if (p.summary.shard.items.first % 3 !== 0 && whole.rows[p.summary.shard.items.first]?.module === 'down_proj') cutInsideDownProj = true;
+    }
+    // down_proj (no adapter on it) was cut between its rows at least once (with 20 parts, many of them empty).
+    expect(cutInsideDownProj).toBe(true);
+  });
+
   it('a sharded quantized base: side tensors in other shards than their weight', async () => {
     const dir = join(await tmp(), 'sharded');
     mkdirSync(dir, { recursive: true });
