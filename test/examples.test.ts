@@ -33,7 +33,7 @@ beforeAll(async () => {
   mkdirSync(bin);
   writeFileSync(join(bin, 'dorascope'), `#!/bin/sh\nexec "${process.execPath}" "${join(root, 'bin/dorascope.js')}" "$@"\n`);
   chmodSync(join(bin, 'dorascope'), 0o755);
-  env = { PATH: `${bin}:${process.env['PATH'] ?? '/usr/bin:/bin'}`, BASE: join(dir, 'base.safetensors'), RUNS: `${join(dir, 'ck1.safetensors')} ${join(dir, 'ck2.safetensors')}`, ANALYZE_OPTS: '--modules q_proj,v_proj' };
+  env = { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? '/usr/bin:/bin'}`, BASE: join(dir, 'base.safetensors'), RUNS: `${join(dir, 'ck1.safetensors')} ${join(dir, 'ck2.safetensors')}`, ANALYZE_OPTS: '--modules q_proj,v_proj' };
 });
 
 afterAll(() => { rmSync(dir, { recursive: true, force: true }); });

@@ -23,14 +23,15 @@ import { randn, rng } from '../helpers/random.js';
 const BIN = join(resolve(dirname(fileURLToPath(import.meta.url)), '../..'), 'bin/dorascope.js');
 
 /** Runs the CLI in a child process without blocking, so several run at once. */
-function cliAsync(args: string[]): Promise<{ status: number | null; err: string }> {
+function cliAsync(args: string[]): Promise<{ status: number | null; out: string; err: string }> {
   return new Promise((res, rej) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
     p.stderr.on('data', (d: Buffer) => { err += d.toString(); });
     const timer = setTimeout(() => p.kill('SIGKILL'), 60_000);
     p.on('error', rej);
-    p.on('close', (status) => { clearTimeout(timer); res({ status, err }); });
+    p.on('close', (status) => { clearTimeout(timer); res({ status, out, err }); });
   });
 }
 
@@ -47,6 +48,8 @@ async function refusal(p: Promise<unknown>): Promise<{ code: string; field: unkn
 
 let dir: string;
 let base: string, run: string, single: string;
+/** stdout of part 4 and of combine, both run with --json. */
+let json: { part: string; combine: string };
 const analyzeArgs = (): string[] => ['analyze', '--base', base, run, single, '--layers', '0-2', '--per-row', '--quiet'];
 const N = 4;
 const part = (k: number) => join(dir, 'parts', String(k));
@@ -85,10 +88,11 @@ beforeAll(async () => {
   expect(whole.err).toBe('');
   expect(whole.status).toBe(0);
   // The four parts as four processes at once, as four machines would run them.
-  const parts = await Promise.all([1, 2, 3, 4].map((k) => cliAsync([...analyzeArgs(), '--shard', `${k}/${N}`, '--out', part(k)])));
+  const parts = await Promise.all([1, 2, 3, 4].map((k) => cliAsync([...analyzeArgs(), '--shard', `${k}/${N}`, '--out', part(k), ...(k === 4 ? ['--json'] : [])])));
   for (const p of parts) expect([p.status, p.err]).toEqual([0, '']);
-  const combined = runCli(['combine', join(dir, 'combined'), part(3), part(1), part(4), part(2), '--quiet'], 60_000);
+  const combined = runCli(['combine', join(dir, 'combined'), part(3), part(1), part(4), part(2), '--quiet', '--json'], 60_000);
   expect([combined.status, combined.err]).toEqual([0, '']);
+  json = { part: parts[3]!.out, combine: combined.out };
 }, 180_000);
 
 afterAll(() => { rmSync(dir, { recursive: true, force: true }); });
@@ -105,6 +109,16 @@ describe('analyze --shard K/N, then combine', () => {
     expect(readFileSync(join(dir, 'whole', 'decomposition.csv'), 'utf8').trim().split('\n')).toHaveLength(1 + 24);
     const summary = JSON.parse(readFileSync(join(dir, 'combined', 'summary.json'), 'utf8')) as { runs: { run: string; overall: { n: number } }[] };
     expect(summary.runs.map((r) => [r.run, r.overall.n])).toEqual([['ft', 18], ['other', 6]]);
+  });
+
+  it('--json: a part says which it is; combine prints the statistics of all rows', () => {
+    const p = JSON.parse(json.part) as { command: string; shard: { k: number; n: number; rows: { first: number; count: number }; fingerprint: string } };
+    expect(p.command).toBe('analyze');
+    expect(p.shard).toEqual({ k: 4, n: 4, rows: shardInfo(4).items, fingerprint: shardInfo(1).fingerprint });
+    const c = JSON.parse(json.combine) as { command: string; files: string[]; runs: { run: string; overall: { n: number } }[] };
+    expect(c.command).toBe('combine');
+    expect(c.files.map((f) => f.slice(join(dir, 'combined').length + 1))).toEqual(expect.arrayContaining(['decomposition.arrow', 'rows.arrow', 'summary.json', 'manifest.json']));
+    expect(c.runs.map((r) => [r.run, r.overall.n])).toEqual([['ft', 18], ['other', 6]]);
   });
 
   it('splits the rows into contiguous parts, cutting inside a tensor, so every part does work', () => {
