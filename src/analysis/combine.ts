@@ -162,6 +162,11 @@ export async function combine(o: CombineOptions): Promise<AnalyzeResult> {
   const say = o.log ?? (() => undefined);
   const shards = checkShards(await Promise.all(o.shards.map(readShard)));
   const ref = shards[0]!;
+  // The statistics are this version's: over parts another version wrote, the result would be neither version's analysis.
+  if (ref.info.analysis.version !== VERSION) {
+    throw refuse(`${q(ref.dir)} was written by dorascope ${ref.info.analysis.version}, and this is ${VERSION}: combine the parts with the version that wrote them`,
+      { folder: ref.dir, field: 'shard.analysis.version' });
+  }
   const formats = formatsOf(ref);
   const groups = groupsOf(ref);
   guardOutput({ out: o.out, kind: 'analysis', force: o.force, inputs: shards.map((s) => ({ role: `shard folder (${s.info.k}/${s.info.n})`, path: s.dir })) });

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analyze, analyzeShard } from '../../src/analysis/analyze.js';
 import { combine } from '../../src/analysis/combine.js';
-import { parseShard, shardRange, type ShardInfo } from '../../src/analysis/shard.js';
+import { fingerprint, parseShard, shardRange, type ShardInfo } from '../../src/analysis/shard.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { loadAnalysis } from '../../src/report/load.js';
 import { runCli } from '../helpers/cli-process.js';
@@ -164,6 +164,20 @@ describe('analyze --shard K/N, then combine', () => {
   });
 });
 
+describe('more parts than rows', () => {
+  it('empty parts are valid folders, and combining all 30 parts still gives the unsharded tables', async () => {
+    const o = { base, runs: [{ path: run }, { path: single }], layers: [0, 1, 2], perRow: true, workers: 0 };
+    const parts = Array.from({ length: 30 }, (_, i) => join(dir, 'thirty', String(i + 1)));
+    const counts: number[] = [];
+    for (const [i, out] of parts.entries()) counts.push((await analyzeShard({ ...o, out }, { k: i + 1, n: 30 })).rows.length);
+    expect(counts.filter((c) => c === 0).length).toBeGreaterThanOrEqual(6);
+    await combine({ out: join(dir, 'thirty-combined'), shards: parts });
+    for (const f of ['decomposition.arrow', 'decomposition.parquet', 'decomposition.csv', 'rows.arrow', 'rows.parquet', 'summary.json']) {
+      expect(readFileSync(join(dir, 'thirty-combined', f)).equals(readFileSync(join(dir, 'whole', f))), f).toBe(true);
+    }
+  }, 120_000);
+});
+
 describe('combine refuses folders that are not the N parts of one analysis', () => {
   const out = () => join(dir, 'refused');
 
@@ -191,13 +205,24 @@ describe('combine refuses folders that are not the N parts of one analysis', () 
     expect(await refusal(combine({ out: out(), shards: [empty] }))).toMatchObject({ code: 'E_SHARD', field: 'manifest.json', folder: empty });
   });
 
-  it('a shard whose summary.json was edited, or whose table belongs to another shard', async () => {
+  it('a shard whose summary.json was edited, parts of another dorascope version, a table from another shard', async () => {
     const edited = join(dir, 'edited-4');
     cpSync(part(4), edited, { recursive: true });
     const s = JSON.parse(readFileSync(join(edited, 'summary.json'), 'utf8')) as { shard: ShardInfo & { analysis: { base: string } } };
     s.shard.analysis.base = 'elsewhere.safetensors';
     writeFileSync(join(edited, 'summary.json'), JSON.stringify(s));
     expect(await refusal(combine({ out: out(), shards: [part(1), part(2), part(3), edited] }))).toMatchObject({ code: 'E_SHARD', field: 'shard.fingerprint' });
+    // Parts another dorascope version wrote (fingerprints consistent, as that version would write them).
+    const older = [1, 2, 3, 4].map((k) => {
+      const d = join(dir, `older-${k}`);
+      cpSync(part(k), d, { recursive: true });
+      const sum = JSON.parse(readFileSync(join(d, 'summary.json'), 'utf8')) as { shard: ShardInfo & { analysis: { version: string }; fingerprint: string } };
+      sum.shard.analysis.version = '0.0.1';
+      sum.shard.fingerprint = fingerprint(sum.shard.analysis);
+      writeFileSync(join(d, 'summary.json'), JSON.stringify(sum));
+      return d;
+    });
+    expect(await refusal(combine({ out: out(), shards: older }))).toMatchObject({ code: 'E_SHARD', field: 'shard.analysis.version' });
     const swapped = join(dir, 'swapped-4');
     cpSync(part(4), swapped, { recursive: true });
     cpSync(join(part(3), 'decomposition.arrow'), join(swapped, 'decomposition.arrow'));
