@@ -8,6 +8,7 @@
  * byte for byte as one process would have written them. The output is written as one unit with
  * the result-folder machinery and never into a shard (output-guard.ts).
  */
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DorascopeError, isDorascopeError, q } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -61,6 +62,9 @@ const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typ
 
 /** Reads and checks one shard folder's summary.json and manifest.json. */
 async function readShard(dir: string): Promise<Shard> {
+  if (!(await stat(dir).then((st) => st.isDirectory(), () => false))) {
+    throw refuse(`shard folder ${q(dir)} does not exist or is not a folder`, { folder: dir, field: '(folder)' });
+  }
   const manifest = await readJsonOf(dir, 'manifest.json');
   const summary = await readJsonOf(dir, 'summary.json');
   const kind = resultKind(dir);

@@ -197,12 +197,13 @@ describe('combine refuses folders that are not the N parts of one analysis', () 
     expect(missing.message).toContain('shard 3 of 4 is missing');
   });
 
-  it('a folder that is not a shard (a whole analysis, an empty folder)', async () => {
+  it('a folder that is not a shard (a whole analysis, an empty folder, no folder)', async () => {
     const whole = await refusal(combine({ out: out(), shards: [part(1), part(2), join(dir, 'whole'), part(4)] }));
     expect(whole).toMatchObject({ code: 'E_SHARD', field: 'kind', folder: join(dir, 'whole') });
     const empty = join(dir, 'empty');
     mkdirSync(empty, { recursive: true });
     expect(await refusal(combine({ out: out(), shards: [empty] }))).toMatchObject({ code: 'E_SHARD', field: 'manifest.json', folder: empty });
+    expect(await refusal(combine({ out: out(), shards: [join(dir, 'no-such-part')] }))).toMatchObject({ code: 'E_SHARD', field: '(folder)' });
   });
 
   it('a shard whose summary.json was edited, parts of another dorascope version, a table from another shard', async () => {

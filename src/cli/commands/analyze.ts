@@ -56,7 +56,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .example('$0 analyze --base model.safetensors ckpt.safetensors --layers 0-5,8 --per-row', 'one checkpoint, six layers, per-feature table')
       .example('$0 analyze --base base/ runs/dora --quiet --json | jq .runs[0].overall.pearson_r', 'machine-readable: files written and each run\'s statistics')
       .example('$0 analyze --base base/ runs/lora --format parquet', 'Parquet tables only (for DuckDB or pandas)')
-      .example('$0 analyze --base base/ runs/ft --shard 2/4 --out parts/2', 'the second of four parts (docs/sharding.md); then: $0 combine out parts/1 parts/2 parts/3 parts/4') as unknown as Argv<Args>,
+      .example('$0 analyze --base base/ runs/ft --shard 2/4 --out parts/2', 'the second of four parts (docs/sharding.md); then: dorascope combine out parts/1 parts/2 parts/3 parts/4') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     boundedOptional('workers', argv.workers, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true });
     const { analyze, parseLayers } = await import('../../analysis/analyze.js');
