@@ -37,6 +37,7 @@ export type ErrorCode =
   | 'E_DTYPE'
   | 'E_NON_FINITE'
   | 'E_QUANT_STATE'
+  | 'E_QUANT_CONFIG'
   // analysis, report, training
   | 'E_USAGE'
   | 'E_NO_TENSORS'

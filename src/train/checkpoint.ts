@@ -12,6 +12,9 @@ import { writeSafetensorsStreaming, type TensorSpec } from '../io/safetensors/wr
 import type { AdamW } from './adamw.js';
 import type { Adapters, LlamaConfig, Weights } from './model.js';
 import type { Schedule } from './schedule.js';
+import type { QuantizedBase } from './quantized-base.js';
+import { bnb4bitTensors } from '../io/quant/bnb-4bit-quantize.js';
+import { bnb4bitQuantizationConfig } from '../io/quant/quant-config.js';
 
 /** A trainable variable under the name it has in the checkpoint's weights file. */
 export interface Trainable {
@@ -62,7 +65,7 @@ export const FILES = {
 } as const;
 
 /** Temporary siblings a killed writer may leave: `.checkpoint-<n>.tmp-<pid>-<hex>` and `.old-` (see writeFolderAtomic). */
-const STALE_RE = /^\.(checkpoint-\d+|base)\.(tmp|old)-\d+-[0-9a-f]+$/u;
+const STALE_RE = /^\.(checkpoint-\d+|base|quantized-base)\.(tmp|old)-\d+-[0-9a-f]+$/u;
 
 /**
  * Writes a whole folder atomically: `fill` writes into a temporary sibling
@@ -227,4 +230,36 @@ function bestEval(h: ReadonlyArray<Record<string, number | undefined>>): { value
 /** Writes the frozen base weights as a plain HF folder (model.safetensors + config.json), atomically. */
 export async function saveBase(dir: string, config: LlamaConfig, weights: Weights, metadata: Record<string, string>): Promise<void> {
   await writeFolderAtomic(dir, (tmp) => writeWeights(tmp, { step: 0, config, weights, logHistory: [], metadata }));
+}
+
+/** The run folder's 4-bit base (QLoRA/QDoRA), beside `base/`, the full-precision one. */
+export const QUANTIZED_BASE_DIR = 'quantized-base';
+
+/**
+ * Writes the quantized base as Transformers saves a model loaded with `load_in_4bit` (model.safetensors
+ * with bitsandbytes' keys for every quantized linear, io/quant/bnb-4bit-quantize.ts, the other weights
+ * float32; config.json with `quantization_config`), atomically. `weights` must still hold every
+ * float32 weight that is not quantized.
+ */
+export async function saveQuantizedBase(dir: string, config: LlamaConfig, weights: Weights, quantized: QuantizedBase, metadata: Record<string, string>): Promise<void> {
+  const o = quantized.options;
+  const specs: TensorSpec[] = [];
+  const raw = new Map<string, Uint8Array>();
+  for (const [name, v] of weights) {
+    const q = quantized.get(name);
+    if (q === undefined) { specs.push({ name, dtype: 'F32', shape: v.shape }); continue; }
+    for (const r of bnb4bitTensors(name, q.stored, 'float32')) {
+      specs.push({ name: r.name, dtype: r.dtype, shape: r.shape });
+      raw.set(r.name, r.data);
+    }
+  }
+  const cfg = {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', torch_dtype: 'float32', ...config,
+    quantization_config: bnb4bitQuantizationConfig(o.quantType, o.doubleQuant),
+  };
+  await writeFolderAtomic(dir, async (tmp) => {
+    await writeSafetensorsStreaming(join(tmp, FILES.model), specs,
+      async (n) => raw.get(n) ?? ((await weights.get(n)!.data()) as Float32Array), { format: 'pt', ...metadata });
+    await writeFileAtomic(join(tmp, 'config.json'), json(cfg));
+  });
 }

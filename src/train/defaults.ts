@@ -17,6 +17,13 @@ export const TRAIN_DEFAULTS = {
   target: ['q_proj', 'v_proj'] as readonly string[],
   /** DoRA: treat ‖W + sBA‖ as a constant in backward (paper §4.3), as PEFT does. */
   doraDetach: true,
+  /** `--quantize`: bitsandbytes' block of 64 values per absmax (Transformers' Linear4bit default). */
+  quantBlockSize: 64,
+  /**
+   * `--quantize`: double quantization on, the QLoRA paper's recipe (§3: saves 0.37 bit per parameter);
+   * Transformers' BitsAndBytesConfig leaves it off unless `bnb_4bit_use_double_quant=True`.
+   */
+  doubleQuant: true,
   /**
    * AdamW learning rate. Adapters start at zero (B = 0) and train few parameters, so they take a
    * larger rate than full fine-tuning.

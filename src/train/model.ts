@@ -2,6 +2,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { DorascopeError } from '../errors.js';
 import { tf } from '../compute/backend.js';
 import type { AdapterVariant, LoraParams } from './adapters/lora.js';
+import type { QuantizedBase } from './quantized-base.js';
 
 type T = tfc.Tensor;
 
@@ -140,19 +141,25 @@ export function embed(c: LlamaConfig, w: Weights, ids: tfc.Tensor2D): tfc.Tensor
   return t.reshape(rows, [B, T_, c.hidden_size]);
 }
 
-/** Logits [B·T, vocab] for token ids [B, T]; adapted linears go through their variant. */
-export function forward(c: LlamaConfig, w: Weights, ids: tfc.Tensor2D, adapters?: Adapters): T {
-  return forwardEmbeds(c, w, embed(c, w, ids), adapters);
+/**
+ * Logits [B·T, vocab] for token ids [B, T]; adapted linears go through their variant. With `quantized`
+ * (QLoRA), the linear weights it holds are dequantized on the fly instead of read from `w`.
+ */
+export function forward(c: LlamaConfig, w: Weights, ids: tfc.Tensor2D, adapters?: Adapters, quantized?: QuantizedBase): T {
+  return forwardEmbeds(c, w, embed(c, w, ids), adapters, quantized);
 }
 
 /** Logits [B·T, vocab] from input embeddings [B, T, d] (HF's `inputs_embeds`). */
-export function forwardEmbeds(c: LlamaConfig, w: Weights, embeds: tfc.Tensor3D, adapters?: Adapters): T {
+export function forwardEmbeds(c: LlamaConfig, w: Weights, embeds: tfc.Tensor3D, adapters?: Adapters, quantized?: QuantizedBase): T {
   const t = tf();
   const [B, T_] = embeds.shape;
   const d = c.hidden_size, H = c.num_attention_heads, hd = d / H;
   const linear = (x: T, base: string): T => {
-    const W = get(w, `${base}.weight`);
+    const q = quantized?.get(`${base}.weight`);
     const a = adapters?.layers.get(base);
+    // A frozen quantized linear without an adapter recomputes its weight in backward (quantized-base.ts).
+    if (q !== undefined && a === undefined) return q.apply(x);
+    const W = q !== undefined ? q.dequantize() : get(w, `${base}.weight`);
     return a ? adapters!.variant.forward(x, W, a) : t.matMul(x, W, false, true);
   };
   let h: T = t.reshape(embeds, [B * T_, d]);
@@ -177,11 +184,11 @@ export function forwardEmbeds(c: LlamaConfig, w: Weights, embeds: tfc.Tensor3D, 
 }
 
 /** Mean next-token cross-entropy over [B, T] ids (predicting ids[:,1:] from ids[:,:-1]). */
-export function lmLoss(c: LlamaConfig, w: Weights, ids: tfc.Tensor2D, adapters?: Adapters): tfc.Scalar {
+export function lmLoss(c: LlamaConfig, w: Weights, ids: tfc.Tensor2D, adapters?: Adapters, quantized?: QuantizedBase): tfc.Scalar {
   const t = tf();
   const [B, T_] = ids.shape;
   const inp = t.slice(ids, [0, 0], [B, T_ - 1]) as tfc.Tensor2D;
   const tgt = t.reshape(t.slice(ids, [0, 1], [B, T_ - 1]), [B * (T_ - 1)]) as tfc.Tensor1D;
-  const logits = forward(c, w, inp, adapters);
+  const logits = forward(c, w, inp, adapters, quantized);
   return t.losses.softmaxCrossEntropy(t.oneHot(tgt, c.vocab_size), logits) as tfc.Scalar;
 }

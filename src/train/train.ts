@@ -15,7 +15,9 @@ import type { AdapterVariant } from './adapters/lora.js';
 import { defaultLr, TRAIN_DEFAULTS } from './defaults.js';
 import { disposeRopeTables, forward, initWeights, lmLoss, type Adapters } from './model.js';
 import { loadCmudict, loadSotu, sampleWindows, seededRandom, type TextData } from './data.js';
-import { cleanStaleTemps, FILES, saveBase, saveCheckpoint, type ResumeState, type Trainable } from './checkpoint.js';
+import { cleanStaleTemps, FILES, QUANTIZED_BASE_DIR, saveBase, saveCheckpoint, saveQuantizedBase, type ResumeState, type Trainable } from './checkpoint.js';
+import { QuantizedBase, QUANT_TYPES, type QuantizeBaseOptions } from './quantized-base.js';
+import { BLOCK_SIZES_4BIT, type Bnb4bitType } from '../io/quant/bnb-4bit.js';
 import { newestCheckpoint, restore } from './resume.js';
 import { lrAt, makeSchedule, resolveWarmup, type Schedule } from './schedule.js';
 import { hfLogEntry, MetricsLog, type LogEntry, type ReportTo } from './metrics-log.js';
@@ -53,6 +55,16 @@ export interface TrainOptions {
   magnitudeOnly?: string[];
   /** DoRA: treat ‖W + sBA‖ as constant in backward (paper §4.3); default true. */
   doraDetach?: boolean;
+  /**
+   * QLoRA / QDoRA: keep the frozen base's decoder linears as bitsandbytes 4-bit blocks of this type,
+   * dequantized on the fly (quantized-base.ts); the run folder gets `quantized-base/` in
+   * bitsandbytes' format beside the full-precision `base/`. Adapter methods only.
+   */
+  quantize?: Bnb4bitType;
+  /** Values per absmax block (bitsandbytes' default 64). */
+  quantBlockSize?: number;
+  /** Double quantization of the absmax (`bnb_4bit_use_double_quant`; the QLoRA paper's recipe, default true). */
+  doubleQuant?: boolean;
   lr?: number;
   /** Hugging Face scheduler name: constant (default here), constant_with_warmup, linear, cosine. */
   lrScheduler?: string;
@@ -122,6 +134,8 @@ interface Settings {
   readonly alpha: number;
   readonly rslora: boolean;
   readonly doraDetach: boolean;
+  /** The 4-bit base's settings (QLoRA/QDoRA); undefined for a float32 base. */
+  readonly quantize: QuantizeBaseOptions | undefined;
   readonly baseLr: number;
   /** Warmup as given (training_args.json), not as resolved into the schedule. */
   readonly warmupSteps: number;
@@ -140,6 +154,8 @@ interface Model {
   readonly data: TextData;
   readonly weights: Weights;
   readonly adapters: Adapters | undefined;
+  /** The 4-bit linears the forward pass dequantizes (their float32 weights are then freed). */
+  readonly quantized: QuantizedBase | undefined;
   /** Every variable the weights file holds, and the subset the optimizer updates. */
   readonly saved: Trainable[];
   readonly trainables: Trainable[];
@@ -187,9 +203,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   // One writer per run folder: a second `train --out` of the same folder fails (E_OUTPUT_LOCKED).
   const unlock = o.out === undefined ? undefined : lockOutput(o.out);
   let metricsLog: MetricsLog | undefined;
+  let quantized: QuantizedBase | undefined;
   try {
     if (s.init !== 'random') await loadWeights(s.init, weights);
-    const model = attachTrainables(s, config, data, weights, rand);
+    if (s.quantize !== undefined) quantized = await QuantizedBase.quantize(weights, s.quantize);
+    const model = attachTrainables(s, config, data, weights, rand, quantized);
     adapterVars.push(...(model.adapters === undefined ? [] : model.saved.map((x) => x.v)));
     const evaluate = evaluators(model, valIds);
     const args = trainingArgs(s, data, chosen.name, config);
@@ -213,6 +231,16 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     if (o.out !== undefined && s.method !== 'full' && !(o.resume === true && hasBase(o.out))) {
       await saveBase(join(o.out, 'base'), config, weights, metadata);
     }
+    if (quantized !== undefined) {
+      if (o.out !== undefined && !(o.resume === true && existsSync(join(o.out, QUANTIZED_BASE_DIR, FILES.model)))) {
+        await saveQuantizedBase(join(o.out, QUANTIZED_BASE_DIR), config, weights, quantized, metadata);
+      }
+      // From here the forward pass reads the 4-bit blocks: the float32 linears are freed.
+      for (const name of quantized.linears.keys()) {
+        weights.get(name)?.dispose();
+        weights.delete(name);
+      }
+    }
     // Metrics as they happen, beside the checkpoints: metrics.jsonl, and TensorBoard on request.
     if (o.out !== undefined) metricsLog = await MetricsLog.open(o.out, { startStep: start.step, reportTo: o.reportTo });
     o.onStart?.({ startStep: start.step, totalSteps: s.steps });
@@ -230,6 +258,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     opt.dispose();
     valIds.dispose();
     for (const v of [...adapterVars, ...weights.values()]) if (!v.isDisposed) v.dispose();
+    quantized?.dispose();
   }
 }
 
@@ -249,18 +278,33 @@ function resolveSettings(o: TrainOptions): Settings {
   // checked again in buildAdapters; here so the mistake is reported before any set-up
   checkMagnitudeOnly(o.method, variant, magnitudeOnly);
   if (o.resume === true && o.out === undefined) throw new DorascopeError('E_USAGE', '--resume needs --out (the run folder to resume)');
+  const quantize = resolveQuantize(o);
   const baseLr = o.lr ?? defaultLr(o.method);
   const warmup = resolveWarmup(o.steps, o.warmupSteps, o.warmupRatio);
   return {
     method: o.method, steps: o.steps, seed: o.seed ?? TRAIN_DEFAULTS.seed, init: o.init ?? TRAIN_DEFAULTS.init,
     dataName: dataName ?? TRAIN_DEFAULTS.dataName, target: o.target ?? [...TRAIN_DEFAULTS.target], magnitudeOnly, variant,
-    r: o.r ?? TRAIN_DEFAULTS.r, alpha: o.alpha ?? TRAIN_DEFAULTS.alpha, rslora: o.rslora ?? TRAIN_DEFAULTS.rslora, doraDetach, baseLr,
+    r: o.r ?? TRAIN_DEFAULTS.r, alpha: o.alpha ?? TRAIN_DEFAULTS.alpha, rslora: o.rslora ?? TRAIN_DEFAULTS.rslora, doraDetach, quantize, baseLr,
     warmupSteps: o.warmupSteps ?? TRAIN_DEFAULTS.warmupSteps, warmupRatio: o.warmupRatio ?? TRAIN_DEFAULTS.warmupRatio,
     weightDecay: o.weightDecay ?? TRAIN_DEFAULTS.weightDecay,
     schedule: makeSchedule(o.lrScheduler ?? TRAIN_DEFAULTS.lrScheduler, baseLr, o.steps, warmup),
     batchSize: o.batchSize ?? TRAIN_DEFAULTS.batchSize, contextLength: o.contextLength ?? TRAIN_DEFAULTS.contextLength,
     evalEvery: o.evalEvery ?? TRAIN_DEFAULTS.evalEvery, saveEvery: o.saveEvery ?? TRAIN_DEFAULTS.saveEvery,
   };
+}
+
+/** `--quantize` and its block size and double quantization, checked; undefined without `--quantize`. */
+function resolveQuantize(o: TrainOptions): QuantizeBaseOptions | undefined {
+  if (o.quantize === undefined) {
+    if (o.quantBlockSize !== undefined || o.doubleQuant !== undefined) throw new DorascopeError('E_USAGE', '--quant-block-size and --double-quant set up a 4-bit base: they need --quantize nf4|fp4');
+    return undefined;
+  }
+  if (!QUANT_TYPES.includes(o.quantize)) throw new DorascopeError('E_USAGE', `--quantize ${JSON.stringify(o.quantize)} is not one of ${QUANT_TYPES.join(', ')}`);
+  // QLoRA freezes the quantized base: full fine-tuning would have to update 4-bit weights.
+  if (o.method === 'full') throw new DorascopeError('E_USAGE', '--quantize keeps the frozen base in 4 bits; it needs an adapter method (--method lora or dora), not full');
+  const blockSize = o.quantBlockSize ?? TRAIN_DEFAULTS.quantBlockSize;
+  if (!BLOCK_SIZES_4BIT.includes(blockSize)) throw new DorascopeError('E_USAGE', `--quant-block-size ${blockSize} is not one of bitsandbytes' ${BLOCK_SIZES_4BIT.join(', ')}`);
+  return { quantType: o.quantize, blockSize, doubleQuant: o.doubleQuant ?? TRAIN_DEFAULTS.doubleQuant };
 }
 
 /** The text to train on (given, or loaded by name), checked against the model's vocabulary. */
@@ -273,15 +317,36 @@ function loadData(o: TrainOptions, s: Settings, config: LlamaConfig): TextData {
 }
 
 /** Full fine-tuning trains every weight; an adapter method puts its variant's adapters on the target modules. */
-function attachTrainables(s: Settings, config: LlamaConfig, data: TextData, weights: Weights, rand: () => number): Model {
+function attachTrainables(s: Settings, config: LlamaConfig, data: TextData, weights: Weights, rand: () => number, quantized: QuantizedBase | undefined): Model {
   if (s.variant === undefined) {
     const all = [...weights].map(([key, v]) => ({ key, v }));
-    return { config, data, weights, adapters: undefined, saved: all, trainables: [...all] };
+    return { config, data, weights, adapters: undefined, quantized, saved: all, trainables: [...all] };
   }
-  const built = buildAdapters(config, weights, {
-    method: s.variant.name, r: s.r, alpha: s.alpha, rslora: s.rslora, target: s.target, magnitudeOnly: s.magnitudeOnly, doraDetach: s.doraDetach,
-  }, rand);
-  return { config, data, weights, adapters: built.adapters, saved: built.saved, trainables: built.trainables };
+  const spec = { method: s.variant.name, r: s.r, alpha: s.alpha, rslora: s.rslora, target: s.target, magnitudeOnly: s.magnitudeOnly, doraDetach: s.doraDetach };
+  if (quantized === undefined) {
+    const built = buildAdapters(config, weights, spec, rand);
+    return { config, data, weights, adapters: built.adapters, quantized, saved: built.saved, trainables: built.trainables };
+  }
+  // The adapters are initialised on the weights the model computes with: DoRA's magnitude is the row
+  // norm of the DEQUANTIZED weight (PEFT tuners/lora/dora.py, `dequantize_module_weight`).
+  const t = tf();
+  const view: Weights = new Map();
+  const made: tfc.Variable[] = [];
+  try {
+    for (const [name, v] of weights) {
+      const q = quantized.get(name);
+      if (q === undefined) { view.set(name, v); continue; }
+      const dq = q.dequantize();
+      const dv = t.variable(dq, false);
+      dq.dispose();
+      made.push(dv);
+      view.set(name, dv);
+    }
+    const built = buildAdapters(config, view, spec, rand);
+    return { config, data, weights, adapters: built.adapters, quantized, saved: built.saved, trainables: built.trainables };
+  } finally {
+    for (const v of made) v.dispose();
+  }
 }
 
 /** Held-out loss and next-byte top-1 accuracy (HF's eval_loss, eval_accuracy) on the fixed validation batch. */
@@ -290,12 +355,12 @@ function evaluators(m: Model, valIds: tfc.Tensor2D): { loss: () => Promise<numbe
   // Scalars are read with `await data()`: dataSync throws on webgpu in Node.
   const read = async (x: tfc.Tensor): Promise<number> => { try { return (await x.data())[0] ?? NaN; } finally { x.dispose(); } };
   return {
-    loss: () => read(t.tidy(() => lmLoss(m.config, m.weights, valIds, m.adapters))),
+    loss: () => read(t.tidy(() => lmLoss(m.config, m.weights, valIds, m.adapters, m.quantized))),
     accuracy: () => read(t.tidy(() => {
       const [B, T_] = valIds.shape;
       const inp = t.slice(valIds, [0, 0], [B, T_ - 1]) as tfc.Tensor2D;
       const tgt = t.reshape(t.slice(valIds, [0, 1], [B, T_ - 1]), [B * (T_ - 1)]);
-      const pred = t.argMax(forward(m.config, m.weights, inp, m.adapters), -1);
+      const pred = t.argMax(forward(m.config, m.weights, inp, m.adapters, m.quantized), -1);
       return t.mean(t.cast(t.equal(t.reshape(pred, [B * (T_ - 1)]), tgt), 'float32'));
     })),
   };
@@ -313,11 +378,15 @@ function trainingArgs(s: Settings, data: TextData, backend: BackendName, config:
       r: s.r, lora_alpha: s.alpha, use_rslora: s.rslora, target_modules: s.target,
       ...s.variant.trainingArgs(s.magnitudeOnly),
     }),
+    // Only a quantized run has the field, so earlier runs' training_args.json still match on resume.
+    ...(s.quantize === undefined ? {} : {
+      quantization: { quant_method: 'bitsandbytes', bnb_4bit_quant_type: s.quantize.quantType, blocksize: s.quantize.blockSize, bnb_4bit_use_double_quant: s.quantize.doubleQuant },
+    }),
   };
 }
 
 /** What a run folder holds besides its checkpoint folders (checkpoint.ts, metrics-log.ts, tfevents.ts, the lock). */
-const RUN_FOLDER_ENTRIES = new Set(['base', 'metrics.jsonl', 'tensorboard']);
+const RUN_FOLDER_ENTRIES = new Set(['base', QUANTIZED_BASE_DIR, 'metrics.jsonl', 'tensorboard']);
 
 /**
  * A fresh run writes checkpoint folders, base/ and its logs into `out`: an existing file there, or a
@@ -372,7 +441,7 @@ async function runSteps(o: TrainOptions, s: Settings, m: Model, opt: AdamW, orde
     lr: (step) => lrAt(s.schedule, step),
     loss: () => {
       const ids = t.tensor2d(sampleWindows(m.data.train, rows, len, dataRand), [rows, len], 'int32');
-      return lmLoss(m.config, m.weights, ids, m.adapters);
+      return lmLoss(m.config, m.weights, ids, m.adapters, m.quantized);
     },
     onStep: async (info) => {
       start.tokensSeen += rows * len;

@@ -22,6 +22,9 @@ interface Args {
   target: string;
   lr?: number;
   'dora-detach': boolean;
+  quantize?: 'nf4' | 'fp4';
+  'quant-block-size'?: number;
+  'double-quant'?: boolean;
   layers: number;
   'd-model': number;
   heads: number;
@@ -66,6 +69,9 @@ export const trainCommand: CommandModule<object, Args> = {
       .option('weight-decay', { type: 'number', default: D.weightDecay, describe: 'AdamW decoupled weight decay' })
       .option('magnitude-only', { type: 'string', describe: "DoRA: comma-separated modules that train only the magnitude (paper Table 6), e.g. 'o_proj,gate_proj,up_proj,down_proj'" })
       .option('dora-detach', { type: 'boolean', default: D.doraDetach, describe: 'DoRA: treat the weight norm as a constant in backward (paper §4.3)' })
+      .option('quantize', { choices: ['nf4', 'fp4'] as const, describe: 'QLoRA/QDoRA: keep the frozen base\'s linear weights as bitsandbytes 4-bit blocks, dequantized on the fly; the run gets quantized-base/ (bitsandbytes format) beside base/' })
+      .option('quant-block-size', { type: 'number', describe: `With --quantize: values per absmax block (default ${D.quantBlockSize}, bitsandbytes')` })
+      .option('double-quant', { type: 'boolean', describe: `With --quantize: 8-bit quantize the block absmax too (bnb_4bit_use_double_quant; default ${D.doubleQuant}, the QLoRA recipe; --no-double-quant turns it off)` })
       .option('layers', { type: 'number', default: D.model.num_hidden_layers, describe: 'Decoder layers' })
       .option('d-model', { type: 'number', default: D.model.hidden_size, describe: 'Hidden size' })
       .option('heads', { type: 'number', default: D.model.num_attention_heads, describe: 'Attention heads' })
@@ -86,6 +92,7 @@ export const trainCommand: CommandModule<object, Args> = {
       .example('$0 train --method full --steps 100 --json', 'full fine-tuning, JSON result')
       .example('$0 train --method lora --out runs/lora --report-to tensorboard', 'then: tensorboard --logdir runs/lora')
       .example('$0 train --method dora --target q_proj,k_proj,v_proj --magnitude-only o_proj,gate_proj,up_proj,down_proj --out runs/t6', 'magnitude on all modules, direction on QKV')
+      .example('$0 train --method dora --quantize nf4 --out runs/qdora', 'QDoRA: DoRA on an NF4 base (then: analyze --base runs/qdora/base --quantized-base runs/qdora/quantized-base runs/qdora)')
       .example('$0 train --method dora --steps 300 --target q_proj,k_proj,v_proj --out runs/dora --save-every 100 --resume', 'continue the first example\'s run from its newest checkpoint (same options)') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     checkTrainNumbers(argv);
@@ -113,6 +120,9 @@ export const trainCommand: CommandModule<object, Args> = {
       target: list(argv.target),
       ...(argv['magnitude-only'] === undefined ? {} : { magnitudeOnly: list(argv['magnitude-only']) }),
       doraDetach: argv['dora-detach'],
+      ...(argv.quantize === undefined ? {} : { quantize: argv.quantize }),
+      ...(argv['quant-block-size'] === undefined ? {} : { quantBlockSize: argv['quant-block-size'] }),
+      ...(argv['double-quant'] === undefined ? {} : { doubleQuant: argv['double-quant'] }),
       evalEvery: argv['eval-every'],
       lrScheduler: argv['lr-scheduler'],
       warmupSteps: argv['warmup-steps'],

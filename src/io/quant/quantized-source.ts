@@ -5,15 +5,19 @@
  * quant state, SCB, ...) are not listed, and `read` returns the dequantized weight — what the model
  * computes with. So `inspect`, `merge` and `analyze` see an ordinary model.
  *
- * Found from the keys alone (config.json's `quantization_config` only names what the keys already
- * say): `<param>.quant_state.bitsandbytes__nf4|fp4` marks a 4-bit weight `<param>` (bnb-4bit.ts);
- * `<module>.SCB` beside an int8 `<module>.weight` marks an LLM.int8 weight (bnb-8bit.ts).
+ * Found from the keys: `<param>.quant_state.bitsandbytes__nf4|fp4` marks a 4-bit weight `<param>`
+ * (bnb-4bit.ts); `<module>.SCB` beside an int8 `<module>.weight` marks an LLM.int8 weight (bnb-8bit.ts).
+ * A folder's config.json `quantization_config`, when present, must say the same (quant-config.ts).
  * The small quant-state tensors (a few hundred bytes of JSON each) are read at open for the shapes.
  */
 import { DorascopeError, q } from '../../errors.js';
 import type { DType, QuantInfo, TensorInfo, TensorSource } from '../types.js';
 import { codeFor, dequantize4bit, nestedAbsmax, parseQuantState, roundToDtype, type QuantState4bit } from './bnb-4bit.js';
 import { dequantizeInt8Rows } from './bnb-8bit.js';
+import { checkQuantizationConfig, parseQuantizationConfig, type BnbConfig } from './quant-config.js';
+import { JSON_CAPS, entryExists, readTextCapped } from '../open-regular.js';
+import { parseJsonLenient } from '../sources/lenient-json.js';
+import { join } from 'node:path';
 
 const QS_KEY = /^(.+)\.quant_state\.bitsandbytes__(nf4|fp4)$/u;
 
@@ -32,7 +36,11 @@ export function hasBnbQuantization(list: readonly TensorInfo[]): boolean {
 /** Wraps `src` when it holds bitsandbytes-quantized weights; returns `src` itself otherwise. */
 export async function withQuantization(src: TensorSource): Promise<TensorSource> {
   const list = src.list();
-  if (!hasBnbQuantization(list)) return src;
+  const cfg = await folderQuantConfig(src);
+  if (!hasBnbQuantization(list)) {
+    if (cfg) checkQuantizationConfig(cfg.config, list, cfg.where);
+    return src;
+  }
   const readBytes = src.readBytes?.bind(src);
   if (!readBytes) throw new DorascopeError('E_INTERNAL', `${q(src.path)}: quantized weights need a source that reads raw bytes`);
   const where = (name: string) => `${q(src.path)}: tensor ${q(name)}`;
@@ -83,6 +91,7 @@ export async function withQuantization(src: TensorSource): Promise<TensorSource>
     infos.set(t.name, { name: t.name, dtype, shape, byteLength, quant });
   }
   const listed = [...infos.values()];
+  if (cfg) checkQuantizationConfig(cfg.config, listed, cfg.where);
 
   const read4 = async (e: Quant4): Promise<Float32Array> => {
     const { state, param } = e;
@@ -136,4 +145,20 @@ export async function withQuantization(src: TensorSource): Promise<TensorSource>
     },
     close: () => src.close(),
   };
+}
+
+/** The `quantization_config` of the config.json beside a folder's or sharded model's weights, if any. */
+async function folderQuantConfig(src: TensorSource): Promise<{ config: BnbConfig; where: string } | undefined> {
+  if (src.kind !== 'folder' && src.kind !== 'sharded') return undefined;
+  const path = join(src.path, 'config.json');
+  if (!entryExists(path)) return undefined;
+  const text = await readTextCapped(path, 'model config', JSON_CAPS.config);
+  let json: unknown;
+  try {
+    json = parseJsonLenient(text);
+  } catch (e) {
+    throw new DorascopeError('E_UNSUPPORTED_FORMAT', `${q(path)} is not JSON (${(e as Error).message})`);
+  }
+  const config = parseQuantizationConfig(json, q(path));
+  return config === undefined ? undefined : { config, where: q(path) };
 }
