@@ -57,7 +57,10 @@ export function initWeights(c: LlamaConfig, rand: () => number, trainable = fals
         a[i] = rr * Math.cos(2 * Math.PI * v);
         if (i + 1 < n) a[i + 1] = rr * Math.sin(2 * Math.PI * v);
       }
-    w.set(name, t.variable(t.tensor(a, shape), trainable));
+    // A variable shares its initial tensor's data: dispose the tensor, or freeing the variable frees nothing.
+    const init = t.tensor(a, shape);
+    w.set(name, t.variable(init, trainable));
+    init.dispose();
   }
   return w;
 }
