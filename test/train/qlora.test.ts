@@ -119,6 +119,22 @@ describe('train --quantize nf4 → inspect → merge → analyze --quantized-bas
     expect(JSON.parse(readFileSync(join(out, 'quantized-base', 'config.json'), 'utf8')).quantization_config.bnb_4bit_use_double_quant).toBe(false);
   });
 
+  it('FP4 without double quantization: --resume continues bitwise like an uninterrupted run', async () => {
+    const opts = { method: 'lora' as const, seed: 3, config: small, batchSize: 2, contextLength: 16, quantize: 'fp4' as const, doubleQuant: false, backend: 'wasm' as const };
+    const whole = await train({ ...opts, steps: 3 });
+    const out = mkdtempSync(join(tmpdir(), 'ds-qres-'));
+    await train({ ...opts, steps: 2, out });
+    const resumed = await train({ ...opts, steps: 3, out, resume: true });
+    expect(resumed.startStep).toBe(2);
+    expect(resumed.logHistory.map((h) => h.loss)).toEqual(whole.logHistory.map((h) => h.loss));
+    const cfg = JSON.parse(readFileSync(join(out, 'quantized-base', 'config.json'), 'utf8'));
+    expect(cfg.quantization_config).toMatchObject({ bnb_4bit_quant_type: 'fp4', bnb_4bit_use_double_quant: false });
+    // a resume with other quantization settings is refused (training_args.json differs)
+    const e = await train({ ...opts, quantize: 'nf4', steps: 4, out, resume: true }).then(() => undefined, (x: unknown) => x);
+    expect(isDorascopeError(e, 'E_CHECKPOINT')).toBe(true);
+    expect((e as Error).message).toContain('quantization');
+  });
+
   it('options are checked before any set-up', async () => {
     const err = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e);
     const out = mkdtempSync(join(tmpdir(), 'ds-qopt-'));
