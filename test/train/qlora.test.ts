@@ -13,6 +13,7 @@ import { mergeAdapter } from '../../src/io/peft/merge-adapter.js';
 import { openSource } from '../../src/io/sources/open-source.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { maxRelErr, referenceMerge } from '../helpers/reference-merge.js';
+import { runQuiet } from '../helpers/cli-quiet.js';
 
 const small = { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2 };
 const d = 32;
@@ -133,6 +134,18 @@ describe('train --quantize nf4 → inspect → merge → analyze --quantized-bas
     const e = await train({ ...opts, quantize: 'nf4', steps: 4, out, resume: true }).then(() => undefined, (x: unknown) => x);
     expect(isDorascopeError(e, 'E_CHECKPOINT')).toBe(true);
     expect((e as Error).message).toContain('quantization');
+  });
+
+  it('the CLI: --quantize fp4 --quant-block-size 128 --no-double-quant reach the saved base; --double-quant alone is a usage error', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'ds-qcli-')), 'run');
+    const r = await runQuiet(['train', '--method', 'lora', '--steps', '1', '--layers', '1', '--d-model', '32', '--heads', '2', '--batch-size', '2', '--context-length', '16',
+      '--backend', 'wasm', '--quantize', 'fp4', '--quant-block-size', '128', '--no-double-quant', '--out', out, '--quiet']);
+    expect(r.code).toBe(0);
+    const info = await inspect(join(out, 'quantized-base'));
+    expect(info.tensors.find((t) => t.name === 'model.layers.0.self_attn.v_proj.weight')?.quant).toMatchObject({ type: 'fp4', blockSize: 128, doubleQuant: false });
+    const bad = await runQuiet(['train', '--method', 'lora', '--steps', '1', '--double-quant', '--quiet']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--quantize');
   });
 
   it('options are checked before any set-up', async () => {
