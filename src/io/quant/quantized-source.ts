@@ -152,12 +152,13 @@ async function folderQuantConfig(src: TensorSource): Promise<{ config: BnbConfig
   if (src.kind !== 'folder' && src.kind !== 'sharded') return undefined;
   const path = join(src.path, 'config.json');
   if (!entryExists(path)) return undefined;
-  const text = await readTextCapped(path, 'model config', JSON_CAPS.config);
+  // The weights are read from their keys alone; a config.json that cannot be read (not a regular file, too
+  // large, not JSON) only means there is no second witness, so it never blocks reading them.
   let json: unknown;
   try {
-    json = parseJsonLenient(text);
-  } catch (e) {
-    throw new DorascopeError('E_UNSUPPORTED_FORMAT', `${q(path)} is not JSON (${(e as Error).message})`);
+    json = parseJsonLenient(await readTextCapped(path, 'model config', JSON_CAPS.config));
+  } catch {
+    return undefined;
   }
   const config = parseQuantizationConfig(json, q(path));
   return config === undefined ? undefined : { config, where: q(path) };
