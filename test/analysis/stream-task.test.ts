@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decompose, type Decomposition, type FeatureAxis } from '../../src/analysis/decompose.js';
 import { BufferPool, streamDecompose } from '../../src/analysis/stream-task.js';
-import { bf16RowSums } from '../../src/compute/bf16-row-sums.js';
+import { featureSumsKernel } from '../../src/compute/feature-sums.js';
 import { decodeInto, decodeToFloat32, viewAs } from '../../src/io/dtypes.js';
 import { openSafetensors } from '../../src/io/safetensors/reader.js';
 import { encodeFloat32, writeSafetensors } from '../../src/io/safetensors/writer.js';
@@ -81,7 +81,7 @@ describe('streamDecompose', () => {
   }
 
   it('runs BF16 rows on the WebAssembly kernel here, and two tasks interleaved on it give each its own numbers', async () => {
-    expect(bf16RowSums()).toBeDefined(); // Node ≥ 16.4 has WebAssembly SIMD: the 'auto' cases above ran the kernel
+    expect(featureSumsKernel('BF16', 'BF16')).toBeDefined(); // Node ≥ 16.4 has WebAssembly SIMD: the 'auto' cases above ran the kernel
     const dir = await mkdtemp(join(tmpdir(), 'dorascope-stream-'));
     const a = await pair(dir, 'BF16', 'BF16', w0, wt, 'a');
     const b = await pair(dir, 'BF16', 'BF16', wt, w0.map((v) => -2 * v), 'b');
