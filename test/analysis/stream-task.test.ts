@@ -12,12 +12,13 @@ import { join } from 'node:path';
 import { decompose, type Decomposition, type FeatureAxis } from '../../src/analysis/decompose.js';
 import { BufferPool, streamDecompose } from '../../src/analysis/stream-task.js';
 import { featureSumsKernel } from '../../src/compute/feature-sums.js';
-import { decodeInto, decodeToFloat32, f8e4m3ToNumber, f8e5m2ToNumber, viewAs } from '../../src/io/dtypes.js';
+import { decodeInto, decodeToFloat32, viewAs } from '../../src/io/dtypes.js';
 import { openSafetensors } from '../../src/io/safetensors/reader.js';
 import { encodeFloat32, writeSafetensors } from '../../src/io/safetensors/writer.js';
 import { openFileSource } from '../../src/io/sources/file-source.js';
 import type { DType } from '../../src/io/types.js';
 import { DorascopeError } from '../../src/errors.js';
+import { encodeValues, type FloatDType } from '../helpers/models.js';
 import { rng, randn } from '../helpers/random.js';
 
 const ROWS = 37, COLS = 29; // prime sizes: no block size divides them
@@ -36,23 +37,8 @@ function reference(w0: Float32Array, wt: Float32Array, rows: number, cols: numbe
   return { dm: dm / k, dd: dd / k };
 }
 
-/** Values as stored in `dtype`: the writer's encoder, or for float8 the nearest code (sign kept for zeros; ±∞ → NaN in E4M3). */
-function encode(dtype: DType, w: Float32Array): Uint8Array {
-  if (!dtype.startsWith('F8')) return encodeFloat32(dtype, w);
-  const dec = dtype === 'F8_E4M3' ? f8e4m3ToNumber : f8e5m2ToNumber;
-  const codes = Array.from({ length: 256 }, (_, c) => c);
-  return Uint8Array.from(w, (v) => {
-    if (Number.isNaN(v) || (!Number.isFinite(v) && dtype === 'F8_E4M3')) return 0x7f;
-    if (!Number.isFinite(v)) return v > 0 ? 0x7c : 0xfc;
-    let best = -1;
-    for (const c of codes) {
-      const x = dec(c);
-      if (Number.isNaN(x) || ((c & 0x80) !== 0) !== (v < 0 || Object.is(v, -0))) continue;
-      if (best < 0 || Math.abs(x - v) < Math.abs(dec(best) - v)) best = c;
-    }
-    return best;
-  });
-}
+/** Values as stored in `dtype` (float8 by nearest code; F64 by the writer). */
+const encode = (dtype: DType, w: Float32Array): Uint8Array => (dtype === 'F64' ? encodeFloat32(dtype, w) : encodeValues(dtype as FloatDType, w));
 
 async function pair(dir: string, dtype0: DType, dtypeT: DType, w0: Float32Array, wt: Float32Array, tag: string) {
   const name = 'model.layers.0.self_attn.q_proj.weight';

@@ -117,7 +117,7 @@ describe('feature-sum kernels', () => {
         const sq = new Float64Array(rows), dot = new Float64Array(rows), sst = new Float64Array(rows);
         for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) {
           const a = x[r * cols + j]!, b = y[r * cols + j]!;
-          sq[r] += a * a; dot[r] += a * b; sst[r] += b * b; diff2 += (b - a) * (b - a);
+          sq[r]! += a * a; dot[r]! += a * b; sst[r]! += b * b; diff2 += (b - a) * (b - a);
         }
         const close = (got: number, want: number, scale: number) => expect(Math.abs(got - want)).toBeLessThanOrEqual(1e-14 * scale);
         k.rowSq(at[0]!, rows, cols, end);
@@ -136,7 +136,7 @@ describe('feature-sum kernels', () => {
         const cq = new Float64Array(cols).fill(0.5), cd = new Float64Array(cols).fill(0.5), cs = new Float64Array(cols).fill(0.5);
         for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) {
           const a = x[r * cols + j]!, b = y[r * cols + j]!;
-          cq[j] += a * a; cd[j] += a * b; cs[j] += b * b;
+          cq[j]! += a * a; cd[j]! += a * b; cs[j]! += b * b;
         }
         const acc = new Float64Array(mem(), end, 3 * cols).fill(0.5);
         k.colSq(at[0]!, rows, cols, end);
