@@ -144,18 +144,20 @@ describe('streamDecompose', () => {
     }
   }
 
-  it('runs BF16 rows on the WebAssembly kernel here, and two tasks interleaved on it give each its own numbers', async () => {
-    expect(featureSumsKernel('BF16', 'BF16')).toBeDefined(); // Node ≥ 16.4 has WebAssembly SIMD: the 'auto' cases above ran the kernel
+  it('runs on the WebAssembly kernels here, and tasks interleaved on them (shared kernels, either axis) give each its own numbers', async () => {
+    expect(featureSumsKernel('BF16', 'BF16')).toBeDefined(); // Node ≥ 16.4 has WebAssembly SIMD: the 'auto' cases above ran the kernels
     const dir = await mkdtemp(join(tmpdir(), 'dorascope-stream-'));
-    const a = await pair(dir, 'BF16', 'BF16', w0, wt, 'a');
-    const b = await pair(dir, 'BF16', 'BF16', wt, w0.map((v) => -2 * v), 'b');
-    const alone = [
-      (await streamDecompose(a.base, [a.ck], a.name, ROWS, COLS, 'rows', true, 3 * COLS))[0]!,
-      (await streamDecompose(b.base, [b.ck], b.name, ROWS, COLS, 'rows', true, 3 * COLS))[0]!,
+    // a and b share the BF16 kernel; c's base is F16 with an F32 checkpoint (a second kernel holds its W0 too).
+    const tasks = [
+      { ...(await pair(dir, 'BF16', 'BF16', w0, wt, 'a')), axis: 'rows' as const },
+      { ...(await pair(dir, 'BF16', 'BF16', wt, w0.map((v) => -2 * v), 'b')), axis: 'cols' as const },
+      { ...(await pair(dir, 'F16', 'F32', w0.map((v) => v + 0.01), wt, 'c')), axis: 'cols' as const },
     ];
-    const together = await Promise.all([a, b].map(async (x) => (await streamDecompose(x.base, [x.ck, x.ck], x.name, ROWS, COLS, 'rows', true, 3 * COLS))));
+    const alone: Decomposition[] = [];
+    for (const x of tasks) alone.push((await streamDecompose(x.base, [x.ck], x.name, ROWS, COLS, x.axis, true, 3 * COLS))[0]!);
+    const together = await Promise.all(tasks.map(async (x) => (await streamDecompose(x.base, [x.ck, x.ck], x.name, ROWS, COLS, x.axis, true, 3 * COLS))));
     together.forEach((ds, i) => ds.forEach((d) => expect(d).toEqual(alone[i])));
-    for (const x of [a, b]) { await x.base.close(); await x.ck.close(); }
+    for (const x of tasks) { await x.base.close(); await x.ck.close(); }
   });
 
   it('several checkpoints share one pass over the base; an identical one is unchanged, a NaN one non_finite', async () => {
