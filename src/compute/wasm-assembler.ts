@@ -22,8 +22,10 @@ export const sleb = (n: number): number[] => {
   }
 };
 
-const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
-const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
+/** Appends `bytes` to `out` one by one (spreading a long array into push or a literal is slow, and would overflow the stack). */
+const append = (out: number[], bytes: readonly number[]): number[] => { for (const b of bytes) out.push(b); return out; };
+const vec = (items: number[][]): number[] => items.reduce(append, uleb(items.length));
+const section = (id: number, body: number[]): number[] => append([id, ...uleb(body.length)], body);
 
 export const I32 = 0x7f, F64 = 0x7c, V128 = 0x7b;
 export type ValType = typeof I32 | typeof F64 | typeof V128;
@@ -75,8 +77,8 @@ export class FunctionBuilder {
 
   /** The function's body: local declarations (one group per local), then `code` and `end`. */
   body(code: number[]): number[] {
-    const b = [...vec(this.locals.map((t) => [1, t])), ...code, ...END];
-    return [...uleb(b.length), ...b];
+    const b = append(append(vec(this.locals.map((t) => [1, t])), code), END);
+    return append(uleb(b.length), b);
   }
 }
 
@@ -94,5 +96,5 @@ export function assembleModule(funcs: readonly AssembledFunction[], pages = 1): 
   const memory = section(5, vec([[0x00, ...uleb(pages)]]));
   const exports = section(7, vec([...funcs.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]), [...name('memory'), 0x02, 0]]));
   const code = section(10, vec(funcs.map((f) => f.fn.body(f.code))));
-  return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...decls, ...memory, ...exports, ...code]);
+  return new Uint8Array([types, decls, memory, exports, code].reduce(append, [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]));
 }
