@@ -20,7 +20,7 @@
  * field, which this machine (AMD EPYC) multiplies slowly when they share a vector with normal
  * values: with 10% such codes F16 costs 2.2 ns per pair, against 1.6 for a decode that re-biases the
  * exponent by an integer add and corrects the subnormal codes by an exact subtraction of 2^(1−bias)
- * (selected per lane). That one costs 1.6–1.9 ns whatever the data, and loses below ~1% subnormal
+ * (selected per lane). That one costs 1.4–1.9 ns whatever the data, and loses below ~1% subnormal
  * codes, which is where trained weights are (F16 at |w| ≈ 0.02: ~0.2%), so the multiplication stays.
  * (docs/benchmarks.md has the figures.)
  */
