@@ -1,7 +1,7 @@
 /**
- * `npm run bench:analyze [-- --issue-size]`: the analysis benchmark (results in docs/benchmarks.md). Generates, under
+ * `npm run bench:analyze [-- --issue-size] [-- --dtype F16]`: the analysis benchmark (results in docs/benchmarks.md). Generates, under
  * the OS temp folder (deleted afterwards), synthetic Llama-shaped series and prints, each measured within one run:
- *   1. full checkpoints (BF16 base and four full checkpoints; default 4 layers of hidden 1024, MLP 2752, 0.1 GB a
+ *   1. full checkpoints (BF16, or `--dtype`, base and four full checkpoints; default 4 layers of hidden 1024, MLP 2752, 0.1 GB a
  *      file; `--issue-size`: 8 layers of 2048/5504, 0.8 GB a file), all from the page cache:
  *      dorascope's wall, user and system time, against (a) a plain Node read of the same bytes with positional
  *      reads into ONE reused buffer (the I/O limit in Node; goal ≤ 1.5×) and (b) a C program of the same math
@@ -27,12 +27,18 @@ import { openSafetensors } from '../src/io/safetensors/reader.js';
 import { headerLengthFrom, parseHeader } from '../src/io/safetensors/header.js';
 import { encodeFloat32 } from '../src/io/safetensors/writer.js';
 import { analyze } from '../src/analysis/analyze.js';
+import { DTYPES } from '../src/io/dtypes.js';
 import { jsProduct, matmulNoTranspose, tfjsProduct } from '../src/compute/base-times-a.js';
 import { adapterDecompose } from '../src/analysis/exact-adapter-series.js';
 import { tf, useWasm } from '../src/compute/backend.js';
 import { mulberry32 } from '../src/random.js';
 
 const issueSize = process.argv.includes('--issue-size');
+type BenchDType = 'BF16' | 'F16' | 'F32' | 'F8_E4M3' | 'F8_E5M2';
+const dtypeAt = process.argv.indexOf('--dtype');
+/** `--dtype`: the storage dtype of the full series (default BF16; the C reference reads BF16 only). */
+const DTYPE = (dtypeAt > 0 ? process.argv[dtypeAt + 1] : 'BF16') as BenchDType;
+if (!['BF16', 'F16', 'F32', 'F8_E4M3', 'F8_E5M2'].includes(DTYPE)) throw new Error(`--dtype ${DTYPE}: one of BF16, F16, F32, F8_E4M3, F8_E5M2`);
 const FULL = issueSize ? { hidden: 2048, mlp: 5504, layers: 8, checkpoints: 4 } : { hidden: 1024, mlp: 2752, layers: 4, checkpoints: 4 };
 const ADAPTER = issueSize ? { hidden: 4096, layers: 32, r: 16, checkpoints: 10 } : { hidden: 2048, layers: 8, r: 16, checkpoints: 10 };
 
@@ -47,38 +53,50 @@ function fullShapes(layers: number): [string, number[]][] {
   return out;
 }
 
-/** Random BF16 values of moderate magnitude (exponent 119–122, |x| ≈ 0.004–0.06, like trained weights), two per 32-bit draw. */
-function randomBf16(n: number, seed: number): Uint16Array {
-  const out = new Uint16Array(n);
+/**
+ * Random weights stored as `dtype`, of moderate magnitude like trained weights: the exponent drawn from four values
+ * starting at `lo` (BF16 and F32: |x| ≈ 0.004–0.06; F16 and E5M2 alike; E4M3 0.002–0.12, its subnormals included),
+ * random sign and mantissa, one xorshift draw per element.
+ */
+const CODES: Record<BenchDType, { mBits: number; lo: number; out: (n: number) => Uint8Array | Uint16Array | Uint32Array }> = {
+  BF16: { mBits: 7, lo: 119, out: (n) => new Uint16Array(n) },
+  F16: { mBits: 10, lo: 7, out: (n) => new Uint16Array(n) },
+  F32: { mBits: 23, lo: 119, out: (n) => new Uint32Array(n) },
+  F8_E4M3: { mBits: 3, lo: 0, out: (n) => new Uint8Array(n) },
+  F8_E5M2: { mBits: 2, lo: 7, out: (n) => new Uint8Array(n) },
+};
+
+function randomCodes(n: number, seed: number, dtype: BenchDType): Uint8Array | Uint16Array | Uint32Array {
+  const { mBits, lo, out: alloc } = CODES[dtype];
+  const out = alloc(n), bits = 8 * DTYPES[dtype].size, mant = (1 << mBits) - 1;
   let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i += 2) {
+  for (let i = 0; i < n; i++) {
     x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    out[i] = (x & 0x8000) | ((119 + ((x >>> 7) & 3)) << 7) | (x & 0x7f);
-    if (i + 1 < n) out[i + 1] = ((x >>> 16) & 0x8000) | ((119 + ((x >>> 23) & 3)) << 7) | ((x >>> 16) & 0x7f);
+    out[i] = ((x >>> 31) * 2 ** (bits - 1) + ((lo + ((x >>> 29) & 3)) << mBits)) + (x & mant);
   }
   return out;
 }
 
-async function writeBf16Model(path: string, shapes: [string, number[]][], seed: number): Promise<void> {
-  const specs = shapes.map(([name, shape]) => ({ name, dtype: 'BF16' as const, shape }));
+async function writeRandomModel(path: string, shapes: [string, number[]][], seed: number, dtype = DTYPE): Promise<void> {
+  const specs = shapes.map(([name, shape]) => ({ name, dtype, shape }));
   const index = new Map(specs.map((s, i) => [s.name, i]));
   await writeSafetensorsStreaming(path, specs, (name) => {
     const s = specs[index.get(name)!]!;
-    return randomBf16(s.shape[0]! * s.shape[1]!, seed * 100_003 + index.get(name)!);
+    return randomCodes(s.shape[0]! * s.shape[1]!, seed * 100_003 + index.get(name)!, dtype);
   });
 }
 
 async function generateFull(dir: string, layers: number): Promise<void> {
   const shapes = fullShapes(layers);
-  await writeBf16Model(join(dir, 'base.safetensors'), shapes, 1);
-  for (let c = 1; c <= FULL.checkpoints; c++) await writeBf16Model(join(dir, `ck${c}.safetensors`), shapes, 1 + c);
+  await writeRandomModel(join(dir, 'base.safetensors'), shapes, 1);
+  for (let c = 1; c <= FULL.checkpoints; c++) await writeRandomModel(join(dir, `ck${c}.safetensors`), shapes, 1 + c);
 }
 
 async function generateAdapters(dir: string): Promise<void> {
   const { hidden: H, layers, r, checkpoints } = ADAPTER;
   const shapes: [string, number[]][] = [];
   for (let l = 0; l < layers; l++) for (const m of ['q_proj', 'v_proj']) shapes.push([`model.layers.${l}.self_attn.${m}.weight`, [H, H]]);
-  await writeBf16Model(join(dir, 'base.safetensors'), shapes, 1);
+  await writeRandomModel(join(dir, 'base.safetensors'), shapes, 1, 'BF16');
   const rand = mulberry32(7);
   const uni = (n: number, b: number) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * b);
   for (let c = 1; c <= checkpoints; c++) {
@@ -184,7 +202,7 @@ function measureFull(dir: string, withBaselines: boolean) {
   const ours = inChild<FullResult>('full', dir);
   const ref = buildRef(dir);
   let c: (Timed & { sumDM: number; sumDD: number }) | { why: string };
-  if (ref.bin) {
+  if (ref.bin && DTYPE === 'BF16') {
     const input = refTensors(files[0]!, files[1]!);
     const c0 = childrenCpu(), t0 = performance.now();
     // Passive waits: OpenMP's default spinning at the barriers inflates the CPU figure, and on a loaded machine the wall time too.
@@ -193,7 +211,7 @@ function measureFull(dir: string, withBaselines: boolean) {
     if (r.status !== 0) throw new Error(`analyze-ref failed: ${r.stderr}`);
     const m = /sumDM (\S+) sumDD (\S+)/u.exec(r.stdout)!;
     c = { wall, user: childrenCpu() - c0, sys: 0, sumDM: Number(m[1]), sumDD: Number(m[2]) };
-  } else c = { why: ref.why! };
+  } else c = { why: ref.why ?? `it reads BF16 only (this series is ${DTYPE})` };
   // Cold: evict, then cat; evict, then dorascope.
   let cold: { cat: number; ours: FullResult } | { why: string } = { why: 'needs the C program (it evicts the files)' };
   if (ref.bin) {
@@ -282,7 +300,7 @@ async function main(): Promise<void> {
     mkdirSync(process.argv[4]!, { recursive: true });
     return process.argv[3] === 'full' ? generateFull(process.argv[4]!, FULL.layers) : generateAdapters(process.argv[4]!);
   }
-  const fullBytes = (layers: number) => (FULL.checkpoints + 1) * layers * 2 * (4 * FULL.hidden ** 2 + 3 * FULL.hidden * FULL.mlp);
+  const fullBytes = (layers: number) => (FULL.checkpoints + 1) * layers * DTYPES[DTYPE].size * (4 * FULL.hidden ** 2 + 3 * FULL.hidden * FULL.mlp);
   const full: ReturnType<typeof measureFull>[] = [];
   for (const layers of [FULL.layers, 2 * FULL.layers]) {
     full.push(await withTempDir(fullBytes(layers), `full series, ${layers} layers × ${FULL.checkpoints} checkpoints + base`, async (dir) => {
@@ -302,7 +320,7 @@ async function main(): Promise<void> {
   const f = full[0]!;
   const gb = f.bytes / 1e9;
   const t = (x: Timed) => `${x.wall.toFixed(2)} s wall, ${x.user.toFixed(2)} s user + ${x.sys.toFixed(2)} s system`;
-  console.log(`1. full series: base + ${FULL.checkpoints} checkpoints, ${FULL.layers} layers (hidden ${FULL.hidden}, MLP ${FULL.mlp}), BF16, ${gb.toFixed(2)} GB, page cache warm`);
+  console.log(`1. full series: base + ${FULL.checkpoints} checkpoints, ${FULL.layers} layers (hidden ${FULL.hidden}, MLP ${FULL.mlp}), ${DTYPE}, ${gb.toFixed(2)} GB, page cache warm`);
   console.log(`   dorascope analyze: ${t(f.ours)} (${(gb / f.ours.wall).toFixed(2)} GB/s); peak RSS ${f.ours.rss.toFixed(0)} MB`);
   if (f.read) {
     console.log(`   (a) Node, positional reads into one reused buffer: ${t(f.read)} (${(gb / f.read.wall).toFixed(2)} GB/s); dorascope ÷ this: ${(f.ours.wall / f.read.wall).toFixed(2)} by wall (goal ≤ 1.5), ${((f.ours.user + f.ours.sys) / (f.read.user + f.read.sys)).toFixed(2)} by CPU`);

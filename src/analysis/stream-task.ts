@@ -10,13 +10,17 @@
  *
  * The blocks of one tensor come in row order and feed the same functions `decompose` uses on
  * a whole tensor, so the numbers are the same bit for bit (test/analysis/stream-task.test.ts).
- * The common case, BF16 weights with features along rows, runs on the WebAssembly SIMD kernels of
- * compute/bf16-row-sums.ts instead (decode and reduce in one pass, float64 lanes, about 3× the
- * JavaScript loop): the same sums added in another order, so within float64 rounding of it.
+ * Where WebAssembly SIMD is available, BF16, F16, F32 and float8 blocks (either feature axis, any
+ * mix of those dtypes between base and checkpoint) run on the fused kernels of
+ * compute/feature-sums.ts instead: decode and reduce in one pass over the raw bytes, float64
+ * lanes, about 3× the JavaScript loop. Per-column sums are then the loop's bits; per-row sums and
+ * ‖W_t − W0‖² are the same terms added in another order, so within float64 rounding of it.
+ * `kernel: 'js'` forces the loop (as does DORASCOPE_NO_WASM); F64 always takes it.
  */
-import { bf16RowSums, type Bf16RowSums } from '../compute/bf16-row-sums.js';
+import { featureSumsKernel, type FeatureSumsKernel } from '../compute/feature-sums.js';
+import { isKernelDType } from '../compute/wasm-decode.js';
 import { DTYPES, decodeInto } from '../io/dtypes.js';
-import type { TensorSource } from '../io/types.js';
+import type { DType, TensorSource } from '../io/types.js';
 import {
   accumulateBlock, accumulateSquares, allFinite, finishDecomposition, newBlockSums, sameBits, unchangedDecomposition,
   type BlockSums, type Decomposition, type FeatureAxis,
@@ -85,7 +89,8 @@ export async function streamDecompose(base: TensorSource, cks: readonly TensorSo
   axis: FeatureAxis, perRow: boolean, blockElements = BLOCK_ELEMENTS, pool = sharedPool, kernel: 'auto' | 'js' = 'auto'): Promise<Decomposition[]> {
   const srcs = [base, ...cks];
   const size = srcs.map((s) => DTYPES[s.info(name)!.dtype].size);
-  const wasm = kernel === 'auto' && axis === 'rows' && srcs.every((s) => s.info(name)!.dtype === 'BF16') ? bf16RowSums() : undefined;
+  const dtypes = srcs.map((s) => s.info(name)!.dtype);
+  const wasm = kernel === 'auto' ? wasmKernels(dtypes) : undefined;
   const token = {};
   const blockRows = Math.max(1, Math.min(rows, Math.floor(blockElements / cols)));
   const nBlocks = Math.ceil(rows / blockRows);
@@ -111,6 +116,7 @@ export async function streamDecompose(base: TensorSource, cks: readonly TensorSo
   const f32 = blockRows * cols * 4;
   const w0Buf = pool.take(f32), wtBuf = pool.take(f32);
   const w0 = new Float32Array(w0Buf, 0, blockRows * cols), wt = new Float32Array(wtBuf, 0, blockRows * cols);
+  let cmpBuf: ArrayBuffer | undefined; // a third float32 block, for the unchanged check of mixed dtypes on the kernels
   try {
     while (issued < Math.min(total, READ_AHEAD)) issue();
     while (reads.length > 0) {
@@ -118,18 +124,25 @@ export async function streamDecompose(base: TensorSource, cks: readonly TensorSo
       await r.done;
       if (issued < total) issue();
       const r0 = r.block * blockRows, nr = Math.min(blockRows, rows - r0), n = nr * cols;
-      const dtype = srcs[r.src]!.info(name)!.dtype;
+      const dtype = dtypes[r.src]!;
       if (wasm) {
-        // BF16 rows: W0's raw block is kept in w0Buf (another task on this thread may use the kernel's memory between awaits).
+        // W0's raw block is kept in w0Buf: another task on this thread may use the kernels' memory between awaits.
+        const w0Raw = new Uint8Array(w0Buf, 0, n * size[0]!);
         if (r.src === 0) {
-          new Uint8Array(w0Buf, 0, r.bytes.byteLength).set(r.bytes);
-          wasmSquares(wasm, r.bytes, nr, cols, squares0, r0);
-          wasmOwner = { token, block: r.block };
+          w0Raw.set(r.bytes);
+          wasmSquares(wasm[0]!, w0Raw, nr, cols, axis, squares0, r0, { token, block: r.block });
         } else {
           const c = r.src - 1;
-          const w0Raw = new Uint16Array(w0Buf, 0, n);
-          if (same[c]) same[c] = sameU16(w0Raw, new Uint16Array(r.buf, 0, n));
-          sums[c]!.diff2 += wasmDot(wasm, w0Raw, new Uint16Array(r.buf, 0, n), nr, cols, sums[c]!, r0, token, r.block);
+          if (same[c]) {
+            if (dtype === dtypes[0]) same[c] = sameBytes(w0Raw, r.bytes); // one code per value: equal codes ⇔ equal float32 bits
+            else {
+              cmpBuf ??= pool.take(f32);
+              const a = new Float32Array(wtBuf, 0, n), b = new Float32Array(cmpBuf, 0, n);
+              decodeInto(dtypes[0]!, w0Raw, a); decodeInto(dtype, r.bytes, b);
+              same[c] = sameBits(a, b);
+            }
+          }
+          sums[c]!.diff2 += wasmDot(wasm[r.src]!, w0Raw, r.bytes, size[r.src]!, nr, cols, axis, sums[c]!, r0, { token, block: r.block });
         }
         pool.give(r.buf);
         continue;
@@ -150,47 +163,81 @@ export async function streamDecompose(base: TensorSource, cks: readonly TensorSo
     // On a failure, let the reads still in flight finish before their buffers go back to the pool.
     for (const r of reads) { await r.done.catch(() => undefined); pool.give(r.buf); }
     pool.give(w0Buf); pool.give(wtBuf);
+    if (cmpBuf) pool.give(cmpBuf);
   }
   const n0 = squares0.map(Math.sqrt);
   const baseFinite = allFinite(n0);
   return sums.map((s, c) => (baseFinite && same[c] ? unchangedDecomposition(k, n0) : finishDecomposition(n0, s, baseFinite, perRow)));
 }
 
-/** Which task's W0 block is in the kernel's memory (the copy is skipped for the next checkpoint of the same block). */
-let wasmOwner: { token: object; block: number } | undefined;
+/** The kernels for these dtypes (W0's squares, then W0 against each checkpoint), or undefined where the JavaScript loop serves. */
+function wasmKernels(dtypes: readonly DType[]): FeatureSumsKernel[] | undefined {
+  const d0 = dtypes[0]!;
+  if (!isKernelDType(d0)) return undefined;
+  const ks = dtypes.map((d) => (isKernelDType(d) ? featureSumsKernel(d0, d) : undefined));
+  return ks.every((k) => k !== undefined) ? ks : undefined;
+}
 
-/** Byte layout in the kernel's memory: W0 block, W_t block, per-row outputs. */
-function layout(wasm: Bf16RowSums, elements: number, nr: number): { pt: number; out: number } {
-  const pt = Math.ceil((elements * 2) / 16) * 16;
-  const out = pt * 2;
-  wasm.reserve(out + nr * 16);
+interface Owner { readonly token: object; readonly block: number }
+
+/** Which task's W0 block is in each kernel's memory (the copy is skipped for the next checkpoint of the same block). */
+const resident = new WeakMap<FeatureSumsKernel, Owner>();
+
+/** Byte layout in a kernel's memory: W0 block at 0, W_t block, then per-row outputs or per-column accumulators. */
+function layout(k: FeatureSumsKernel, bytes0: number, bytesT: number, outBytes: number): { pt: number; out: number } {
+  const pt = Math.ceil(bytes0 / 16) * 16;
+  const out = pt + Math.ceil(bytesT / 16) * 16;
+  k.reserve(out + outBytes);
   return { pt, out };
 }
 
-function wasmSquares(wasm: Bf16RowSums, bytes: Uint8Array, nr: number, cols: number, squares: Float64Array, r0: number): void {
-  const { out } = layout(wasm, nr * cols, nr);
-  new Uint8Array(wasm.memory.buffer, 0, bytes.byteLength).set(bytes);
-  wasm.sq(0, nr, cols, out);
-  squares.set(new Float64Array(wasm.memory.buffer, out, nr), r0);
+function putW0(k: FeatureSumsKernel, w0Raw: Uint8Array, owner: Owner): void {
+  const had = resident.get(k);
+  if (had?.token === owner.token && had.block === owner.block) return;
+  new Uint8Array(k.memory.buffer, 0, w0Raw.byteLength).set(w0Raw);
+  resident.set(k, owner);
 }
 
-function wasmDot(wasm: Bf16RowSums, w0: Uint16Array, wt: Uint16Array, nr: number, cols: number, s: BlockSums, r0: number, token: object, block: number): number {
-  const n = nr * cols;
-  const { pt, out } = layout(wasm, n, nr);
-  const mem = wasm.memory.buffer;
-  if (wasmOwner?.token !== token || wasmOwner.block !== block) {
-    new Uint16Array(mem, 0, n).set(w0);
-    wasmOwner = { token, block };
+function wasmSquares(k: FeatureSumsKernel, w0Raw: Uint8Array, nr: number, cols: number, axis: FeatureAxis, squares: Float64Array, r0: number, owner: Owner): void {
+  const { out } = layout(k, w0Raw.byteLength, 0, 8 * squares.length);
+  putW0(k, w0Raw, owner);
+  if (axis === 'rows') {
+    k.rowSq(0, nr, cols, out);
+    squares.set(new Float64Array(k.memory.buffer, out, nr), r0);
+  } else {
+    // Per-column sums carried across blocks through the kernel's memory: each column's terms are added in row order.
+    const acc = new Float64Array(k.memory.buffer, out, cols);
+    acc.set(squares);
+    k.colSq(0, nr, cols, out);
+    squares.set(acc);
   }
-  new Uint16Array(mem, pt, n).set(wt);
-  const diff2 = wasm.dot(0, pt, nr, cols, out);
-  const o = new Float64Array(mem, out, 2 * nr);
-  for (let i = 0; i < nr; i++) { s.dot[r0 + i] = o[2 * i]!; s.sst[r0 + i] = o[2 * i + 1]!; }
+}
+
+function wasmDot(k: FeatureSumsKernel, w0Raw: Uint8Array, wtRaw: Uint8Array, sizeT: number, nr: number, cols: number, axis: FeatureAxis,
+  s: BlockSums, r0: number, owner: Owner): number {
+  const { pt, out } = layout(k, w0Raw.byteLength, nr * cols * sizeT, axis === 'rows' ? 16 * nr : 16 * cols);
+  putW0(k, w0Raw, owner);
+  const mem = k.memory.buffer;
+  new Uint8Array(mem, pt, wtRaw.byteLength).set(wtRaw);
+  if (axis === 'rows') {
+    const diff2 = k.rowDot(0, pt, nr, cols, out);
+    const o = new Float64Array(mem, out, 2 * nr);
+    for (let i = 0; i < nr; i++) { s.dot[r0 + i] = o[2 * i]!; s.sst[r0 + i] = o[2 * i + 1]!; }
+    return diff2;
+  }
+  const dot = new Float64Array(mem, out, cols), sst = new Float64Array(mem, out + 8 * cols, cols);
+  dot.set(s.dot); sst.set(s.sst);
+  const diff2 = k.colDot(0, pt, nr, cols, out, out + 8 * cols);
+  s.dot.set(dot); s.sst.set(sst);
   return diff2;
 }
 
-/** Whether two runs of 16-bit codes are equal (BF16: equal codes are equal bits after decoding). */
-function sameU16(a: Uint16Array, b: Uint16Array): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+/** Whether two byte runs are equal, a 32-bit word at a time (both start 4-aligned: pooled buffers at offset 0). */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  const words = a.byteLength >> 2;
+  const x = new Int32Array(a.buffer, a.byteOffset, words), y = new Int32Array(b.buffer, b.byteOffset, words);
+  for (let i = 0; i < words; i++) if (x[i] !== y[i]) return false;
+  for (let i = words * 4; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
   return true;
 }

@@ -1,7 +1,9 @@
 /**
  * The streaming tensor task (row blocks into reused buffers) against the whole-tensor kernel and
- * a float64 loop written here: BF16, F16 and F32 files, blocks that split the tensor unevenly,
- * both feature axes, per-feature records, and the unchanged / non-finite flags.
+ * a float64 loop written here: BF16, F16, F32 and float8 files (alike and mixed), blocks that split
+ * the tensor unevenly, both feature axes, per-feature records, the unchanged / non-finite flags,
+ * and zeros of both signs and subnormals; the fused WebAssembly kernels ('auto') and the
+ * JavaScript loop ('js') alike.
  */
 import { describe, expect, it } from 'vitest';
 import { mkdtemp } from 'node:fs/promises';
@@ -9,13 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decompose, type Decomposition, type FeatureAxis } from '../../src/analysis/decompose.js';
 import { BufferPool, streamDecompose } from '../../src/analysis/stream-task.js';
-import { bf16RowSums } from '../../src/compute/bf16-row-sums.js';
+import { featureSumsKernel } from '../../src/compute/feature-sums.js';
 import { decodeInto, decodeToFloat32, viewAs } from '../../src/io/dtypes.js';
 import { openSafetensors } from '../../src/io/safetensors/reader.js';
 import { encodeFloat32, writeSafetensors } from '../../src/io/safetensors/writer.js';
 import { openFileSource } from '../../src/io/sources/file-source.js';
 import type { DType } from '../../src/io/types.js';
 import { DorascopeError } from '../../src/errors.js';
+import { encodeValues, type FloatDType } from '../helpers/models.js';
 import { rng, randn } from '../helpers/random.js';
 
 const ROWS = 37, COLS = 29; // prime sizes: no block size divides them
@@ -34,11 +37,14 @@ function reference(w0: Float32Array, wt: Float32Array, rows: number, cols: numbe
   return { dm: dm / k, dd: dd / k };
 }
 
+/** Values as stored in `dtype` (float8 by nearest code; F64 by the writer). */
+const encode = (dtype: DType, w: Float32Array): Uint8Array => (dtype === 'F64' ? encodeFloat32(dtype, w) : encodeValues(dtype as FloatDType, w));
+
 async function pair(dir: string, dtype0: DType, dtypeT: DType, w0: Float32Array, wt: Float32Array, tag: string) {
   const name = 'model.layers.0.self_attn.q_proj.weight';
   const p0 = join(dir, `${tag}-base.safetensors`), pt = join(dir, `${tag}-ck.safetensors`);
-  await writeSafetensors(p0, [{ name, dtype: dtype0, shape: [ROWS, COLS], data: encodeFloat32(dtype0, w0) }]);
-  await writeSafetensors(pt, [{ name, dtype: dtypeT, shape: [ROWS, COLS], data: encodeFloat32(dtypeT, wt) }]);
+  await writeSafetensors(p0, [{ name, dtype: dtype0, shape: [ROWS, COLS], data: encode(dtype0, w0) }]);
+  await writeSafetensors(pt, [{ name, dtype: dtypeT, shape: [ROWS, COLS], data: encode(dtypeT, wt) }]);
   const base = await openFileSource(p0), ck = await openFileSource(pt);
   // What the whole-tensor path sees: the values after the files' rounding.
   const [d0, dt] = [await base.read(name), await ck.read(name)];
@@ -57,7 +63,11 @@ describe('streamDecompose', () => {
   const w0 = new Float32Array(randn(rand, ROWS * COLS).map((v) => 0.05 * v));
   const wt = w0.map((v, i) => v * (1 + 0.02 * Math.sin(i)) + 0.003 * Math.cos(3 * i));
 
-  for (const [dtype0, dtypeT] of [['BF16', 'BF16'], ['F16', 'F16'], ['F32', 'F32'], ['BF16', 'F32'], ['F32', 'F16']] as [DType, DType][]) {
+  const pairs: [DType, DType][] = [
+    ['BF16', 'BF16'], ['F16', 'F16'], ['F32', 'F32'], ['F8_E4M3', 'F8_E4M3'], ['F8_E5M2', 'F8_E5M2'], ['F64', 'F64'],
+    ['BF16', 'F32'], ['F32', 'F16'], ['F16', 'F8_E5M2'], ['F8_E4M3', 'BF16'], ['F64', 'BF16'],
+  ];
+  for (const [dtype0, dtypeT] of pairs) {
     for (const axis of ['rows', 'cols'] as const) {
       it(`${dtype0} base, ${dtypeT} checkpoint, features along ${axis}: the whole-tensor kernel's numbers for every block size`, async () => {
         const dir = await mkdtemp(join(tmpdir(), 'dorascope-stream-'));
@@ -67,7 +77,7 @@ describe('streamDecompose', () => {
         expect(Math.abs(whole.deltaM - ref.dm)).toBeLessThan(1e-12 * ref.dm);
         expect(Math.abs(whole.deltaD - ref.dd)).toBeLessThan(1e-9 * ref.dd); // 1 − cos: cancellation amplifies rounding
         // 1 row, 5 rows (37 = 7·5 + 2: the last block is short), 16 rows, and the whole tensor in one block.
-        // 'auto' runs BF16 rows on the WebAssembly kernel (sums in another order), 'js' the block loop of decompose (same bits).
+        // 'auto' runs on the fused WebAssembly kernels (F64 excepted: sums in another order), 'js' the block loop of decompose (same bits).
         for (const kernel of ['auto', 'js'] as const) for (const block of [1, 5 * COLS, 16 * COLS + 3, 1 << 20]) {
           const [d] = await streamDecompose(base, [ck], name, ROWS, COLS, axis, true, block, new BufferPool(), kernel);
           expectClose(d!, whole, kernel === 'js' ? 0 : 1e-12);
@@ -80,18 +90,74 @@ describe('streamDecompose', () => {
     }
   }
 
-  it('runs BF16 rows on the WebAssembly kernel here, and two tasks interleaved on it give each its own numbers', async () => {
-    expect(bf16RowSums()).toBeDefined(); // Node ≥ 16.4 has WebAssembly SIMD: the 'auto' cases above ran the kernel
+  /** The smallest positive subnormal of each dtype (three of them are still subnormal). */
+  const TINY: Partial<Record<DType, number>> = { F32: 2 ** -149, BF16: 2 ** -133, F16: 2 ** -24, F8_E4M3: 2 ** -9, F8_E5M2: 2 ** -16 };
+  for (const dtype of ['BF16', 'F16', 'F32', 'F8_E4M3', 'F8_E5M2'] as DType[]) {
+    for (const axis of ['rows', 'cols'] as const) {
+      it(`${dtype}, features along ${axis}: zeros of both signs, subnormals and ±∞/NaN give the loop's flags and numbers`, async () => {
+        const dir = await mkdtemp(join(tmpdir(), 'dorascope-stream-'));
+        const name = 'model.layers.0.self_attn.q_proj.weight';
+        const write = async (tag: string, w: Float32Array) => {
+          const p = join(dir, `${tag}.safetensors`);
+          await writeSafetensors(p, [{ name, dtype, shape: [ROWS, COLS], data: encode(dtype, w) }]);
+          return openFileSource(p);
+        };
+        const t = TINY[dtype]!;
+        // Feature 2 all +0 in W0 (a zero feature), feature 4 subnormal; the checkpoint moves feature 4 within the subnormals.
+        const at = (n: number, j: number) => (axis === 'rows' ? n * COLS + j : j * COLS + n);
+        const len = axis === 'rows' ? COLS : ROWS;
+        const b0 = w0.slice(), bt = wt.slice();
+        for (let j = 0; j < len; j++) {
+          b0[at(2, j)] = 0; bt[at(2, j)] = j % 3 === 0 ? 0.01 : 0;
+          b0[at(4, j)] = t * (1 + (j % 3)); bt[at(4, j)] = -t * (1 + (j % 2));
+        }
+        const negZero = b0.map((v) => (v === 0 ? -0 : v)); // W0 but −0 for +0: other bits, same values
+        const inf = bt.slice(); inf[at(5, len - 1)] = -Infinity; // E4M3 stores it as NaN
+        const nan = bt.slice(); nan[at(1, 0)] = NaN;
+        const base = await write('base', b0);
+        const cks = [await write('same', b0), await write('negzero', negZero), await write('moved', bt), await write('inf', inf), await write('nan', nan)];
+        const d0 = await base.read(name);
+        const whole = await Promise.all(cks.map(async (c) => decompose(d0, await c.read(name), ROWS, COLS, axis, true)));
+        expect(whole.map((d) => d.flag)).toEqual(['unchanged', '', '', 'non_finite', 'non_finite']);
+        // −0 for +0: the values did not move, but the tensor is not the base bit for bit (ΔM is then rounding, not 0).
+        expect(whole[1]!.deltaM).toBeLessThan(1e-12 * whole[1]!.meanM0);
+        expect(whole[2]!.zeroRows).toBeGreaterThanOrEqual(1);
+        for (const kernel of ['auto', 'js'] as const) for (const block of [3 * COLS, 1 << 20]) {
+          const ds = await streamDecompose(base, cks, name, ROWS, COLS, axis, true, block, new BufferPool(), kernel);
+          ds.forEach((d, c) => {
+            const w = whole[c]!;
+            expect([d.flag, d.zeroRows, d.nonFinite]).toEqual([w.flag, w.zeroRows, w.nonFinite]);
+            // Equal values (the −0 checkpoint): m_t and m_0 differ only by the order of their sums. The loop sums
+            // ‖W0[n]‖² four ways and ‖W_t[n]‖² one way, so rounding can read as shrinkage; the kernels add both in
+            // the same order, so nothing shrinks.
+            expect(d.shrunkRows).toBe(c === 1 && kernel === 'auto' && axis === 'rows' ? 0 : w.shrunkRows);
+            for (const f of ['deltaM', 'deltaD', 'relDeltaFro', 'meanM0', 'meanMt'] as const) {
+              if (Number.isNaN(w[f])) expect(d[f]).toBeNaN();
+              // Relative to the value, and for the −0 checkpoint (ΔM, ΔD rounding noise about 0) to the magnitudes.
+              else expect(Math.abs(d[f] - w[f])).toBeLessThanOrEqual(kernel === 'js' ? 0 : 1e-12 * Math.max(Math.abs(w[f]), c === 1 ? w.meanM0 : 0));
+            }
+          });
+        }
+        await base.close();
+        for (const c of cks) await c.close();
+      });
+    }
+  }
+
+  it('runs on the WebAssembly kernels here, and tasks interleaved on them (shared kernels, either axis) give each its own numbers', async () => {
+    expect(featureSumsKernel('BF16', 'BF16')).toBeDefined(); // Node ≥ 16.4 has WebAssembly SIMD: the 'auto' cases above ran the kernels
     const dir = await mkdtemp(join(tmpdir(), 'dorascope-stream-'));
-    const a = await pair(dir, 'BF16', 'BF16', w0, wt, 'a');
-    const b = await pair(dir, 'BF16', 'BF16', wt, w0.map((v) => -2 * v), 'b');
-    const alone = [
-      (await streamDecompose(a.base, [a.ck], a.name, ROWS, COLS, 'rows', true, 3 * COLS))[0]!,
-      (await streamDecompose(b.base, [b.ck], b.name, ROWS, COLS, 'rows', true, 3 * COLS))[0]!,
+    // a and b share the BF16 kernel; c's base is F16 with an F32 checkpoint (a second kernel holds its W0 too).
+    const tasks = [
+      { ...(await pair(dir, 'BF16', 'BF16', w0, wt, 'a')), axis: 'rows' as const },
+      { ...(await pair(dir, 'BF16', 'BF16', wt, w0.map((v) => -2 * v), 'b')), axis: 'cols' as const },
+      { ...(await pair(dir, 'F16', 'F32', w0.map((v) => v + 0.01), wt, 'c')), axis: 'cols' as const },
     ];
-    const together = await Promise.all([a, b].map(async (x) => (await streamDecompose(x.base, [x.ck, x.ck], x.name, ROWS, COLS, 'rows', true, 3 * COLS))));
+    const alone: Decomposition[] = [];
+    for (const x of tasks) alone.push((await streamDecompose(x.base, [x.ck], x.name, ROWS, COLS, x.axis, true, 3 * COLS))[0]!);
+    const together = await Promise.all(tasks.map(async (x) => (await streamDecompose(x.base, [x.ck, x.ck], x.name, ROWS, COLS, x.axis, true, 3 * COLS))));
     together.forEach((ds, i) => ds.forEach((d) => expect(d).toEqual(alone[i])));
-    for (const x of [a, b]) { await x.base.close(); await x.ck.close(); }
+    for (const x of tasks) { await x.base.close(); await x.ck.close(); }
   });
 
   it('several checkpoints share one pass over the base; an identical one is unchanged, a NaN one non_finite', async () => {

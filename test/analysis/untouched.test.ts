@@ -166,8 +166,9 @@ describe('tensors an adapter run does not change', () => {
     expect(k0rows.map((r) => [r.run, r.flag])).toEqual([['dora', 'unchanged'], ['dora', 'unchanged'], ['dora', 'unchanged'], ['ft', '']]);
     for (const r of k0rows.slice(0, 3)) expectUnchangedRow(r);
     const ref = decompose(base[k0]!.data, ft[k0]!.data, H, H, 'rows');
-    expect(k0rows[3]!.delta_m).toBe(ref.deltaM);
-    expect(k0rows[3]!.delta_d).toBe(ref.deltaD);
+    // The streaming task sums on the WebAssembly kernels, in another order than decompose's loop: float64 rounding apart.
+    expect(Math.abs(k0rows[3]!.delta_m - ref.deltaM)).toBeLessThanOrEqual(1e-12 * ref.deltaM);
+    expect(Math.abs(k0rows[3]!.delta_d - ref.deltaD)).toBeLessThanOrEqual(1e-12 * ref.deltaD);
     // Every other tensor of the full checkpoint equals the base: exact zeros, flagged, with the base's means.
     const ftRows = res.rows.filter((r) => r.run === 'ft' && r.tensor !== k0);
     expect(ftRows).toHaveLength(LAYERS * 7 - 1);

@@ -67,6 +67,34 @@ describe('analysis workers', () => {
     expect(Buffer.compare(await readFile(join(out0, 'decomposition.arrow')), await readFile(join(out2, 'decomposition.arrow')))).toBe(0);
   });
 
+  it('every dtype, features along rows and along columns (Conv1D): the same table bytes with 0, 1 and 2 workers', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const next = rng(47);
+    for (const dtype of ['BF16', 'F16', 'F32', 'F8_E4M3', 'F8_E5M2'] as const) {
+      const dir = await mkdtemp(join(tmpdir(), `ds-an-wdt-${dtype}-`));
+      // Odd sizes (no multiple of the kernels' four lanes), both feature axes, and a NaN in one checkpoint.
+      const shapes: [string, number[]][] = [
+        ['transformer.h.0.attn.c_attn.weight', [21, 39]], ['transformer.h.0.mlp.c_fc.weight', [21, 53]],
+        ['model.layers.0.self_attn.q_proj.weight', [27, 19]], ['model.layers.1.mlp.up_proj.weight', [33, 21]],
+      ];
+      const base = Object.fromEntries(shapes.map(([n, sh]) => [n, { shape: sh, data: randn(next, sh[0]! * sh[1]!, 0.05), dtype }]));
+      await writeModel(join(dir, 'base.safetensors'), base);
+      for (const c of [1, 2]) {
+        const ck = Object.fromEntries(shapes.map(([n, sh]) => [n, { shape: sh, data: base[n]!.data.map((v) => v * (1 + 0.1 * c * (next() - 0.5))), dtype }]));
+        if (c === 2) ck[shapes[1]![0]]!.data[5] = NaN;
+        await writeModel(join(dir, `ck${c}.safetensors`), ck);
+      }
+      const tables: Buffer[][] = [];
+      for (const workers of [0, 1, 2]) {
+        const out = join(dir, `w${workers}`);
+        const res = await analyze({ base: join(dir, 'base.safetensors'), runs: [{ path: join(dir, 'ck1.safetensors') }, { path: join(dir, 'ck2.safetensors') }], out, quiet: true, perRow: true, workers });
+        expect(res.rows.map((r) => r.flag).sort()).toEqual(['', '', '', '', '', '', '', 'non_finite']);
+        tables.push(await Promise.all(['rows.arrow', 'decomposition.arrow'].map((f) => readFile(join(out, f)))));
+      }
+      for (const t of tables.slice(1)) t.forEach((b, i) => expect(Buffer.compare(b, tables[0]![i]!), dtype).toBe(0));
+    }
+  });
+
   it('the CLI (bin/dorascope.js → dist/) finds its workers and writes the same table', async () => {
     const dir = await fixture();
     const { spawnSync } = await import('node:child_process');

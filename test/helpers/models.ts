@@ -6,9 +6,31 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { f8e4m3ToNumber, f8e5m2ToNumber } from '../../src/io/dtypes.js';
 import { encodeFloat32, writeSafetensors } from '../../src/io/safetensors/writer.js';
 
-export type FloatDType = 'F32' | 'F16' | 'BF16';
+export type FloatDType = 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E5M2';
+
+/**
+ * Values as stored in `dtype`: the writer's encoder, or for float8 (which the writer does not
+ * encode) the nearest code by search over all 256, the sign kept for zeros, ±∞ as E5M2's
+ * infinities and E4M3's NaN (it has no infinities).
+ */
+export function encodeValues(dtype: FloatDType, w: ArrayLike<number>): Uint8Array {
+  if (dtype !== 'F8_E4M3' && dtype !== 'F8_E5M2') return encodeFloat32(dtype, w);
+  const dec = dtype === 'F8_E4M3' ? f8e4m3ToNumber : f8e5m2ToNumber;
+  const finite = Array.from({ length: 256 }, (_, c) => c).filter((c) => !Number.isNaN(dec(c)) && Number.isFinite(dec(c)));
+  return Uint8Array.from(w, (v) => {
+    if (Number.isNaN(v) || (!Number.isFinite(v) && dtype === 'F8_E4M3')) return 0x7f;
+    if (!Number.isFinite(v)) return v > 0 ? 0x7c : 0xfc;
+    let best = -1;
+    for (const c of finite) {
+      if (((c & 0x80) !== 0) !== (v < 0 || Object.is(v, -0))) continue;
+      if (best < 0 || Math.abs(dec(c) - v) < Math.abs(dec(best) - v)) best = c;
+    }
+    return best;
+  });
+}
 
 export interface TestTensor {
   readonly shape: readonly number[];
@@ -31,7 +53,7 @@ export function exactValues(next: () => number, n: number, scale = 1): Float32Ar
 export async function writeModel(path: string, tensors: TestTensors, metadata?: Record<string, string>): Promise<void> {
   await writeSafetensors(
     path,
-    Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype ?? 'F32', shape: [...t.shape], data: encodeFloat32(t.dtype ?? 'F32', t.data) })),
+    Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype ?? 'F32', shape: [...t.shape], data: encodeValues(t.dtype ?? 'F32', t.data) })),
     metadata,
   );
 }
