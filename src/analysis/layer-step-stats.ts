@@ -67,6 +67,18 @@ function groupBy<T>(items: readonly T[], key: (t: T) => string | number): Map<st
   return m;
 }
 
+/**
+ * The means of x and y over a group. When a variable does not vary in the group its mean is the
+ * value itself, so the residuals are exactly 0: the rounded quotient Σx/n can be an ulp off, and
+ * residuals of rounding noise would pass as variation and be correlated.
+ */
+function groupMeans(g: readonly StatPoint[]): [number, number] {
+  let mx = 0, my = 0, xVaries = false, yVaries = false;
+  const x0 = g[0]!.x, y0 = g[0]!.y;
+  for (const p of g) { mx += p.x; my += p.y; if (p.x !== x0) xVaries = true; if (p.y !== y0) yVaries = true; }
+  return [xVaries ? mx / g.length : x0, yVaries ? my / g.length : y0];
+}
+
 /** Per-checkpoint r across tensors, and their Fisher-z mean (null when no checkpoint has one). */
 export function withinCheckpointR(points: readonly StatPoint[]): { r: number | null; per_checkpoint: { step: number; n: number; r: number | null }[] } {
   const per: { step: number; n: number; r: number | null }[] = [];
@@ -88,61 +100,152 @@ export function partialledR(points: readonly StatPoint[], by: 'step' | 'tensor')
   const groups = groupBy(points, (p) => (by === 'step' ? p.step : p.tensor));
   const x: number[] = [], y: number[] = [];
   for (const g of groups.values()) {
-    let mx = 0, my = 0;
-    for (const p of g) { mx += p.x; my += p.y; }
-    mx /= g.length; my /= g.length;
+    const [mx, my] = groupMeans(g);
     for (const p of g) { x.push(p.x - mx); y.push(p.y - my); }
   }
   return pearson(x, y);
 }
 
-function percentileInterval(values: number[]): [number, number] | null {
-  if (values.length === 0) return null;
-  values.sort((a, b) => a - b);
+/** The 2.5% and 97.5% points (linear interpolation between order statistics) of the first `n` values; sorts them in place. */
+function percentileInterval(values: Float64Array, n: number): [number, number] | null {
+  if (n === 0) return null;
+  const v = values.subarray(0, n).sort();
   const at = (p: number) => {
-    const pos = (values.length - 1) * p;
+    const pos = (n - 1) * p;
     const lo = Math.floor(pos), hi = Math.ceil(pos);
-    return values[lo]! + (values[hi]! - values[lo]!) * (pos - lo);
+    return v[lo]! + (v[hi]! - v[lo]!) * (pos - lo);
   };
   return [at(0.025), at(0.975)];
 }
 
 /**
- * Cluster-bootstrap 95% intervals of `stats` (each a function of a point list): tensors are drawn
- * with replacement, each bringing all of its points; a drawn tensor's copies count as distinct
- * tensors (so the within-checkpoint and layer-partialled groupings see them as separate layers).
+ * The points as typed arrays ordered by cluster (tensor, in order of first appearance; within a
+ * cluster, in input order), steps as indices into the sorted distinct steps, and each cluster's
+ * sums of squares about its own mean (the layer-partialled view's only input, the same in every
+ * resample because a drawn copy keeps its own mean).
  */
-function clusterBootstrap(points: readonly StatPoint[], stats: readonly ((p: StatPoint[]) => number | null)[],
-  resamples: number, seed: number): ([number, number] | null)[] {
-  const clusters = [...groupBy(points, (p) => p.tensor).values()];
-  const draws = stats.map(() => [] as number[]);
-  if (clusters.length < 3 || resamples <= 0) return stats.map(() => null);
+interface Clusters {
+  readonly count: number;
+  readonly steps: number;
+  /** Cluster k's points are start[k] .. start[k + 1] − 1. */
+  readonly start: Int32Array;
+  readonly step: Int32Array;
+  readonly x: Float64Array;
+  readonly y: Float64Array;
+  readonly cxx: Float64Array;
+  readonly cyy: Float64Array;
+  readonly cxy: Float64Array;
+}
+
+function clustersOf(points: readonly StatPoint[]): Clusters {
+  const groups = [...groupBy(points, (p) => p.tensor).values()];
+  const stepList = [...new Set(points.map((p) => p.step))].sort((a, b) => a - b);
+  const stepIndex = new Map(stepList.map((s, i) => [s, i]));
+  const n = points.length, count = groups.length;
+  const start = new Int32Array(count + 1), step = new Int32Array(n);
+  const x = new Float64Array(n), y = new Float64Array(n);
+  const cxx = new Float64Array(count), cyy = new Float64Array(count), cxy = new Float64Array(count);
+  let i = 0;
+  groups.forEach((g, k) => {
+    start[k] = i;
+    const [mx, my] = groupMeans(g);
+    let sxx = 0, syy = 0, sxy = 0;
+    for (const p of g) {
+      step[i] = stepIndex.get(p.step)!; x[i] = p.x; y[i] = p.y; i++;
+      const dx = p.x - mx, dy = p.y - my;
+      sxx += dx * dx; syy += dy * dy; sxy += dx * dy;
+    }
+    cxx[k] = sxx; cyy[k] = syy; cxy[k] = sxy;
+  });
+  start[count] = n;
+  return { count, steps: stepList.length, start, step, x, y, cxx, cyy, cxy };
+}
+
+/** r from centred sums over n points, null as in `pearson` (n < 3, or a variable that does not vary). */
+function rFromSums(n: number, sxx: number, syy: number, sxy: number): number | null {
+  return n >= 3 && sxx > 0 && syy > 0 ? Math.max(-1, Math.min(1, sxy / Math.sqrt(sxx * syy))) : null;
+}
+
+/**
+ * Cluster-bootstrap 95% intervals of the pooled, within-checkpoint, step-partialled and
+ * layer-partialled r: tensors are drawn with replacement, each bringing all of its points; a drawn
+ * tensor's copies count as distinct tensors (so the within-checkpoint and layer-partialled groupings
+ * see them as separate layers).
+ *
+ * A resample is not built: two passes over the drawn clusters' points (in draw order, so sums run
+ * in the order of a materialised resample) give each checkpoint's and the whole resample's means,
+ * then their centred sums. The step-partialled sums are the checkpoints' centred sums added up
+ * (after removing each checkpoint's mean, the overall mean is 0); the layer-partialled ones are the
+ * drawn clusters' own centred sums. Scratch arrays are allocated once, not per resample.
+ */
+function clusterBootstrap(points: readonly StatPoint[], resamples: number, seed: number): ([number, number] | null)[] {
+  const c = clustersOf(points);
+  if (c.count < 3 || resamples <= 0) return [null, null, null, null];
+  const { count, steps: S, start, step, x, y, cxx, cyy, cxy } = c;
+  const draws = [0, 1, 2, 3].map(() => new Float64Array(resamples));
+  const kept = [0, 0, 0, 0];
+  const keep = (k: number, v: number | null) => { if (v !== null) draws[k]![kept[k]!++] = v; };
+  const drawn = new Int32Array(count);
+  const ns = new Float64Array(S), mx = new Float64Array(S), my = new Float64Array(S);
+  const sxx = new Float64Array(S), syy = new Float64Array(S), sxy = new Float64Array(S);
+  // Each checkpoint's first value and whether x, y vary there (a constant group's residuals are 0: groupMeans).
+  const fx = new Float64Array(S), fy = new Float64Array(S), vx = new Uint8Array(S), vy = new Uint8Array(S);
   const rand = mulberry32(seed);
   for (let b = 0; b < resamples; b++) {
-    const sample: StatPoint[] = [];
-    for (let i = 0; i < clusters.length; i++) {
-      const c = clusters[Math.floor(rand() * clusters.length)]!;
-      for (const p of c) sample.push({ ...p, tensor: `${i}` });
+    for (let i = 0; i < count; i++) drawn[i] = Math.floor(rand() * count);
+    ns.fill(0); mx.fill(0); my.fill(0); sxx.fill(0); syy.fill(0); sxy.fill(0); vx.fill(0); vy.fill(0);
+    let n = 0, gx = 0, gy = 0, lxx = 0, lyy = 0, lxy = 0;
+    const x0 = x[start[drawn[0]!]!]!, y0 = y[start[drawn[0]!]!]!;
+    let gvx = false, gvy = false;
+    for (let d = 0; d < count; d++) {
+      const k = drawn[d]!;
+      for (let i = start[k]!, e = start[k + 1]!; i < e; i++) {
+        const s = step[i]!, xi = x[i]!, yi = y[i]!;
+        if (ns[s] === 0) { fx[s] = xi; fy[s] = yi; } else { if (xi !== fx[s]) vx[s] = 1; if (yi !== fy[s]) vy[s] = 1; }
+        ns[s]!++; mx[s]! += xi; my[s]! += yi;
+        gx += xi; gy += yi;
+        if (xi !== x0) gvx = true;
+        if (yi !== y0) gvy = true;
+      }
+      n += start[k + 1]! - start[k]!;
+      lxx += cxx[k]!; lyy += cyy[k]!; lxy += cxy[k]!;
     }
-    stats.forEach((f, k) => {
-      const v = f(sample);
-      if (v !== null) draws[k]!.push(v);
-    });
+    for (let s = 0; s < S; s++) { mx[s] = vx[s] ? mx[s]! / ns[s]! : fx[s]!; my[s] = vy[s] ? my[s]! / ns[s]! : fy[s]!; }
+    gx = gvx ? gx / n : x0; gy = gvy ? gy / n : y0;
+    let gxx = 0, gyy = 0, gxy = 0;
+    for (let d = 0; d < count; d++) {
+      const k = drawn[d]!;
+      for (let i = start[k]!, e = start[k + 1]!; i < e; i++) {
+        const s = step[i]!;
+        const dx = x[i]! - mx[s]!, dy = y[i]! - my[s]!;
+        sxx[s]! += dx * dx; syy[s]! += dy * dy; sxy[s]! += dx * dy;
+        const ex = x[i]! - gx, ey = y[i]! - gy;
+        gxx += ex * ex; gyy += ey * ey; gxy += ex * ey;
+      }
+    }
+    keep(0, rFromSums(n, gxx, gyy, gxy));
+    // Within-checkpoint: the Fisher-z mean over checkpoints, in step order (withinCheckpointR).
+    let zw = 0, w = 0, pxx = 0, pyy = 0, pxy = 0;
+    for (let s = 0; s < S; s++) {
+      pxx += sxx[s]!; pyy += syy[s]!; pxy += sxy[s]!;
+      const r = rFromSums(ns[s]!, sxx[s]!, syy[s]!, sxy[s]!);
+      if (r === null) continue;
+      const weight = Math.max(1, ns[s]! - 3);
+      zw += weight * Math.atanh(Math.max(-R_MAX, Math.min(R_MAX, r)));
+      w += weight;
+    }
+    keep(1, w > 0 ? Math.tanh(zw / w) : null);
+    keep(2, rFromSums(n, pxx, pyy, pxy));
+    keep(3, rFromSums(n, lxx, lyy, lxy));
   }
-  return draws.map(percentileInterval);
+  return draws.map((v, k) => percentileInterval(v, kept[k]!));
 }
 
 /** The three step/layer views of a run's points, with cluster-bootstrap intervals. */
 export function layerStepStats(points: readonly StatPoint[], resamples: number = BOOTSTRAP.resamples, seed: number = BOOTSTRAP.seed): LayerStepStats {
   const nTensors = new Set(points.map((p) => p.tensor)).size;
   const within = withinCheckpointR(points);
-  const fs = [
-    (p: StatPoint[]) => pearson(p.map((q) => q.x), p.map((q) => q.y)),
-    (p: StatPoint[]) => withinCheckpointR(p).r,
-    (p: StatPoint[]) => partialledR(p, 'step'),
-    (p: StatPoint[]) => partialledR(p, 'tensor'),
-  ];
-  const [ciP, ciW, ciS, ciL] = clusterBootstrap(points, fs, resamples, seed);
+  const [ciP, ciW, ciS, ciL] = clusterBootstrap(points, resamples, seed);
   const base = { n: points.length, n_tensors: nTensors };
   const pooled = pearson(points.map((p) => p.x), points.map((p) => p.y));
   return {

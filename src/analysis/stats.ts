@@ -20,10 +20,23 @@ export interface Stats {
 
 export const BOOTSTRAP = { resamples: 2000, seed: 12345, method: 'percentile, resampling (ΔD, ΔM) pairs; mulberry32' } as const;
 
+/**
+ * Two-pass centred sums. A variable whose values are all equal has sums of exactly 0: its rounded
+ * mean can differ from the value by an ulp, and the squares of that would otherwise pass `> 0`
+ * and give an r made of rounding noise.
+ */
 function moments(x: ArrayLike<number>, y: ArrayLike<number>, idx?: Uint32Array): { sxx: number; syy: number; sxy: number; mx: number; my: number } {
   const n = idx ? idx.length : x.length;
   let mx = 0, my = 0;
-  for (let i = 0; i < n; i++) { const j = idx ? idx[i]! : i; mx += x[j]!; my += y[j]!; }
+  const x0 = x[idx ? idx[0]! : 0]!, y0 = y[idx ? idx[0]! : 0]!;
+  let xVaries = false, yVaries = false;
+  for (let i = 0; i < n; i++) {
+    const j = idx ? idx[i]! : i;
+    const xj = x[j]!, yj = y[j]!;
+    mx += xj; my += yj;
+    if (xj !== x0) xVaries = true;
+    if (yj !== y0) yVaries = true;
+  }
   mx /= n; my /= n;
   let sxx = 0, syy = 0, sxy = 0;
   for (let i = 0; i < n; i++) {
@@ -31,6 +44,8 @@ function moments(x: ArrayLike<number>, y: ArrayLike<number>, idx?: Uint32Array):
     const dx = x[j]! - mx, dy = y[j]! - my;
     sxx += dx * dx; syy += dy * dy; sxy += dx * dy;
   }
+  if (!xVaries) { sxx = 0; sxy = 0; }
+  if (!yVaries) { syy = 0; sxy = 0; }
   return { sxx, syy, sxy, mx, my };
 }
 
