@@ -29,7 +29,7 @@ import { VERSION } from '../version.js';
 import { Progress, stderrProgress } from '../progress.js';
 import { isDefaultTarget, parseTensorName } from './names.js';
 import { AnalysisPool, workerUrl } from './pool.js';
-import { mayChange, openTaskCheckpoint, runTensorTask, type TaskCheckpoint, type TaskOptions, type TaskResult } from './tensor-task.js';
+import { mayChange, openTaskCheckpoint, runTensorTask, TaskScratch, type TaskCheckpoint, type TaskOptions, type TaskResult } from './tensor-task.js';
 import { BOOTSTRAP, type Stats } from './stats.js';
 import { checkAnalyzeOptions, type ProductChoice } from './options.js';
 import { checkGroups, groupSummaries, runStatistics, type GroupSummary, type RunStatistics } from './run-summary.js';
@@ -435,9 +435,10 @@ async function runTasks(o: AnalyzeOptions, basePath: string, base: TensorSource,
     // Tasks are queued at most two per worker ahead of the one being consumed (bounded memory),
     // and consumed in tensor order, so the rows come out as without workers.
     const ahead = pool ? 2 * pool.size : 0;
+    const scratch = new TaskScratch(); // the main thread's tasks run one at a time
     const queued: Promise<TaskResult[]>[] = [];
     const task = (i: number, t: TensorInfo): Promise<TaskResult[]> => {
-      if (pool === undefined) return runTensorTask(base, allCks, t.name, t.shape, taskOptions);
+      if (pool === undefined) return runTensorTask(base, allCks, t.name, t.shape, taskOptions, scratch);
       for (let j = i; j <= Math.min(mine.length - 1, i + ahead); j++) {
         const tj = mine[j]?.t;
         if (queued[j] !== undefined || tj === undefined || !whole(j)) continue;

@@ -161,9 +161,77 @@ function clustersOf(points: readonly StatPoint[]): Clusters {
   return { count, steps: stepList.length, start, step, x, y, cxx, cyy, cxy };
 }
 
-/** r from centred sums over n points, null as in `pearson` (n < 3, or a variable that does not vary). */
-function rFromSums(n: number, sxx: number, syy: number, sxy: number): number | null {
-  return n >= 3 && sxx > 0 && syy > 0 ? Math.max(-1, Math.min(1, sxy / Math.sqrt(sxx * syy))) : null;
+/** r from centred sums over n points; NaN where `pearson` gives null (n < 3, or a variable that does not vary). */
+function rFromSums(n: number, sxx: number, syy: number, sxy: number): number {
+  return n >= 3 && sxx > 0 && syy > 0 ? Math.max(-1, Math.min(1, sxy / Math.sqrt(sxx * syy))) : Number.NaN;
+}
+
+/** Per-checkpoint scratch of one bootstrap, allocated once. */
+class StepSums {
+  readonly ns: Float64Array; readonly mx: Float64Array; readonly my: Float64Array;
+  readonly sxx: Float64Array; readonly syy: Float64Array; readonly sxy: Float64Array;
+  /** Each checkpoint's first value, and whether x, y vary there (a constant group's residuals are 0: groupMeans). */
+  readonly fx: Float64Array; readonly fy: Float64Array; readonly vx: Uint8Array; readonly vy: Uint8Array;
+  constructor(S: number) {
+    this.ns = new Float64Array(S); this.mx = new Float64Array(S); this.my = new Float64Array(S);
+    this.sxx = new Float64Array(S); this.syy = new Float64Array(S); this.sxy = new Float64Array(S);
+    this.fx = new Float64Array(S); this.fy = new Float64Array(S); this.vx = new Uint8Array(S); this.vy = new Uint8Array(S);
+  }
+}
+
+/**
+ * The four r of one resample (the clusters `drawn`, in draw order) into `out`: pooled,
+ * within-checkpoint, step-partialled, layer-partialled; NaN where undefined. A function of its own
+ * so that the JIT optimises it after a few calls (a first bootstrap otherwise runs long in the
+ * interpreter, boxing every intermediate double).
+ */
+function resampleViews(c: Clusters, drawn: Int32Array, t: StepSums, out: Float64Array): void {
+  const { count, steps: S, start, step, x, y, cxx, cyy, cxy } = c;
+  const { ns, mx, my, sxx, syy, sxy, fx, fy, vx, vy } = t;
+  ns.fill(0); mx.fill(0); my.fill(0); sxx.fill(0); syy.fill(0); sxy.fill(0); vx.fill(0); vy.fill(0);
+  let n = 0, gx = 0, gy = 0, lxx = 0, lyy = 0, lxy = 0;
+  const x0 = x[start[drawn[0]!]!]!, y0 = y[start[drawn[0]!]!]!;
+  let gvx = false, gvy = false;
+  for (let d = 0; d < count; d++) {
+    const k = drawn[d]!;
+    for (let i = start[k]!, e = start[k + 1]!; i < e; i++) {
+      const s = step[i]!, xi = x[i]!, yi = y[i]!;
+      if (ns[s] === 0) { fx[s] = xi; fy[s] = yi; } else { if (xi !== fx[s]) vx[s] = 1; if (yi !== fy[s]) vy[s] = 1; }
+      ns[s]!++; mx[s]! += xi; my[s]! += yi;
+      gx += xi; gy += yi;
+      if (xi !== x0) gvx = true;
+      if (yi !== y0) gvy = true;
+    }
+    n += start[k + 1]! - start[k]!;
+    lxx += cxx[k]!; lyy += cyy[k]!; lxy += cxy[k]!;
+  }
+  for (let s = 0; s < S; s++) { mx[s] = vx[s] ? mx[s]! / ns[s]! : fx[s]!; my[s] = vy[s] ? my[s]! / ns[s]! : fy[s]!; }
+  gx = gvx ? gx / n : x0; gy = gvy ? gy / n : y0;
+  let gxx = 0, gyy = 0, gxy = 0;
+  for (let d = 0; d < count; d++) {
+    const k = drawn[d]!;
+    for (let i = start[k]!, e = start[k + 1]!; i < e; i++) {
+      const s = step[i]!;
+      const dx = x[i]! - mx[s]!, dy = y[i]! - my[s]!;
+      sxx[s]! += dx * dx; syy[s]! += dy * dy; sxy[s]! += dx * dy;
+      const ex = x[i]! - gx, ey = y[i]! - gy;
+      gxx += ex * ex; gyy += ey * ey; gxy += ex * ey;
+    }
+  }
+  out[0] = rFromSums(n, gxx, gyy, gxy);
+  // Within-checkpoint: the Fisher-z mean over checkpoints, in step order (withinCheckpointR).
+  let zw = 0, w = 0, pxx = 0, pyy = 0, pxy = 0;
+  for (let s = 0; s < S; s++) {
+    pxx += sxx[s]!; pyy += syy[s]!; pxy += sxy[s]!;
+    const r = rFromSums(ns[s]!, sxx[s]!, syy[s]!, sxy[s]!);
+    if (Number.isNaN(r)) continue;
+    const weight = Math.max(1, ns[s]! - 3);
+    zw += weight * Math.atanh(Math.max(-R_MAX, Math.min(R_MAX, r)));
+    w += weight;
+  }
+  out[1] = w > 0 ? Math.tanh(zw / w) : Number.NaN;
+  out[2] = rFromSums(n, pxx, pyy, pxy);
+  out[3] = rFromSums(n, lxx, lyy, lxy);
 }
 
 /**
@@ -181,62 +249,15 @@ function rFromSums(n: number, sxx: number, syy: number, sxy: number): number | n
 function clusterBootstrap(points: readonly StatPoint[], resamples: number, seed: number): ([number, number] | null)[] {
   const c = clustersOf(points);
   if (c.count < 3 || resamples <= 0) return [null, null, null, null];
-  const { count, steps: S, start, step, x, y, cxx, cyy, cxy } = c;
   const draws = [0, 1, 2, 3].map(() => new Float64Array(resamples));
   const kept = [0, 0, 0, 0];
-  const keep = (k: number, v: number | null) => { if (v !== null) draws[k]![kept[k]!++] = v; };
-  const drawn = new Int32Array(count);
-  const ns = new Float64Array(S), mx = new Float64Array(S), my = new Float64Array(S);
-  const sxx = new Float64Array(S), syy = new Float64Array(S), sxy = new Float64Array(S);
-  // Each checkpoint's first value and whether x, y vary there (a constant group's residuals are 0: groupMeans).
-  const fx = new Float64Array(S), fy = new Float64Array(S), vx = new Uint8Array(S), vy = new Uint8Array(S);
+  const drawn = new Int32Array(c.count);
+  const t = new StepSums(c.steps), out = new Float64Array(4);
   const rand = mulberry32(seed);
   for (let b = 0; b < resamples; b++) {
-    for (let i = 0; i < count; i++) drawn[i] = Math.floor(rand() * count);
-    ns.fill(0); mx.fill(0); my.fill(0); sxx.fill(0); syy.fill(0); sxy.fill(0); vx.fill(0); vy.fill(0);
-    let n = 0, gx = 0, gy = 0, lxx = 0, lyy = 0, lxy = 0;
-    const x0 = x[start[drawn[0]!]!]!, y0 = y[start[drawn[0]!]!]!;
-    let gvx = false, gvy = false;
-    for (let d = 0; d < count; d++) {
-      const k = drawn[d]!;
-      for (let i = start[k]!, e = start[k + 1]!; i < e; i++) {
-        const s = step[i]!, xi = x[i]!, yi = y[i]!;
-        if (ns[s] === 0) { fx[s] = xi; fy[s] = yi; } else { if (xi !== fx[s]) vx[s] = 1; if (yi !== fy[s]) vy[s] = 1; }
-        ns[s]!++; mx[s]! += xi; my[s]! += yi;
-        gx += xi; gy += yi;
-        if (xi !== x0) gvx = true;
-        if (yi !== y0) gvy = true;
-      }
-      n += start[k + 1]! - start[k]!;
-      lxx += cxx[k]!; lyy += cyy[k]!; lxy += cxy[k]!;
-    }
-    for (let s = 0; s < S; s++) { mx[s] = vx[s] ? mx[s]! / ns[s]! : fx[s]!; my[s] = vy[s] ? my[s]! / ns[s]! : fy[s]!; }
-    gx = gvx ? gx / n : x0; gy = gvy ? gy / n : y0;
-    let gxx = 0, gyy = 0, gxy = 0;
-    for (let d = 0; d < count; d++) {
-      const k = drawn[d]!;
-      for (let i = start[k]!, e = start[k + 1]!; i < e; i++) {
-        const s = step[i]!;
-        const dx = x[i]! - mx[s]!, dy = y[i]! - my[s]!;
-        sxx[s]! += dx * dx; syy[s]! += dy * dy; sxy[s]! += dx * dy;
-        const ex = x[i]! - gx, ey = y[i]! - gy;
-        gxx += ex * ex; gyy += ey * ey; gxy += ex * ey;
-      }
-    }
-    keep(0, rFromSums(n, gxx, gyy, gxy));
-    // Within-checkpoint: the Fisher-z mean over checkpoints, in step order (withinCheckpointR).
-    let zw = 0, w = 0, pxx = 0, pyy = 0, pxy = 0;
-    for (let s = 0; s < S; s++) {
-      pxx += sxx[s]!; pyy += syy[s]!; pxy += sxy[s]!;
-      const r = rFromSums(ns[s]!, sxx[s]!, syy[s]!, sxy[s]!);
-      if (r === null) continue;
-      const weight = Math.max(1, ns[s]! - 3);
-      zw += weight * Math.atanh(Math.max(-R_MAX, Math.min(R_MAX, r)));
-      w += weight;
-    }
-    keep(1, w > 0 ? Math.tanh(zw / w) : null);
-    keep(2, rFromSums(n, pxx, pyy, pxy));
-    keep(3, rFromSums(n, lxx, lyy, lxy));
+    for (let i = 0; i < c.count; i++) drawn[i] = Math.floor(rand() * c.count);
+    resampleViews(c, drawn, t, out);
+    for (let k = 0; k < 4; k++) if (!Number.isNaN(out[k]!)) draws[k]![kept[k]!++] = out[k]!;
   }
   return draws.map((v, k) => percentileInterval(v, kept[k]!));
 }

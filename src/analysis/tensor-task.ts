@@ -23,6 +23,37 @@ import { fastAdapterDecompose, fastPathApplies, type ProductChoice } from './ada
 import { decompose, emptyDecomposition, featureNorms, unchangedDecomposition, type Decomposition } from './decompose.js';
 import { featureAxisFor } from './names.js';
 import { canStream, streamDecompose } from './stream-task.js';
+import { DTYPES, decodeInto } from '../io/dtypes.js';
+
+/**
+ * Buffers one thread's tasks reuse for W0 (its stored bytes and their float32 decoding), grown to
+ * the largest tensor read: a fresh buffer per tensor costs more in page faults and zeroing than
+ * the decode itself. One per analysis thread (tasks on a thread run one at a time); it lives as
+ * long as the analysis that made it.
+ */
+export class TaskScratch {
+  private bytes: ArrayBuffer | undefined;
+  private floats: ArrayBuffer | undefined;
+
+  /** W0 of `name` (n values) read and decoded into the reused buffers, or undefined when the source cannot read into them. */
+  async readBase(base: TensorSource, name: string, n: number): Promise<Float32Array | undefined> {
+    const info = base.info(name);
+    if (base.readBytesInto === undefined || info === undefined || info.quant !== undefined || !DTYPES[info.dtype].floating) return undefined;
+    const size = DTYPES[info.dtype].size;
+    if (info.byteLength !== n * size) return undefined;
+    if (this.floats === undefined || this.floats.byteLength < 4 * n) this.floats = new ArrayBuffer(4 * n);
+    const w0 = new Float32Array(this.floats, 0, n);
+    if (info.dtype === 'F32') {
+      await base.readBytesInto(name, new Uint8Array(this.floats, 0, 4 * n), 0);
+      return w0;
+    }
+    if (this.bytes === undefined || this.bytes.byteLength < info.byteLength) this.bytes = new ArrayBuffer(info.byteLength);
+    const bytes = new Uint8Array(this.bytes, 0, info.byteLength);
+    await base.readBytesInto(name, bytes, 0);
+    decodeInto(info.dtype, bytes, w0);
+    return w0;
+  }
+}
 
 export interface TaskCheckpoint {
   readonly source: TensorSource;
@@ -49,8 +80,12 @@ export function mayChange(ck: TaskCheckpoint, name: string): boolean {
   return ck.adapter === undefined || ck.adapter.touches(name);
 }
 
-/** Decomposes base tensor `name` (shape `shape`) against each checkpoint, in order. */
-export async function runTensorTask(base: TensorSource, cks: readonly TaskCheckpoint[], name: string, shape: readonly number[], o: TaskOptions): Promise<TaskResult[]> {
+/**
+ * Decomposes base tensor `name` (shape `shape`) against each checkpoint, in order. With `scratch`,
+ * W0 of the adapter fast path is read into its reused buffers (the caller runs one task at a time on it).
+ */
+export async function runTensorTask(base: TensorSource, cks: readonly TaskCheckpoint[], name: string, shape: readonly number[], o: TaskOptions,
+  scratch?: TaskScratch): Promise<TaskResult[]> {
   const rows = shape[0]!;
   const cols = shape.slice(1).reduce((a, b) => a * b, 1);
   const axis = featureAxisFor(name);
@@ -79,7 +114,9 @@ export async function runTensorTask(base: TensorSource, cks: readonly TaskCheckp
     p.catch(() => undefined); // awaited below; keeps a failure from being reported as unhandled meanwhile
     return p;
   };
-  const w0Read = base.read(name);
+  // The fast path (the only caller here that has W0 to itself while the task runs) reads it into reused buffers.
+  const w0Read = (fast.length > 0 ? scratch?.readBase(base, name, rows * cols) : undefined)
+    ?.then((w) => w ?? base.read(name)) ?? base.read(name);
   let next = fast.length === 0 ? start(0) : undefined; // with a fast-path product to run first, read later
   const w0 = await w0Read;
   const norms0 = featureNorms(w0, rows, cols, axis);

@@ -8,7 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { DorascopeError } from '../errors.js';
 import { openSource } from '../io/sources/open-source.js';
 import type { TensorSource } from '../io/types.js';
-import { openTaskCheckpoint, runTensorTask, type TaskCheckpoint, type TaskOptions } from './tensor-task.js';
+import { openTaskCheckpoint, runTensorTask, TaskScratch, type TaskCheckpoint, type TaskOptions } from './tensor-task.js';
 
 export interface WorkerInit {
   readonly base: string;
@@ -39,6 +39,7 @@ async function start(): Promise<void> {
   })();
   // Tasks run strictly one after another: memory stays one task's worth per worker.
   let chain: Promise<void> = Promise.resolve();
+  const scratch = new TaskScratch();
   port.on('message', (msg: WorkerRequest) => {
     chain = chain.then(async () => {
       if ('close' in msg) {
@@ -49,7 +50,7 @@ async function start(): Promise<void> {
       }
       try {
         if (opening) { await opening; opening = undefined; }
-        const results = await runTensorTask(base!, cks, msg.name, msg.shape, init.options);
+        const results = await runTensorTask(base!, cks, msg.name, msg.shape, init.options, scratch);
         const transfer: ArrayBuffer[] = [];
         for (const r of results) for (const a of [r.d.m0, r.d.mt, r.d.cos]) if (a) transfer.push(a.buffer as ArrayBuffer);
         port.postMessage({ id: msg.id, results } satisfies WorkerReply, transfer);
