@@ -25,6 +25,8 @@ import { q } from '../errors.js';
 export const AUTO_TFJS_MIN_MACS = 1 << 22;
 /** Stacked rows per product: bounds c (out×R) to a few base tensors' worth of memory. */
 export const MAX_STACK = 1024;
+/** Checkpoints whose factors are read ahead (each a module's A, B and magnitude: small beside W0). */
+const FACTORS_AHEAD = 8;
 
 export type ProductChoice = ProductEngine | 'auto';
 
@@ -80,6 +82,20 @@ async function factorDecompose(name: string, w0: Float32Array, rows: number, col
   const ww = new Float64Array(out);
   for (let n = 0; n < out; n++) ww[n] = norms0[n]! * norms0[n]!;
   const results: FastResult[] = [];
+  // The factor reads of the next few checkpoints are in flight while one is awaited (each is a few
+  // small reads; one after another, the thread would mostly wait on the file system).
+  const reads: (Promise<LoraFactors> | undefined)[] = [];
+  const factorsOf = (i: number): Promise<LoraFactors> => {
+    for (let j = i; j < Math.min(sources.length, i + FACTORS_AHEAD); j++) {
+      if (reads[j] !== undefined) continue;
+      const p = sources[j]!.factors(name);
+      p.catch(() => undefined); // awaited in order; keeps a failure from being reported as unhandled meanwhile
+      reads[j] = p;
+    }
+    const p = reads[i]!;
+    reads[i] = undefined;
+    return p;
+  };
   let pending: LoraFactors | undefined;
   for (let start = 0; start < sources.length;) {
     // A group of checkpoints whose stacked A has at most MAX_STACK rows (at least one checkpoint).
@@ -87,7 +103,7 @@ async function factorDecompose(name: string, w0: Float32Array, rows: number, col
     let R = 0;
     while (start < sources.length) {
       const src = sources[start]!;
-      const f = pending ?? await src.factors(name);
+      const f = pending ?? await factorsOf(start);
       pending = undefined;
       checkFactors(f, w0.length, `${q(name)} (adapter ${q(src.adapter.dir)})`);
       if (group.length > 0 && R + f.r > MAX_STACK) { pending = f; break; }

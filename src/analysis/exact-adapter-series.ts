@@ -67,7 +67,7 @@ export function gram(A: Float32Array, r: number, inDim: number): Float64Array {
  * `stride` values starting at column `offset` (the checkpoints of a module share one product).
  * `ww[n]` = ‖w_n‖² in float64.
  */
-export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Array, c: Float64Array, stride: number, offset: number,
+export function adapterDecompose(f: SeriesFactors, inDim: number, ww: Float64Array, c: Float32Array | Float64Array, stride: number, offset: number,
   perRow = false): Decomposition {
   const out = ww.length;
   const { r, B, scaling: s } = f;

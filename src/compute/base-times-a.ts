@@ -23,9 +23,11 @@ export type ProductEngine = 'js' | 'tfjs';
 
 /**
  * c (out×R, row-major) from W0 in storage layout and the stacked A (R×in).
- * `featuresAreRows`: W0 is (out×in); otherwise (in×out).
+ * `featuresAreRows`: W0 is (out×in); otherwise (in×out). Float64 from the float64 loop; float32
+ * from a float32 matmul, returned as it comes (widening it to float64 is exact, so the consumer
+ * does that per element instead of in a fresh copy of out·R values).
  */
-export type BaseProduct = (w0: Float32Array, aStack: Float32Array, out: number, inDim: number, R: number, featuresAreRows: boolean) => Promise<Float64Array>;
+export type BaseProduct = (w0: Float32Array, aStack: Float32Array, out: number, inDim: number, R: number, featuresAreRows: boolean) => Promise<Float32Array | Float64Array>;
 
 export const jsProduct: BaseProduct = (w0, aStack, out, inDim, R, featuresAreRows) => {
   const c = new Float64Array(out * R);
@@ -66,19 +68,26 @@ export const tfjsProduct: BaseProduct = async (w0, aStack, out, inDim, R, featur
   }
 };
 
-// The result is widened to float64 once (out·R values) so the kernel sees one array type.
-function compute(w0: Float32Array, aStack: Float32Array, out: number, inDim: number, R: number, featuresAreRows: boolean): Float64Array {
+/**
+ * Aᵀ of the last product, reused: `compute` is synchronous from filling it to the matmul's copy
+ * into the backend, so no other product can touch it meanwhile; a fresh array per product costs
+ * page faults on new memory.
+ */
+let atScratch = new Float32Array(0);
+
+function compute(w0: Float32Array, aStack: Float32Array, out: number, inDim: number, R: number, featuresAreRows: boolean): Float32Array {
   const t = tf();
   if (featuresAreRows) {
-    const at = new Float32Array(inDim * R);
+    if (atScratch.length < inDim * R) atScratch = new Float32Array(inDim * R);
+    const at = atScratch.subarray(0, inDim * R);
     for (let j = 0; j < R; j++) {
       const ao = j * inDim;
       for (let i = 0; i < inDim; i++) at[i * R + j] = aStack[ao + i]!;
     }
-    return Float64Array.from(matmulNoTranspose(t, w0, at, out, inDim, R));
+    return matmulNoTranspose(t, w0, at, out, inDim, R);
   }
   const ct = matmulNoTranspose(t, aStack, w0, R, inDim, out);
-  const c = new Float64Array(out * R);
+  const c = new Float32Array(out * R);
   for (let j = 0; j < R; j++) {
     const co = j * out;
     for (let n = 0; n < out; n++) c[n * R + j] = ct[co + n]!;
