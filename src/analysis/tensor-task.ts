@@ -20,7 +20,7 @@ import { isAdapterDir } from '../io/peft/adapter.js';
 import { openSource } from '../io/sources/open-source.js';
 import type { TensorSource } from '../io/types.js';
 import { fastAdapterDecompose, fastPathApplies, type ProductChoice } from './adapter-fast-path.js';
-import { decompose, emptyDecomposition, featureNorms, unchangedDecomposition, type Decomposition } from './decompose.js';
+import { accumulateSquares, decompose, emptyDecomposition, featureNorms, unchangedDecomposition, type Decomposition, type FeatureAxis } from './decompose.js';
 import { featureAxisFor } from './names.js';
 import { canStream, streamDecompose } from './stream-task.js';
 import { DTYPES, decodeInto } from '../io/dtypes.js';
@@ -31,27 +31,45 @@ import { DTYPES, decodeInto } from '../io/dtypes.js';
  * the decode itself. One per analysis thread (tasks on a thread run one at a time); it lives as
  * long as the analysis that made it.
  */
+/** Elements decoded per block before their squares are summed (128 KiB of float32: stays in L2). */
+const NORM_BLOCK = 1 << 15;
+
 export class TaskScratch {
   private bytes: ArrayBuffer | undefined;
   private floats: ArrayBuffer | undefined;
 
-  /** W0 of `name` (n values) read and decoded into the reused buffers, or undefined when the source cannot read into them. */
-  async readBase(base: TensorSource, name: string, n: number): Promise<Float32Array | undefined> {
+  /**
+   * W0 of `name` (rows×cols) read and decoded into the reused buffers, with its feature norms
+   * (`featureNorms`' values: the same sums in the same order), or undefined when the source cannot
+   * read into them. The norms are taken block by block right after each block is decoded, while it
+   * is still in cache, instead of in a second pass over the whole tensor.
+   */
+  async readBase(base: TensorSource, name: string, rows: number, cols: number, axis: FeatureAxis): Promise<{ w0: Float32Array; norms: Float64Array } | undefined> {
     const info = base.info(name);
     if (base.readBytesInto === undefined || info === undefined || info.quant !== undefined || !DTYPES[info.dtype].floating) return undefined;
-    const size = DTYPES[info.dtype].size;
+    const size = DTYPES[info.dtype].size, n = rows * cols;
     if (info.byteLength !== n * size) return undefined;
     if (this.floats === undefined || this.floats.byteLength < 4 * n) this.floats = new ArrayBuffer(4 * n);
     const w0 = new Float32Array(this.floats, 0, n);
+    const s = new Float64Array(axis === 'rows' ? rows : cols);
     if (info.dtype === 'F32') {
       await base.readBytesInto(name, new Uint8Array(this.floats, 0, 4 * n), 0);
-      return w0;
+      accumulateSquares(s, w0, 0, rows, cols, axis);
+    } else {
+      if (this.bytes === undefined || this.bytes.byteLength < info.byteLength) this.bytes = new ArrayBuffer(info.byteLength);
+      const bytes = new Uint8Array(this.bytes, 0, info.byteLength);
+      await base.readBytesInto(name, bytes, 0);
+      // An even number of rows a block keeps every block's bytes 4-aligned (decodeInto's two-values-per-load path).
+      const step = Math.max(2, 2 * Math.floor(NORM_BLOCK / cols / 2));
+      for (let r0 = 0; r0 < rows; r0 += step) {
+        const r1 = Math.min(rows, r0 + step);
+        const block = w0.subarray(r0 * cols, r1 * cols);
+        decodeInto(info.dtype, bytes.subarray(r0 * cols * size, r1 * cols * size), block);
+        accumulateSquares(s, block, r0, r1 - r0, cols, axis);
+      }
     }
-    if (this.bytes === undefined || this.bytes.byteLength < info.byteLength) this.bytes = new ArrayBuffer(info.byteLength);
-    const bytes = new Uint8Array(this.bytes, 0, info.byteLength);
-    await base.readBytesInto(name, bytes, 0);
-    decodeInto(info.dtype, bytes, w0);
-    return w0;
+    for (let k = 0; k < s.length; k++) s[k] = Math.sqrt(s[k]!);
+    return { w0, norms: s };
   }
 }
 
@@ -115,11 +133,11 @@ export async function runTensorTask(base: TensorSource, cks: readonly TaskCheckp
     return p;
   };
   // The fast path (the only caller here that has W0 to itself while the task runs) reads it into reused buffers.
-  const w0Read = (fast.length > 0 ? scratch?.readBase(base, name, rows * cols) : undefined)
-    ?.then((w) => w ?? base.read(name)) ?? base.read(name);
+  const pooled = fast.length > 0 ? await scratch?.readBase(base, name, rows, cols, axis) : undefined;
+  const w0Read = pooled ? Promise.resolve(pooled.w0) : base.read(name);
   let next = fast.length === 0 ? start(0) : undefined; // with a fast-path product to run first, read later
   const w0 = await w0Read;
-  const norms0 = featureNorms(w0, rows, cols, axis);
+  const norms0 = pooled?.norms ?? featureNorms(w0, rows, cols, axis);
   if (fast.length > 0) {
     const res = await fastAdapterDecompose(name, w0, rows, cols, axis, norms0, fast.map((i) => cks[i]!.adapter!), o.product, o.perRow);
     fast.forEach((ci, k) => { out[ci] = res[k]; });

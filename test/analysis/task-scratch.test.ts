@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { featureNorms } from '../../src/analysis/decompose.js';
 import { TaskScratch } from '../../src/analysis/tensor-task.js';
 import { encodeFloat32, writeSafetensors } from '../../src/io/safetensors/writer.js';
 import { openSource } from '../../src/io/sources/open-source.js';
@@ -11,10 +12,11 @@ const dir = mkdtempSync(join(tmpdir(), 'dorascope-scratch-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('TaskScratch: W0 read into reused buffers', () => {
-  it('gives the values `read` gives, for every floating dtype, when a smaller tensor follows a larger one', async () => {
+  it('gives the values `read` gives and featureNorms of them, for every floating dtype, when a smaller tensor follows a larger one', async () => {
     const next = rng(21);
-    // Largest first, so later reads land in the front of grown buffers holding older values.
-    const shapes: Record<string, number[]> = { big: [9, 7], F32: [5, 3], F16: [4, 6], BF16: [3, 5], F64: [2, 2], F8_E4M3: [3, 3] };
+    // Largest first, so later reads land in the front of grown buffers holding older values; `big` (odd width)
+    // spans several decode blocks of 2^15 elements (its odd width puts odd rows at 2-aligned, not 4-aligned, bytes).
+    const shapes: Record<string, number[]> = { big: [301, 151], F32: [5, 3], F16: [4, 6], BF16: [3, 5], F64: [2, 2], F8_E4M3: [3, 3] };
     const tensors = Object.entries(shapes).map(([name, shape]) => {
       const dtype = name === 'big' ? 'BF16' as const : name as 'F32' | 'F16' | 'BF16' | 'F64' | 'F8_E4M3';
       const n = shape[0]! * shape[1]!;
@@ -27,11 +29,15 @@ describe('TaskScratch: W0 read into reused buffers', () => {
     const src = await openSource(path);
     const scratch = new TaskScratch();
     for (const name of ['big', 'F32', 'F16', 'BF16', 'F64', 'F8_E4M3', 'big']) {
-      const n = shapes[name]![0]! * shapes[name]![1]!;
-      const got = await scratch.readBase(src, name, n);
-      expect(got).toBeDefined();
-      expect(got!.length).toBe(n);
-      expect(Array.from(got!)).toEqual(Array.from(await src.read(name)));
+      const [rows, cols] = shapes[name] as [number, number];
+      for (const axis of ['rows', 'cols'] as const) {
+        const got = await scratch.readBase(src, name, rows, cols, axis);
+        expect(got).toBeDefined();
+        const want = await src.read(name);
+        expect(got!.w0.length).toBe(rows * cols);
+        expect(Array.from(got!.w0)).toEqual(Array.from(want));
+        expect(Array.from(got!.norms)).toEqual(Array.from(featureNorms(want, rows, cols, axis)));
+      }
     }
     await src.close();
   });
@@ -40,8 +46,8 @@ describe('TaskScratch: W0 read into reused buffers', () => {
     const path = join(dir, 'i.safetensors');
     await writeSafetensors(path, [{ name: 'ints', dtype: 'I32', shape: [2], data: new Uint8Array(8) }]);
     const src = await openSource(path);
-    expect(await new TaskScratch().readBase(src, 'ints', 2)).toBeUndefined();
-    expect(await new TaskScratch().readBase(src, 'absent', 2)).toBeUndefined();
+    expect(await new TaskScratch().readBase(src, 'ints', 1, 2, 'rows')).toBeUndefined();
+    expect(await new TaskScratch().readBase(src, 'absent', 1, 2, 'rows')).toBeUndefined();
     await src.close();
   });
 });
