@@ -462,7 +462,7 @@ async function runTasks(o: AnalyzeOptions, basePath: string, base: TensorSource,
         const some = allCks.filter((_, j) => chosen[j + offset]);
         results = [
           ...(quant && chosen[0] ? await runTensorTask(quant.fullBase, quant.run.checkpoints, t.name, t.shape, taskOptions) : []),
-          ...(some.length > 0 ? await runTensorTask(base, some, t.name, t.shape, taskOptions) : []),
+          ...(some.length > 0 ? await runTensorTask(base, some, t.name, t.shape, taskOptions, scratch) : []),
         ];
       }
       const bytes = collectRows(runs, t, results, rows, perRowOut, chosen);
