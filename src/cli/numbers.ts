@@ -59,16 +59,17 @@ export const TRAIN_BOUNDS = {
 
 /**
  * Checks the training options against TRAIN_BOUNDS and against each other: the hidden size
- * must split into whole heads of even size (RoPE rotates pairs of dimensions), and the LoRA
- * rank cannot exceed the hidden size (the reader rejects r > min(in, out) on load).
+ * must split into whole heads of even size (RoPE rotates pairs of dimensions), and a LoRA/DoRA
+ * rank cannot exceed the hidden size (B·A has rank at most min(in, out); VeRA's may: `rankBounded`
+ * false).
  */
-export function checkTrainNumbers(a: Record<string, unknown>): void {
+export function checkTrainNumbers(a: Record<string, unknown>, rankBounded = a['method'] !== 'full'): void {
   for (const [name, b] of Object.entries(TRAIN_BOUNDS)) boundedOptional(name, a[name], b);
   const d = a['d-model'] as number | undefined, h = a['heads'] as number | undefined, r = a['r'] as number | undefined;
   if (d !== undefined && h !== undefined && (d % h !== 0 || (d / h) % 2 !== 0)) {
     throw new DorascopeError('E_USAGE', `--d-model ${d} with --heads ${h}: the hidden size must be a multiple of the heads with an even head size (RoPE rotates pairs), e.g. --d-model ${h * 2 * Math.max(1, Math.round(d / (2 * h)))}`);
   }
-  if (a['method'] !== 'full' && d !== undefined && r !== undefined && r > d) {
+  if (rankBounded && d !== undefined && r !== undefined && r > d) {
     throw new DorascopeError('E_USAGE', `-r ${r} is larger than --d-model ${d}: a LoRA rank is at most min(fan_in, fan_out)`);
   }
 }

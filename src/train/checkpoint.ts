@@ -5,7 +5,8 @@ import { basename, dirname, join } from 'node:path';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { DorascopeError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { adapterKey } from '../io/peft/keys.js';
+import { layerKey } from '../io/peft/keys.js';
+import type { AdapterHyper } from './adapters/lora.js';
 import { checkpointFolder } from '../io/sources/trainer-run.js';
 import { writeError } from '../io/write-error.js';
 import { writeSafetensorsStreaming, type TensorSpec } from '../io/safetensors/writer.js';
@@ -44,8 +45,8 @@ export interface CheckpointInfo {
   config: LlamaConfig;
   weights: Weights;
   adapters?: Adapters;
-  /** PEFT fields for adapter_config.json. */
-  peft?: { r: number; alpha: number; rslora: boolean; target: string[] };
+  /** The adapter's options, from which its variant writes adapter_config.json. */
+  peft?: AdapterHyper;
   logHistory: ReadonlyArray<Record<string, number | undefined>>;
   /** Recorded in the safetensors metadata: backend, dataset, seed, method. */
   metadata: Record<string, string>;
@@ -139,10 +140,10 @@ const json = (x: unknown) => `${JSON.stringify(x, null, 2)}\n`;
 
 /**
  * Writes `RUN_DIR/checkpoint-<step>/` in the HF Trainer layout, atomically as a whole:
- * full → model.safetensors + config.json; lora/dora → adapter_model.safetensors +
- * adapter_config.json with PEFT's key names (`base_model.model.<module>.lora_A.weight`,
- * `lora_B.weight`, `lora_magnitude_vector`); then the resume state (optimizer.safetensors,
- * scheduler.json, rng_state.json, training_args.json) and trainer_state.json.
+ * full → model.safetensors + config.json; an adapter → adapter_model.safetensors +
+ * adapter_config.json with PEFT's key names, as its variant names them
+ * (`base_model.model.<module>.lora_A.weight`, `lora_magnitude_vector`, `base_model.vera_A`, …);
+ * then the resume state (optimizer.safetensors, scheduler.json, rng_state.json, training_args.json) and trainer_state.json.
  */
 export async function saveCheckpoint(runDir: string, c: CheckpointInfo): Promise<string> {
   const dir = join(runDir, checkpointFolder(c.step));
@@ -161,20 +162,13 @@ async function writeWeights(dir: string, c: CheckpointInfo): Promise<void> {
     await writeFileAtomic(join(dir, 'config.json'), json(config));
     return;
   }
-  const entries: Array<[string, tfc.Tensor]> = [];
   const { variant } = c.adapters;
+  const entries: Array<[string, tfc.Tensor]> = (c.adapters.shared ?? []).map(({ key, v }) => [key, v]);
   for (const [mod, p] of c.adapters.layers) {
-    entries.push([adapterKey(mod, 'A'), p.A], [adapterKey(mod, 'B'), p.B]);
-    for (const { role, v } of variant.own(p)) entries.push([adapterKey(mod, role), v]);
+    for (const { name, v } of variant.tensors(p)) entries.push([layerKey(mod, name), v]);
   }
   await writeTensors(join(dir, FILES.adapter), entries, c.metadata);
-  const pf = c.peft!;
-  await writeFileAtomic(join(dir, 'adapter_config.json'), json({
-    peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: null, r: pf.r, lora_alpha: pf.alpha,
-    use_rslora: pf.rslora, ...variant.peftConfig, target_modules: pf.target,
-    lora_dropout: 0, bias: 'none', fan_in_fan_out: false, modules_to_save: null, init_lora_weights: true,
-    rank_pattern: {}, alpha_pattern: {}, layers_to_transform: null,
-  }));
+  await writeFileAtomic(join(dir, 'adapter_config.json'), json(variant.adapterConfig(c.peft!)));
 }
 
 /**

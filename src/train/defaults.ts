@@ -10,6 +10,11 @@ export const TRAIN_DEFAULTS = {
   seed: 0,
   /** LoRA rank (PEFT `LoraConfig`'s default r = 8) and alpha = 2r, the usual choice, so s = alpha/r = 2. */
   r: 8,
+  /**
+   * VeRA's rank: PEFT `VeraConfig`'s default r = 256. VeRA trains only λ_b and λ_d, so it takes far higher
+   * ranks than LoRA (the VeRA paper uses 256–1024) at a fraction of LoRA's trainable parameters.
+   */
+  veraR: 256,
   alpha: 16,
   /** rsLoRA's alpha/√r scaling is opt-in in PEFT (`use_rslora=False`). */
   rslora: false,
@@ -53,6 +58,16 @@ export const TRAIN_DEFAULTS = {
 } as const;
 
 /** The default learning rate of a method: full fine-tuning's, or the adapters'. */
-export function defaultLr(method: 'full' | 'lora' | 'dora'): number {
+export function defaultLr(method: 'full' | 'lora' | 'dora' | 'vera' | 'dvora'): number {
   return method === 'full' ? TRAIN_DEFAULTS.lr.full : TRAIN_DEFAULTS.lr.adapter;
+}
+
+/** Each method's default rank: VeRA's random projections need a much higher one than LoRA's factors. */
+const DEFAULT_RANK: Readonly<Record<'full' | 'lora' | 'dora' | 'vera' | 'dvora', number>> = {
+  full: TRAIN_DEFAULTS.r, lora: TRAIN_DEFAULTS.r, dora: TRAIN_DEFAULTS.r, vera: TRAIN_DEFAULTS.veraR, dvora: TRAIN_DEFAULTS.veraR,
+};
+
+/** The rank `method` trains at when `--r` is not given. */
+export function defaultRank(method: 'full' | 'lora' | 'dora' | 'vera' | 'dvora'): number {
+  return DEFAULT_RANK[method];
 }

@@ -1,7 +1,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { DorascopeError } from '../errors.js';
 import { tf } from '../compute/backend.js';
-import type { AdapterVariant, LoraParams } from './adapters/lora.js';
+import type { AdapterVariant, SharedTensor } from './adapters/lora.js';
 import type { QuantizedBase } from './quantized-base.js';
 
 type T = tfc.Tensor;
@@ -14,9 +14,11 @@ export type { LlamaConfig } from './types.js';
 export type Weights = Map<string, tfc.Variable>;
 
 /** Adapter on a linear module, keyed by its HF base name (e.g. `model.layers.0.self_attn.q_proj`). */
-export interface Adapters {
-  variant: AdapterVariant;
-  layers: Map<string, LoraParams>;
+export interface Adapters<P = unknown> {
+  variant: AdapterVariant<P>;
+  layers: Map<string, P>;
+  /** Tensors every layer shares (VeRA's projections), saved once; none for LoRA/DoRA. */
+  shared?: readonly SharedTensor[];
 }
 
 /** Shapes of every weight (HF names), so callers can init, save or check them. */

@@ -11,8 +11,9 @@ import { adapterVariant, buildAdapters, checkMagnitudeOnly } from './adapters/bu
 import { AdamW } from './adamw.js';
 import { runLoop } from './loop.js';
 import type { LlamaConfig, StepInfo } from './types.js';
-import type { AdapterVariant } from './adapters/lora.js';
-import { defaultLr, TRAIN_DEFAULTS } from './defaults.js';
+import type { AdapterHyper, AdapterMethod, AdapterVariant } from './adapters/lora.js';
+import { VERA_DEFAULTS } from './adapters/vera.js';
+import { defaultLr, defaultRank, TRAIN_DEFAULTS } from './defaults.js';
 import { disposeRopeTables, forward, initWeights, lmLoss, type Adapters } from './model.js';
 import { loadCmudict, loadSotu, sampleWindows, seededRandom, type TextData } from './data.js';
 import { cleanStaleTemps, FILES, QUANTIZED_BASE_DIR, saveBase, saveCheckpoint, saveQuantizedBase, type ResumeState, type Trainable } from './checkpoint.js';
@@ -27,7 +28,7 @@ import type { Weights } from './model.js';
 import { checkNoOverlap } from '../io/output-guard.js';
 import { lockOutput } from '../io/result-folder.js';
 
-export type TrainMethod = 'full' | 'lora' | 'dora';
+export type TrainMethod = 'full' | AdapterMethod;
 
 export interface TrainOptions {
   method: TrainMethod;
@@ -43,7 +44,7 @@ export interface TrainOptions {
   /** 'sotu' (pretraining text) or 'cmudict' (the downstream task); anything else is an E_USAGE error. */
   dataName?: string;
   config?: Partial<LlamaConfig>;
-  /** LoRA rank, alpha, rsLoRA scaling and target module names (PEFT's target_modules). */
+  /** Rank (default 8 for LoRA/DoRA, 256 for VeRA/DVoRA: PEFT's defaults), alpha, rsLoRA scaling and target module names (PEFT's target_modules). */
   r?: number;
   alpha?: number;
   rslora?: boolean;
@@ -53,7 +54,7 @@ export interface TrainOptions {
    * modules, direction on some). Saved as PEFT DoRA modules with lora_B = 0 and lora_A frozen.
    */
   magnitudeOnly?: string[];
-  /** DoRA: treat ‖W + sBA‖ as constant in backward (paper §4.3); default true. */
+  /** DoRA/DVoRA: treat ‖W + ΔW‖ as constant in backward (paper §4.3); default true. */
   doraDetach?: boolean;
   /**
    * QLoRA / QDoRA: keep the frozen base's decoder linears as bitsandbytes 4-bit blocks of this type,
@@ -65,6 +66,9 @@ export interface TrainOptions {
   quantBlockSize?: number;
   /** Double quantization of the absmax (`bnb_4bit_use_double_quant`; the QLoRA paper's recipe, default true). */
   doubleQuant?: boolean;
+  /** VeRA/DVoRA: λ_d's initial value (PEFT `d_initial`, default 0.1) and the shared projections' seed (`projection_prng_key`, default 0). */
+  veraDInitial?: number;
+  projectionKey?: number;
   lr?: number;
   /** Hugging Face scheduler name: constant (default here), constant_with_warmup, linear, cosine. */
   lrScheduler?: string;
@@ -136,6 +140,8 @@ interface Settings {
   readonly doraDetach: boolean;
   /** The 4-bit base's settings (QLoRA/QDoRA); undefined for a float32 base. */
   readonly quantize: QuantizeBaseOptions | undefined;
+  readonly dInitial: number;
+  readonly projectionKey: number;
   readonly baseLr: number;
   /** Warmup as given (training_args.json), not as resolved into the schedule. */
   readonly warmupSteps: number;
@@ -224,7 +230,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       checkpoints.push(await saveCheckpoint(o.out, {
         step, config, weights, metadata, logHistory: start.logHistory.map((h) => ({ ...h })), state,
         ...(model.adapters === undefined ? {} : {
-          adapters: model.adapters, peft: { r: s.r, alpha: s.alpha, rslora: s.rslora, target: [...s.target, ...s.magnitudeOnly] },
+          adapters: model.adapters, peft: { ...hyper(s), target: [...s.target, ...s.magnitudeOnly] },
         }),
       }));
     };
@@ -262,6 +268,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
 }
 
+/** The adapter options every variant reads its own from. */
+function hyper(s: Settings): AdapterHyper {
+  return { r: s.r, alpha: s.alpha, rslora: s.rslora, target: s.target, dInitial: s.dInitial, projectionKey: s.projectionKey };
+}
+
 /** Checks the options and fills in TRAIN_DEFAULTS; throws E_USAGE before any set-up. */
 function resolveSettings(o: TrainOptions): Settings {
   if (!Number.isInteger(o.steps) || o.steps < 1) {
@@ -275,6 +286,9 @@ function resolveSettings(o: TrainOptions): Settings {
   const magnitudeOnly = o.magnitudeOnly ?? [];
   const doraDetach = o.doraDetach ?? TRAIN_DEFAULTS.doraDetach;
   const variant = o.method === 'full' ? undefined : adapterVariant({ method: o.method, doraDetach });
+  const dInitial = o.veraDInitial ?? VERA_DEFAULTS.dInitial, projectionKey = o.projectionKey ?? VERA_DEFAULTS.projectionKey;
+  if (!Number.isFinite(dInitial)) throw new DorascopeError('E_USAGE', `--vera-d-initial must be a finite number, got ${dInitial}`);
+  if (!Number.isSafeInteger(projectionKey) || projectionKey < 0) throw new DorascopeError('E_USAGE', `--projection-prng-key must be a whole number from 0, got ${projectionKey}`);
   // checked again in buildAdapters; here so the mistake is reported before any set-up
   checkMagnitudeOnly(o.method, variant, magnitudeOnly);
   if (o.resume === true && o.out === undefined) throw new DorascopeError('E_USAGE', '--resume needs --out (the run folder to resume)');
@@ -284,7 +298,8 @@ function resolveSettings(o: TrainOptions): Settings {
   return {
     method: o.method, steps: o.steps, seed: o.seed ?? TRAIN_DEFAULTS.seed, init: o.init ?? TRAIN_DEFAULTS.init,
     dataName: dataName ?? TRAIN_DEFAULTS.dataName, target: o.target ?? [...TRAIN_DEFAULTS.target], magnitudeOnly, variant,
-    r: o.r ?? TRAIN_DEFAULTS.r, alpha: o.alpha ?? TRAIN_DEFAULTS.alpha, rslora: o.rslora ?? TRAIN_DEFAULTS.rslora, doraDetach, quantize, baseLr,
+    r: o.r ?? defaultRank(o.method), alpha: o.alpha ?? TRAIN_DEFAULTS.alpha, rslora: o.rslora ?? TRAIN_DEFAULTS.rslora, doraDetach, quantize,
+    dInitial, projectionKey, baseLr,
     warmupSteps: o.warmupSteps ?? TRAIN_DEFAULTS.warmupSteps, warmupRatio: o.warmupRatio ?? TRAIN_DEFAULTS.warmupRatio,
     weightDecay: o.weightDecay ?? TRAIN_DEFAULTS.weightDecay,
     schedule: makeSchedule(o.lrScheduler ?? TRAIN_DEFAULTS.lrScheduler, baseLr, o.steps, warmup),
@@ -301,7 +316,7 @@ function resolveQuantize(o: TrainOptions): QuantizeBaseOptions | undefined {
   }
   if (!QUANT_TYPES.includes(o.quantize)) throw new DorascopeError('E_USAGE', `--quantize ${JSON.stringify(o.quantize)} is not one of ${QUANT_TYPES.join(', ')}`);
   // QLoRA freezes the quantized base: full fine-tuning would have to update 4-bit weights.
-  if (o.method === 'full') throw new DorascopeError('E_USAGE', '--quantize keeps the frozen base in 4 bits; it needs an adapter method (--method lora or dora), not full');
+  if (o.method === 'full') throw new DorascopeError('E_USAGE', '--quantize keeps the frozen base in 4 bits; it needs an adapter method (--method lora, dora, vera or dvora), not full');
   const blockSize = o.quantBlockSize ?? TRAIN_DEFAULTS.quantBlockSize;
   if (!BLOCK_SIZES_4BIT.includes(blockSize)) throw new DorascopeError('E_USAGE', `--quant-block-size ${blockSize} is not one of bitsandbytes' ${BLOCK_SIZES_4BIT.join(', ')}`);
   return { quantType: o.quantize, blockSize, doubleQuant: o.doubleQuant ?? TRAIN_DEFAULTS.doubleQuant };
@@ -322,7 +337,7 @@ function attachTrainables(s: Settings, config: LlamaConfig, data: TextData, weig
     const all = [...weights].map(([key, v]) => ({ key, v }));
     return { config, data, weights, adapters: undefined, quantized, saved: all, trainables: [...all] };
   }
-  const spec = { method: s.variant.name, r: s.r, alpha: s.alpha, rslora: s.rslora, target: s.target, magnitudeOnly: s.magnitudeOnly, doraDetach: s.doraDetach };
+  const spec = { ...hyper(s), method: s.variant.name, target: s.target, magnitudeOnly: s.magnitudeOnly, doraDetach: s.doraDetach };
   if (quantized === undefined) {
     const built = buildAdapters(config, weights, spec, rand);
     return { config, data, weights, adapters: built.adapters, quantized, saved: built.saved, trainables: built.trainables };
@@ -376,7 +391,7 @@ function trainingArgs(s: Settings, data: TextData, backend: BackendName, config:
     per_device_train_batch_size: s.batchSize, context_length: s.contextLength,
     ...(s.variant === undefined ? {} : {
       r: s.r, lora_alpha: s.alpha, use_rslora: s.rslora, target_modules: s.target,
-      ...s.variant.trainingArgs(s.magnitudeOnly),
+      ...s.variant.trainingArgs(hyper(s), s.magnitudeOnly),
     }),
     // Only a quantized run has the field, so earlier runs' training_args.json still match on resume.
     ...(s.quantize === undefined ? {} : {

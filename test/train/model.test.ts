@@ -13,7 +13,7 @@ const cfg: LlamaConfig = {
   num_attention_heads: 2, max_position_embeddings: 16, rms_norm_eps: 1e-6, rope_theta: 10000,
 };
 
-function adapters(w: ReturnType<typeof initWeights>, method: 'lora' | 'dora', rand: () => number): Adapters {
+function adapters(w: ReturnType<typeof initWeights>, method: 'lora' | 'dora', rand: () => number): Adapters<LoraParams> {
   const layers = new Map<string, LoraParams>();
   for (let l = 0; l < cfg.num_hidden_layers; l++)
     for (const m of ['self_attn.q_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj']) {

@@ -1,5 +1,5 @@
 /**
- * `dorascope train`: full fine-tuning, LoRA or DoRA of a tiny Llama-named model
+ * `dorascope train`: full fine-tuning, LoRA, DoRA, VeRA or DVoRA of a tiny Llama-named model
  * on TensorFlow.js. The library function is imported lazily so `--help` stays fast.
  * Progress goes to stderr through the shared reporter (src/progress.ts): a redrawn bar on a
  * terminal, plain lines otherwise.
@@ -9,14 +9,18 @@ import { checkTrainNumbers } from '../numbers.js';
 import { BACKEND_CHOICES, type BackendChoice } from '../../compute/backend-types.js';
 import { DorascopeError } from '../../errors.js';
 import { TRAIN_DEFAULTS as D } from '../../train/defaults.js';
+import type { AdapterMethod } from '../../train/adapters/lora.js';
+import { VERA_DEFAULTS } from '../../train/adapters/vera.js';
 import { SCHEDULERS } from '../../train/schedule.js';
 
 interface Args {
-  method: 'full' | 'lora' | 'dora';
+  method: 'full' | AdapterMethod;
   steps: number;
   seed: number;
   backend: BackendChoice;
-  r: number;
+  r?: number;
+  'vera-d-initial': number;
+  'projection-prng-key': number;
   alpha: number;
   rslora: boolean;
   target: string;
@@ -51,14 +55,16 @@ const list = (s: string) => s.split(',').map((x) => x.trim()).filter((x) => x.le
 
 export const trainCommand: CommandModule<object, Args> = {
   command: 'train',
-  describe: 'Train a tiny Llama-named model on byte-level text (State of the Union, or CMUdict with --data cmudict) with full fine-tuning, LoRA or DoRA (TensorFlow.js: webgpu, tensorflow, wasm or cpu backend)',
+  describe: 'Train a tiny Llama-named model on byte-level text (State of the Union, or CMUdict with --data cmudict) with full fine-tuning, LoRA, DoRA, VeRA or DVoRA (TensorFlow.js: webgpu, tensorflow, wasm or cpu backend)',
   builder: (y: Argv<object>) =>
     y
-      .option('method', { type: 'string', choices: ['full', 'lora', 'dora'], demandOption: true, describe: 'What to train' })
+      .option('method', { type: 'string', choices: ['full', 'lora', 'dora', 'vera', 'dvora'], demandOption: true, describe: 'What to train (dvora: DoRA\'s magnitude on VeRA\'s update)' })
       .option('steps', { type: 'number', default: 200, describe: 'Optimizer steps' })
       .option('seed', { type: 'number', default: D.seed, describe: 'Seed for init, batches and LoRA A; same seed → same run' })
       .option('backend', { type: 'string', choices: [...BACKEND_CHOICES], default: 'auto', describe: 'tfjs backend; auto: webgpu on a hardware GPU, else tensorflow if installed, else wasm' })
-      .option('r', { type: 'number', default: D.r, describe: 'LoRA rank' })
+      .option('r', { type: 'number', describe: `Adapter rank (default ${D.r} for LoRA/DoRA; ${D.veraR} for VeRA/DVoRA, which typically train at 256–1024)` })
+      .option('vera-d-initial', { type: 'number', default: VERA_DEFAULTS.dInitial, describe: "VeRA/DVoRA: initial value of every λ_d (PEFT's d_initial)" })
+      .option('projection-prng-key', { type: 'number', default: VERA_DEFAULTS.projectionKey, describe: "VeRA/DVoRA: seed of the shared frozen projections (PEFT's projection_prng_key; saved with the adapter)" })
       .option('alpha', { type: 'number', default: D.alpha, describe: 'LoRA alpha (scaling alpha/r)' })
       .option('rslora', { type: 'boolean', default: D.rslora, describe: 'rsLoRA scaling alpha/√r' })
       .option('target', { type: 'string', default: D.target.join(','), describe: 'Comma-separated module names to adapt' })
@@ -67,7 +73,7 @@ export const trainCommand: CommandModule<object, Args> = {
       .option('warmup-steps', { type: 'number', default: D.warmupSteps, describe: 'Linear warmup steps from 0 (wins over --warmup-ratio when > 0)' })
       .option('warmup-ratio', { type: 'number', default: D.warmupRatio, describe: 'Warmup as a fraction of --steps (⌈steps·ratio⌉)' })
       .option('weight-decay', { type: 'number', default: D.weightDecay, describe: 'AdamW decoupled weight decay' })
-      .option('magnitude-only', { type: 'string', describe: "DoRA: comma-separated modules that train only the magnitude (paper Table 6), e.g. 'o_proj,gate_proj,up_proj,down_proj'" })
+      .option('magnitude-only', { type: 'string', describe: "DoRA/DVoRA: comma-separated modules that train only the magnitude (paper Table 6), e.g. 'o_proj,gate_proj,up_proj,down_proj'" })
       .option('dora-detach', { type: 'boolean', default: D.doraDetach, describe: 'DoRA: treat the weight norm as a constant in backward (paper §4.3)' })
       .option('quantize', { choices: ['nf4', 'fp4'] as const, describe: 'QLoRA/QDoRA: keep the frozen base\'s linear weights as bitsandbytes 4-bit blocks, dequantized on the fly; the run gets quantized-base/ (bitsandbytes format) beside base/' })
       .option('quant-block-size', { type: 'number', describe: `With --quantize: values per absmax block (default ${D.quantBlockSize}, bitsandbytes')` })
@@ -89,13 +95,15 @@ export const trainCommand: CommandModule<object, Args> = {
       .option('report-to', { type: 'string', array: true, choices: ['none', 'tensorboard'], default: ['none'], describe: 'Besides --out/metrics.jsonl (always written): tensorboard writes event files to --out/tensorboard/ (needs --out)' })
       .example('$0 train --method dora --steps 300 --target q_proj,k_proj,v_proj --out runs/dora --save-every 100', 'DoRA on attention projections; checkpoints in runs/dora')
       .example('$0 train --method lora --r 4 --alpha 8 --rslora --backend cpu', 'rank-4 rsLoRA on the cpu backend')
+      .example('$0 train --method dvora --r 256 --out runs/dvora', 'DVoRA: VeRA\'s shared random projections (rank 256) with DoRA\'s magnitude')
       .example('$0 train --method full --steps 100 --json', 'full fine-tuning, JSON result')
       .example('$0 train --method lora --out runs/lora --report-to tensorboard', 'then: tensorboard --logdir runs/lora')
       .example('$0 train --method dora --target q_proj,k_proj,v_proj --magnitude-only o_proj,gate_proj,up_proj,down_proj --out runs/t6', 'magnitude on all modules, direction on QKV')
       .example('$0 train --method dora --quantize nf4 --out runs/qdora', 'QDoRA: DoRA on an NF4 base (then: analyze --base runs/qdora/base --quantized-base runs/qdora/quantized-base runs/qdora)')
       .example('$0 train --method dora --steps 300 --target q_proj,k_proj,v_proj --out runs/dora --save-every 100 --resume', 'continue the first example\'s run from its newest checkpoint (same options)') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
-    checkTrainNumbers(argv);
+    const { adapterVariant } = await import('../../train/adapters/build.js');
+    checkTrainNumbers(argv, argv.method !== 'full' && adapterVariant({ method: argv.method, doraDetach: true }).rankAtMostWidth);
     const { train } = await import('../../train/train.js');
     const reportTo = argv['report-to'].includes('tensorboard') ? ['tensorboard' as const] : [];
     if (reportTo.length > 0 && argv.out === undefined) throw new DorascopeError('E_USAGE', '--report-to tensorboard writes into the run folder: pass --out');
@@ -114,7 +122,9 @@ export const trainCommand: CommandModule<object, Args> = {
         process.stderr.write(`backend: ${b.name} on ${b.device}\n`);
         for (const s of b.skipped) process.stderr.write(`  (auto skipped ${s})\n`);
       },
-      r: argv.r,
+      ...(argv.r === undefined ? {} : { r: argv.r }),
+      veraDInitial: argv['vera-d-initial'],
+      projectionKey: argv['projection-prng-key'],
       alpha: argv.alpha,
       rslora: argv.rslora,
       target: list(argv.target),

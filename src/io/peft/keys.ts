@@ -41,9 +41,28 @@ const SAVED_NAME: Readonly<Record<SavedRole, string>> = {
   magnitude: 'lora_magnitude_vector',
 };
 
+/** The name PEFT saves `role` of a LoRA layer by, after the module path: `lora_A.weight`, …. */
+export function savedName(role: SavedRole): string {
+  return SAVED_NAME[role];
+}
+
 /** The key PEFT saves `role` of module `module` under: `base_model.model.<module>.lora_A.weight`, …. */
 export function adapterKey(module: string, role: SavedRole): string {
-  return `${PEFT_PREFIX}${module}.${SAVED_NAME[role]}`;
+  return layerKey(module, SAVED_NAME[role]);
+}
+
+/** The key of a layer tensor saved by `name` (`vera_lambda_b`, `lora_A.weight`): `base_model.model.<module>.<name>`. */
+export function layerKey(module: string, name: string): string {
+  return `${PEFT_PREFIX}${module}.${name}`;
+}
+
+/**
+ * The key of a model-level tensor of PEFT's tuner, adapter name removed: `base_model.vera_A`
+ * (PEFT `tuners/vera/model.py` `_get_adapter_state_dict` stores `base_model.vera_A.<adapter>`,
+ * and `get_peft_model_state_dict` strips the adapter name on save).
+ */
+export function modelKey(name: string): string {
+  return `base_model.${name}`;
 }
 
 // `<module>.<role>[.<adapter>][.weight]`; the adapter name is one dotted segment.

@@ -13,6 +13,12 @@
  * the reader hands merge and analysis LoRA factors and they need nothing VeRA-specific. B′ and A′ are
  * each rounded to float32 once (one product per element), then merged with float64 accumulation.
  *
+ * DVoRA (the DoRA paper's DoRA-on-VeRA; PEFT has no such type) is saved by dorascope's trainer as a
+ * VeRA adapter plus one DoRA magnitude vector per module, `base_model.model.<module>.vera_magnitude_vector`
+ * (out), with `"use_dora": true` in the VeRA config (docs/peft-methods.md). The reader hands the
+ * magnitude on with the factors, so merge and the exact ΔM/ΔD path apply DoRA's
+ * W' = m ⊙ (W + ΔW)/‖W + ΔW‖_row to VeRA's ΔW with no code of their own.
+ *
  * Without saved projections PEFT regenerates them from `projection_prng_key` with torch's CPU
  * generator (`model.py` `_init_vera_A_vera_B`), which we cannot reproduce: such an adapter is refused.
  */
@@ -24,7 +30,7 @@ import { parseAdapterConfig } from './adapter-config.js';
 import { modelLevelKey, parseAdapterKey, parseMethodKey } from './keys.js';
 import type { MethodModule, MethodReader } from './method-reader.js';
 
-const ROLES = ['vera_lambda_b', 'vera_lambda_d'] as const;
+const ROLES = ['vera_lambda_b', 'vera_lambda_d', 'vera_magnitude_vector'] as const;
 const CONV1D_NAMES = /(?:^|\.)(?:c_attn|c_proj|c_fc|c_attn_proj|q_attn)$/u;
 
 /**
@@ -48,16 +54,19 @@ export const readVera: MethodReader = ({ configPath, weightsPath, json, file }) 
   if (typeof r !== 'number' || !Number.isInteger(r) || r <= 0) fail('r', `must be a whole number from 1, got ${shownValue(r)}`);
   const saveProjection = json['save_projection'] ?? true;
   if (typeof saveProjection !== 'boolean') fail('save_projection', `must be true or false, got ${shownValue(saveProjection)}`);
+  // dorascope's DVoRA flag; PEFT's VeraConfig has no such field (it drops it with a warning on load).
+  const dvora = json['use_dora'] ?? false;
+  if (typeof dvora !== 'boolean') fail('use_dora', `must be true or false, got ${shownValue(dvora)}`);
   // The fields VeRA shares with LoRA (target_modules, modules_to_save, fan_in_fan_out, …) are checked as LoRA's;
   // VeRA has no alpha and no scaling, shown as lora_alpha = r so that alpha/r is the 1 it multiplies by.
-  const common = parseAdapterConfig({ ...json, peft_type: 'LORA', r, lora_alpha: r, use_dora: false, use_rslora: false, rank_pattern: null, alpha_pattern: null }, configPath);
+  const common = parseAdapterConfig({ ...json, peft_type: 'LORA', r, lora_alpha: r, use_dora: dvora, use_rslora: false, rank_pattern: null, alpha_pattern: null }, configPath);
   const config = { ...common, peftType: 'VERA', raw: json };
 
   const keysErr = (name: string, why: string): never => {
     throw new DorascopeError('E_ADAPTER_KEYS', `${q(weightsPath)}: tensor ${q(name)} ${why}`);
   };
   let A: string | undefined, B: string | undefined;
-  const parts = new Map<string, { vera_lambda_b?: string; vera_lambda_d?: string }>();
+  const parts = new Map<string, { vera_lambda_b?: string; vera_lambda_d?: string; vera_magnitude_vector?: string }>();
   const replacements = new Map<string, string>();
   for (const t of file.tensors) {
     if (modelLevelKey(t.name, 'vera_A')) { if (A !== undefined) keysErr(t.name, 'is a second vera_A (several adapters in one file are not supported)'); A = t.name; continue; }
@@ -89,15 +98,21 @@ export const readVera: MethodReader = ({ configPath, weightsPath, json, file }) 
   if (rank !== r) keysErr(A!, `has rank ${rank} but ${q(configPath)} gives r = ${r}`);
 
   const modules: MethodModule[] = [];
-  const names = new Map<MethodModule, { lb: string; ld: string }>();
+  const names = new Map<MethodModule, { lb: string; ld: string; m: string | undefined }>();
   for (const [mod, p] of [...parts].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0))) {
-    if (!p.vera_lambda_b || !p.vera_lambda_d) keysErr(p.vera_lambda_b ?? p.vera_lambda_d!, `belongs to module ${q(mod)}, which lacks its ${p.vera_lambda_b ? 'vera_lambda_d' : 'vera_lambda_b'}`);
+    if (!p.vera_lambda_b || !p.vera_lambda_d) keysErr(p.vera_lambda_b ?? p.vera_lambda_d ?? p.vera_magnitude_vector!, `belongs to module ${q(mod)}, which lacks its ${p.vera_lambda_b ? 'vera_lambda_d' : 'vera_lambda_b'}`);
+    if (dvora && !p.vera_magnitude_vector) keysErr(p.vera_lambda_b!, `belongs to module ${q(mod)}: use_dora is true (DVoRA) but it has no vera_magnitude_vector`);
+    const mv = p.vera_magnitude_vector;
+    if (mv !== undefined) {
+      const ms = file.info(mv)!.shape, lbs = file.info(p.vera_lambda_b!)!.shape;
+      if (ms.length !== 1 || ms[0] !== lbs[0]) keysErr(mv, `has shape [${ms.join(', ')}], expected [${lbs[0]}] (one per output feature, as vera_lambda_b)`);
+    }
     const ld = file.info(p.vera_lambda_d!)!.shape;
     if (ld.length !== 1 || ld[0] !== rank) keysErr(p.vera_lambda_d!, `has shape [${ld.join(', ')}], expected [${rank}] (the rank of vera_A)`);
     if (file.info(p.vera_lambda_b!)!.shape.length !== 1) keysErr(p.vera_lambda_b!, 'must be a vector');
-    const m: MethodModule = { module: mod, target: `${mod}.weight`, a: A!, b: B!, magnitude: undefined, embedding: false, method: 'vera', r: rank, alpha: rank, scaling: 1 };
+    const m: MethodModule = { module: mod, target: `${mod}.weight`, a: A!, b: B!, magnitude: mv, embedding: false, method: mv ? 'dvora' : 'vera', r: rank, alpha: rank, scaling: 1 };
     modules.push(m);
-    names.set(m, { lb: p.vera_lambda_b!, ld: p.vera_lambda_d! });
+    names.set(m, { lb: p.vera_lambda_b!, ld: p.vera_lambda_d!, m: mv });
   }
   let shared: Promise<[Float32Array, Float32Array]> | undefined;
 
@@ -110,7 +125,7 @@ export const readVera: MethodReader = ({ configPath, weightsPath, json, file }) 
     return { layout, out, in: inn };
   };
   return {
-    config, method: 'vera', modules, replacements,
+    config, method: dvora || modules.some((m) => m.magnitude !== undefined) ? 'dvora' : 'vera', modules, replacements,
     layoutFor: (m, base) => placed(m, base).layout,
     async readFactors(m, base) {
       const { layout, out, in: inn } = placed(m, base);
@@ -123,7 +138,8 @@ export const readVera: MethodReader = ({ configPath, weightsPath, json, file }) 
       for (let k = 0; k < rank; k++) for (let j = 0; j < inn; j++) a[k * inn + j] = ld[k]! * va[k * maxIn + j]!;
       const b = new Float32Array(out * rank);
       for (let o = 0; o < out; o++) for (let k = 0; k < rank; k++) b[o * rank + k] = lb[o]! * vb[o * rank + k]!;
-      return { layout, r: rank, out, in: inn, A: a, B: b, scaling: 1, magnitude: undefined };
+      const magnitude = n.m === undefined ? undefined : await file.readFloat32(n.m);
+      return { layout, r: rank, out, in: inn, A: a, B: b, scaling: 1, magnitude };
     },
   };
 };

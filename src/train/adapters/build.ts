@@ -1,21 +1,18 @@
 import { DorascopeError } from '../../errors.js';
-import { adapterKey } from '../../io/peft/keys.js';
+import { layerKey } from '../../io/peft/keys.js';
 import type { Trainable } from '../checkpoint.js';
 import { weightShapes, type Adapters, type LlamaConfig, type Weights } from '../model.js';
 import { doraVariant } from './dora.js';
-import { loraScaling } from '../../methods/lora.js';
-import { initLora, loraVariant, type AdapterVariant, type LoraParams } from './lora.js';
+import { loraVariant, type AdapterHyper, type AdapterMethod, type AdapterVariant } from './lora.js';
+import { dvoraVariant, veraVariant } from './vera.js';
 
-export type AdapterMethod = 'lora' | 'dora';
+export type { AdapterMethod } from './lora.js';
 
-export interface AdapterSpec {
+export interface AdapterSpec extends AdapterHyper {
   method: AdapterMethod;
-  r: number;
-  alpha: number;
-  rslora: boolean;
-  /** Module names (`q_proj`, …) that train A, B (and m for DoRA). */
+  /** Module names (`q_proj`, …) whose every adapter tensor trains. */
   target: readonly string[];
-  /** DoRA: module names that train m only (paper Table 6). */
+  /** DoRA/DVoRA: module names that train m only (paper Table 6). */
   magnitudeOnly: readonly string[];
   doraDetach: boolean;
 }
@@ -30,9 +27,14 @@ export interface BuiltAdapters {
 
 /** Each adapter method's training variant: a new method adds one line here. */
 const VARIANTS: Readonly<Record<AdapterMethod, (spec: Pick<AdapterSpec, 'doraDetach'>) => AdapterVariant>> = {
-  lora: () => loraVariant,
-  dora: (spec) => doraVariant(spec.doraDetach),
+  lora: () => loraVariant as AdapterVariant,
+  dora: (spec) => doraVariant(spec.doraDetach) as AdapterVariant,
+  vera: () => veraVariant as AdapterVariant,
+  dvora: (spec) => dvoraVariant(spec.doraDetach) as AdapterVariant,
 };
+
+/** The adapter methods `train --method` takes besides full fine-tuning. */
+export const ADAPTER_METHODS = Object.keys(VARIANTS) as AdapterMethod[];
 
 /** The training variant of `method`. */
 export function adapterVariant(spec: Pick<AdapterSpec, 'method' | 'doraDetach'>): AdapterVariant {
@@ -41,8 +43,8 @@ export function adapterVariant(spec: Pick<AdapterSpec, 'method' | 'doraDetach'>)
 
 /** `--magnitude-only` needs a variant that trains a magnitude (`variant` undefined: full fine-tuning). */
 export function checkMagnitudeOnly(method: string, variant: AdapterVariant | undefined, magnitudeOnly: readonly string[]): void {
-  if (magnitudeOnly.length > 0 && !(variant?.roles.includes('magnitude') ?? false)) {
-    throw new DorascopeError('E_USAGE', `--magnitude-only trains DoRA's magnitude; it needs --method dora, not ${method}`);
+  if (magnitudeOnly.length > 0 && !(variant?.trainsMagnitude ?? false)) {
+    throw new DorascopeError('E_USAGE', `--magnitude-only trains DoRA's magnitude; it needs --method dora or dvora, not ${method}`);
   }
 }
 
@@ -50,11 +52,13 @@ export function checkMagnitudeOnly(method: string, variant: AdapterVariant | und
 const leaf = (base: string) => base.slice(base.lastIndexOf('.') + 1);
 
 /**
- * Puts a LoRA/DoRA adapter (PEFT init: A Kaiming-uniform, B = 0, m = ‖W‖_row) on every linear
- * module named in `target` or `magnitudeOnly`, in weight order, drawing A from `rand`.
- * Magnitude-only modules (paper Table 6: magnitude on all modules, direction on some) are
- * ordinary DoRA modules whose A and B are never trained: B stays 0, so W' = W0 and the layer
- * is m ⊙ W0/‖W0‖_row, which PEFT and our merge compute from the same three tensors.
+ * Puts the method's adapter on every linear module named in `target` or `magnitudeOnly`, in
+ * weight order (LoRA/DoRA, PEFT init: A Kaiming-uniform from `rand`, B = 0, m = ‖W‖_row; VeRA:
+ * see vera.ts). The variant creates the tensors shared by all layers first (VeRA's projections,
+ * sized to the largest adapted layer), then each layer's own. Magnitude-only modules (paper
+ * Table 6: magnitude on all modules, direction on some) are ordinary DoRA/DVoRA modules whose
+ * direction tensors never train: ΔW stays 0, so the layer is m ⊙ W0/‖W0‖_row, which PEFT and our
+ * merge compute from the same saved tensors.
  */
 export function buildAdapters(config: LlamaConfig, weights: Weights, spec: AdapterSpec, rand: () => number): BuiltAdapters {
   const variant = adapterVariant(spec);
@@ -63,36 +67,35 @@ export function buildAdapters(config: LlamaConfig, weights: Weights, spec: Adapt
   if (both.length > 0) {
     throw new DorascopeError('E_USAGE', `${both.join(',')} is in both --target and --magnitude-only; a module trains either its direction too or only its magnitude`);
   }
-  const s = loraScaling(spec.r, spec.alpha, spec.rslora);
-  const layers = new Map<string, LoraParams>();
+  const chosen: Array<{ base: string; direction: boolean; out: number; in: number }> = [];
+  for (const [name, shape] of weightShapes(config)) {
+    const base = name.slice(0, -'.weight'.length);
+    const direction = spec.target.includes(leaf(base));
+    if (direction || spec.magnitudeOnly.includes(leaf(base))) chosen.push({ base, direction, out: shape[0]!, in: shape[1]! });
+  }
+  if (!chosen.some((c) => c.direction)) throw new DorascopeError('E_USAGE', `--target ${spec.target.join(',')} matches no linear module`);
+  if (spec.magnitudeOnly.length > 0 && chosen.every((c) => c.direction)) {
+    throw new DorascopeError('E_USAGE', `--magnitude-only ${spec.magnitudeOnly.join(',')} matches no linear module`);
+  }
+  const layers = new Map<string, unknown>();
   const saved: Trainable[] = [], trainables: Trainable[] = [];
-  let directions = 0, magnitudes = 0;
   try {
-    for (const [name, shape] of weightShapes(config)) {
-      const base = name.slice(0, -'.weight'.length);
-      const direction = spec.target.includes(leaf(base));
-      if (!direction && !spec.magnitudeOnly.includes(leaf(base))) continue;
-      const p = initLora(shape[0]!, shape[1]!, spec.r, s, rand);
-      const W = weights.get(name);
-      if (W === undefined) throw new DorascopeError('E_INTERNAL', `no base weight ${name} for its adapter`);
-      variant.init(W, p);
-      layers.set(base, p);
-      const A = { key: adapterKey(base, 'A'), v: p.A }, B = { key: adapterKey(base, 'B'), v: p.B };
-      const own = variant.own(p).map(({ role, v }) => ({ key: adapterKey(base, role), v }));
-      saved.push(A, B, ...own);
-      if (direction) trainables.push(A, B, ...own), directions++;
-      else trainables.push(...own), magnitudes++;
+    const setup = variant.setup(chosen, spec, rand);
+    saved.push(...setup.shared);
+    for (const c of chosen) {
+      const W = weights.get(`${c.base}.weight`);
+      if (W === undefined) throw new DorascopeError('E_INTERNAL', `no base weight ${c.base}.weight for its adapter`);
+      const p = setup.layer(c, W);
+      layers.set(c.base, p);
+      for (const { name, v, part } of variant.tensors(p)) {
+        const e = { key: layerKey(c.base, name), v };
+        saved.push(e);
+        if (c.direction || part === 'magnitude') trainables.push(e);
+      }
     }
-    if (directions === 0) throw new DorascopeError('E_USAGE', `--target ${spec.target.join(',')} matches no linear module`);
-    if (spec.magnitudeOnly.length > 0 && magnitudes === 0) {
-      throw new DorascopeError('E_USAGE', `--magnitude-only ${spec.magnitudeOnly.join(',')} matches no linear module`);
-    }
+    return { adapters: { variant, layers, shared: setup.shared }, saved, trainables };
   } catch (e) {
     for (const { v } of saved) v.dispose();
     throw e;
   }
-  return {
-    adapters: { variant, layers },
-    saved, trainables,
-  };
 }
