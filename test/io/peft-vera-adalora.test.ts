@@ -143,6 +143,36 @@ describe('VeRA', () => {
     expect((err as Error).message).toMatch(/save_projection.*1234/su);
   });
 
+  it('DVoRA (VeRA + vera_magnitude_vector, use_dora): hand-worked 2×2 merge m ⊙ V/‖V‖_row; a module without its magnitude is refused', async () => {
+    const dir = fresh();
+    // W = [[1, 0], [0, 2]]; A = [[1, 2, 9]] (r 1, max_in 3), B = [[1], [3], [9]] (max_out 3); λ_d = [2], λ_b = [1, -1]
+    // ΔW = (λ_b ⊙ B[:2]) (λ_d ⊙ A[:, :2]) = [[1], [-3]] · [[2, 4]] = [[2, 4], [-6, -12]]; V = [[3, 4], [-6, -10]]
+    // ‖V‖_row = [5, √136]; m = [10, 1] → W′ = [[6, 8], [-6/√136, -10/√136]]
+    await writeModel(join(dir, 'base.safetensors'), { [`${Q}.weight`]: { shape: [2, 2], data: new Float32Array([1, 0, 0, 2]) } });
+    const tensors: TestTensors = {
+      'base_model.vera_A': { shape: [1, 3], data: new Float32Array([1, 2, 9]) },
+      'base_model.vera_B': { shape: [3, 1], data: new Float32Array([1, 3, 9]) },
+      [`${P}${Q}.vera_lambda_d`]: { shape: [1], data: new Float32Array([2]) },
+      [`${P}${Q}.vera_lambda_b`]: { shape: [2], data: new Float32Array([1, -1]) },
+      [`${P}${Q}.vera_magnitude_vector`]: { shape: [2], data: new Float32Array([10, 1]) },
+    };
+    const config = { peft_type: 'VERA', r: 1, target_modules: ['q_proj'], use_dora: true };
+    await writeAdapter(join(dir, 'dvora'), config, tensors);
+    await mergeAdapter(join(dir, 'base.safetensors'), join(dir, 'dvora'), join(dir, 'out'));
+    const s = Math.sqrt(136);
+    expect(maxRel(await mergedTensor(join(dir, 'out'), `${Q}.weight`), [6, 8, -6 / s, -10 / s])).toBeLessThan(1e-7);
+    const { fast, merged } = await analyseBoth(join(dir, 'base.safetensors'), join(dir, 'dvora'));
+    expect(fast[0]!.method).toBe('dvora');
+    const ref = decomposition([1, 0, 0, 2], [6, 8, -6 / s, -10 / s], 2, 2);
+    for (const rows of [fast, merged]) {
+      expect(Math.abs(rows[0]!.delta_m - ref.dm) / ref.dm).toBeLessThan(1e-6);
+      expect(Math.abs(rows[0]!.delta_d - ref.dd) / ref.dd).toBeLessThan(1e-6);
+    }
+    const { [`${P}${Q}.vera_magnitude_vector`]: _dropped, ...noMagnitude } = tensors;
+    await writeAdapter(join(dir, 'broken'), config, noMagnitude);
+    await expect(inspect(join(dir, 'broken'))).rejects.toMatchObject({ code: 'E_ADAPTER_KEYS', message: expect.stringMatching(/use_dora.*vera_magnitude_vector/su) });
+  });
+
   it('a layer wider than the shared projections is refused (PEFT update_layer does too)', async () => {
     const dir = fresh();
     await writeModel(join(dir, 'base.safetensors'), { [`${Q}.weight`]: { shape: [2, 4], data: new Float32Array(8).fill(1) } });
