@@ -18,7 +18,7 @@ const history = (ck: string) => JSON.parse(readFileSync(join(ck, 'trainer_state.
  * checkpoint-3 leaves), plus a temporary folder a killed writer would leave; `--resume` must
  * ignore and remove it and end with the same bytes as the run that was never interrupted.
  */
-async function resumeMatches(method: 'full' | 'lora' | 'dora', opts: Partial<TrainOptions>): Promise<void> {
+async function resumeMatches(method: TrainOptions['method'], opts: Partial<TrainOptions>): Promise<void> {
   const base: TrainOptions = {
     method, steps: 6, saveEvery: 3, seed: 11, config: small, batchSize: 2, contextLength: 12,
     lrScheduler: 'cosine', warmupSteps: 2, weightDecay: 0.01, ...opts,
@@ -52,6 +52,10 @@ async function resumeMatches(method: 'full' | 'lora' | 'dora', opts: Partial<Tra
 describe('--resume continues bitwise like an uninterrupted run (wasm)', () => {
   it('dora with a cosine schedule and a magnitude-only module', async () => {
     await resumeMatches('dora', { target: ['q_proj', 'v_proj'], magnitudeOnly: ['down_proj'] });
+  });
+
+  it('dvora with a magnitude-only module (shared frozen projections restored, not trained)', async () => {
+    await resumeMatches('dvora', { r: 32, target: ['q_proj', 'up_proj'], magnitudeOnly: ['down_proj'] });
   });
 
   it('full fine-tuning (model.safetensors + moments of every weight)', async () => {

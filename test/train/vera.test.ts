@@ -1,7 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../../src/cli/main.js';
 import { initBackend, tf } from '../../src/compute/backend.js';
 import { veraUpdate, veraVariant, dvoraVariant, type VeraParams } from '../../src/train/adapters/vera.js';
 import type { WithMagnitude } from '../../src/train/adapters/dora.js';
@@ -243,5 +244,26 @@ describe('train --method vera|dvora, read back through inspect, merge and analyz
 
   it('--magnitude-only needs a magnitude (dvora takes it, vera refuses it)', async () => {
     await expect(train({ ...opts('vera'), target: ['q_proj'], magnitudeOnly: ['v_proj'] })).rejects.toSatisfy((e) => isDorascopeError(e, 'E_USAGE'));
+  });
+
+  it('the CLI: --method vera with a rank above --d-model and its VeRA options; LoRA refuses that rank', async () => {
+    const err: string[] = [];
+    const e = vi.spyOn(process.stderr, 'write').mockImplementation((x) => (err.push(String(x)), true));
+    const o = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    const out = join(tmp, 'cli');
+    const args = (method: string) => ['train', '--method', method, '--steps', '2', '--layers', '1', '--d-model', '16', '--heads', '2',
+      '--batch-size', '2', '--context-length', '8', '--backend', 'cpu', '--r', '40', '--quiet'];
+    try {
+      expect(await main([...args('vera'), '--vera-d-initial', '0.3', '--projection-prng-key', '5', '--out', out])).toBe(0);
+      expect(await main(args('lora'))).toBe(2);
+      expect(err.join('')).toMatch(/-r 40 is larger than --d-model 16/u);
+    } finally {
+      e.mockRestore();
+      o.mockRestore();
+    }
+    const cfg = JSON.parse(readFileSync(join(out, 'checkpoint-2', 'adapter_config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ peft_type: 'VERA', r: 40, d_initial: 0.3, projection_prng_key: 5 });
+    const args2 = JSON.parse(readFileSync(join(out, 'checkpoint-2', 'training_args.json'), 'utf8'));
+    expect(args2).toMatchObject({ method: 'vera', r: 40, d_initial: 0.3, projection_prng_key: 5 });
   });
 });
