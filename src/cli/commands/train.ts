@@ -102,8 +102,10 @@ export const trainCommand: CommandModule<object, Args> = {
       .example('$0 train --method dora --quantize nf4 --out runs/qdora', 'QDoRA: DoRA on an NF4 base (then: analyze --base runs/qdora/base --quantized-base runs/qdora/quantized-base runs/qdora)')
       .example('$0 train --method dora --steps 300 --target q_proj,k_proj,v_proj --out runs/dora --save-every 100 --resume', 'continue the first example\'s run from its newest checkpoint (same options)') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
+    // Bounds first, before tfjs loads; then the rank against the width where the method bounds it (LoRA's B·A does, VeRA's does not).
+    checkTrainNumbers(argv, false);
     const { adapterVariant } = await import('../../train/adapters/build.js');
-    checkTrainNumbers(argv, argv.method !== 'full' && adapterVariant({ method: argv.method, doraDetach: true }).rankAtMostWidth);
+    if (argv.method !== 'full') checkTrainNumbers(argv, adapterVariant({ method: argv.method, doraDetach: true }).rankAtMostWidth);
     const { train } = await import('../../train/train.js');
     const reportTo = argv['report-to'].includes('tensorboard') ? ['tensorboard' as const] : [];
     if (reportTo.length > 0 && argv.out === undefined) throw new DorascopeError('E_USAGE', '--report-to tensorboard writes into the run folder: pass --out');
