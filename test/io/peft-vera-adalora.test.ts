@@ -278,6 +278,8 @@ describe('report', () => {
     const t = [{ tensor: `${Q}.weight`, rows: 4, cols: 6 }];
     // VeRA: vera_lambda_b (out = 4) + vera_lambda_d (r = 2); the shared projections are frozen.
     expect(trainableParams('vera', { peft_type: 'VERA', r: 2, target_modules: ['q_proj'] }, t)).toBe(4 + 2);
+    // DVoRA (use_dora, dorascope's format): + its magnitude, one per output feature.
+    expect(trainableParams('dvora', { peft_type: 'VERA', r: 2, target_modules: ['q_proj'], use_dora: true }, t)).toBe(4 + 2 + 4);
     // AdaLoRA: lora_A (2 × 6) + lora_B (4 × 2) + lora_E (2 × 1) at init_r = 2.
     expect(trainableParams('adalora', { peft_type: 'ADALORA', init_r: 2, lora_alpha: 2, target_modules: ['q_proj'] }, t)).toBe(12 + 8 + 2);
     expect(trainableParams('lora', { peft_type: 'LORA', r: 2, lora_alpha: 2, target_modules: ['q_proj'] }, t)).toBe(2 * (4 + 6));

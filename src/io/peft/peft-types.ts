@@ -8,7 +8,7 @@
  * - LoRA r·(rows + cols) (A and B, Hu et al. 2021 §4.1), DoRA + rows (its magnitude, paper eq. 5)
  *   (methods/lora.ts, dora.ts);
  * - VeRA rows + r: its `vera_lambda_b` and `vera_lambda_d`; the shared projections are frozen
- *   (PEFT `tuners/vera/layer.py` `update_layer`);
+ *   (PEFT `tuners/vera/layer.py` `update_layer`); DVoRA + rows (its `vera_magnitude_vector`);
  * - AdaLoRA init_r·(rows + cols + 1): `lora_A`, `lora_B` and `lora_E` as created at `init_r`
  *   (`tuners/adalora/layer.py` `update_layer`), what PEFT reports as trainable before pruning;
  * - IA³, LoHa, LoKr: methods/delta.ts `trainableParams`.
@@ -64,13 +64,16 @@ export const PEFT_TYPE_PLUGINS: Readonly<Record<string, PeftTypePlugin>> = {
       vera_B: 'shared frozen random projection B (max out × r), sliced to the layer\'s outputs',
       vera_lambda_b: 'trained scale λ_b of B\'s rows (out)',
       vera_lambda_d: 'trained scale λ_d of A\'s rows (r)',
+      vera_magnitude_vector: 'DVoRA magnitude m, one per output feature (dorascope\'s format, docs/formats.md)',
     },
     shared: ['vera_A', 'vera_B'],
     trainable: (json, where) => {
       // As readVera parses it: VeraConfig's default r is 256; VeRA has no alpha.
       const r = json['r'] ?? 256;
       const c = parseAdapterConfig({ ...json, peft_type: 'LORA', r, lora_alpha: r, use_dora: false, use_rslora: false, rank_pattern: null, alpha_pattern: null }, where);
-      return { targetModules: c.targetModules, layersToTransform: c.layersToTransform, count: (_p, rows) => rows + c.r };
+      // DVoRA (`use_dora`, dorascope's format) also trains a magnitude per output feature.
+      const m = json['use_dora'] === true ? 1 : 0;
+      return { targetModules: c.targetModules, layersToTransform: c.layersToTransform, count: (_p, rows) => rows + c.r + m * rows };
     },
   },
   ADALORA: {

@@ -26,7 +26,7 @@ import { DorascopeError, q } from '../../errors.js';
 import type { Layout } from '../../methods/merge.js';
 import { shownValue } from '../json-value.js';
 import type { TensorInfo } from '../types.js';
-import { parseAdapterConfig } from './adapter-config.js';
+import { type AdapterConfig, parseAdapterConfig } from './adapter-config.js';
 import { modelLevelKey, parseAdapterKey, parseMethodKey } from './keys.js';
 import type { MethodModule, MethodReader } from './method-reader.js';
 
@@ -46,7 +46,8 @@ export function veraLayout(mod: string, out: number, base: readonly number[], fa
   throw new DorascopeError('E_SHAPE_MISMATCH', `VeRA module ${q(mod)}: vera_lambda_b has ${out} values, but the base tensor's shape [${base.join(', ')}] has no side of that length`);
 }
 
-export const readVera: MethodReader = ({ configPath, weightsPath, json, file }) => {
+/** VeraConfig's fields as read (`tuners/vera/config.py`), with the fields VeRA shares with LoRA checked as LoRA's. */
+function parseVeraConfig(json: Record<string, unknown>, configPath: string): { r: number; saveProjection: boolean; dvora: boolean; config: AdapterConfig } {
   const fail = (field: string, why: string): never => {
     throw new DorascopeError('E_ADAPTER_CONFIG', `${q(configPath)}: field ${q(field)} ${why}`, { path: configPath, field });
   };
@@ -60,7 +61,11 @@ export const readVera: MethodReader = ({ configPath, weightsPath, json, file }) 
   // The fields VeRA shares with LoRA (target_modules, modules_to_save, fan_in_fan_out, …) are checked as LoRA's;
   // VeRA has no alpha and no scaling, shown as lora_alpha = r so that alpha/r is the 1 it multiplies by.
   const common = parseAdapterConfig({ ...json, peft_type: 'LORA', r, lora_alpha: r, use_dora: dvora, use_rslora: false, rank_pattern: null, alpha_pattern: null }, configPath);
-  const config = { ...common, peftType: 'VERA', raw: json };
+  return { r, saveProjection: saveProjection as boolean, dvora: dvora as boolean, config: { ...common, peftType: 'VERA', raw: json } };
+}
+
+export const readVera: MethodReader = ({ configPath, weightsPath, json, file }) => {
+  const { r, saveProjection, dvora, config } = parseVeraConfig(json, configPath);
 
   const keysErr = (name: string, why: string): never => {
     throw new DorascopeError('E_ADAPTER_KEYS', `${q(weightsPath)}: tensor ${q(name)} ${why}`);
