@@ -43,6 +43,8 @@ export const TRAIN_BOUNDS = {
   steps: { min: 1, max: 10_000_000, integer: true },
   seed: { min: 0, max: 0xffff_ffff, integer: true }, // mulberry32 takes a uint32 seed
   r: { min: 1, max: 4096, integer: true },
+  'vera-d-initial': { min: -1000, max: 1000 },
+  'projection-prng-key': { min: 0, max: 0xffff_ffff, integer: true }, // mulberry32 takes a uint32 seed
   alpha: { min: 0, max: 1e6, minExclusive: true },
   lr: { min: 0, max: 10, minExclusive: true },
   'warmup-steps': { min: 0, max: 10_000_000, integer: true },

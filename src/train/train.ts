@@ -288,7 +288,8 @@ function resolveSettings(o: TrainOptions): Settings {
   const variant = o.method === 'full' ? undefined : adapterVariant({ method: o.method, doraDetach });
   const dInitial = o.veraDInitial ?? VERA_DEFAULTS.dInitial, projectionKey = o.projectionKey ?? VERA_DEFAULTS.projectionKey;
   if (!Number.isFinite(dInitial)) throw new DorascopeError('E_USAGE', `--vera-d-initial must be a finite number, got ${dInitial}`);
-  if (!Number.isSafeInteger(projectionKey) || projectionKey < 0) throw new DorascopeError('E_USAGE', `--projection-prng-key must be a whole number from 0, got ${projectionKey}`);
+  // mulberry32 takes a uint32 seed
+  if (!Number.isInteger(projectionKey) || projectionKey < 0 || projectionKey > 0xffff_ffff) throw new DorascopeError('E_USAGE', `--projection-prng-key must be a whole number from 0 to 4294967295, got ${projectionKey}`);
   // checked again in buildAdapters; here so the mistake is reported before any set-up
   checkMagnitudeOnly(o.method, variant, magnitudeOnly);
   if (o.resume === true && o.out === undefined) throw new DorascopeError('E_USAGE', '--resume needs --out (the run folder to resume)');

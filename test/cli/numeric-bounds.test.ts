@@ -34,6 +34,8 @@ describe('train: every numeric option is bounded before any work starts', () => 
     [['--warmup-ratio', '2'], '--warmup-ratio', '≤ 1'],
     [['--eval-every', '-5'], '--eval-every', '≥ 0'],
     [['--save-every', '0.5'], '--save-every', 'whole number'],
+    [['--projection-prng-key', '-1'], '--projection-prng-key', '≥ 0'],
+    [['--vera-d-initial', 'NaN'], '--vera-d-initial', 'finite'],
   ];
   for (const [args, name, range] of cases) {
     it(`train ${args.join(' ')} → E_USAGE naming ${name}`, () => {

@@ -27,10 +27,10 @@ export interface BuiltAdapters {
 
 /** Each adapter method's training variant: a new method adds one line here. */
 const VARIANTS: Readonly<Record<AdapterMethod, (spec: Pick<AdapterSpec, 'doraDetach'>) => AdapterVariant>> = {
-  lora: () => loraVariant as AdapterVariant,
-  dora: (spec) => doraVariant(spec.doraDetach) as AdapterVariant,
-  vera: () => veraVariant as AdapterVariant,
-  dvora: (spec) => dvoraVariant(spec.doraDetach) as AdapterVariant,
+  lora: () => loraVariant,
+  dora: (spec) => doraVariant(spec.doraDetach),
+  vera: () => veraVariant,
+  dvora: (spec) => dvoraVariant(spec.doraDetach),
 };
 
 /** The adapter methods `train --method` takes besides full fine-tuning. */

@@ -1,7 +1,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { DorascopeError } from '../../errors.js';
 import { tf } from '../../compute/backend.js';
-import { loraUpdate, plainVariant, type AdapterMethod, type AdapterVariant, type LoraParams, type UpdateMethod } from './lora.js';
+import { loraUpdate, loraVariant, plainVariant, type AdapterMethod, type AdapterVariant, type LoraParams, type UpdateMethod } from './lora.js';
 
 type T = tfc.Tensor;
 
@@ -28,7 +28,7 @@ const rowNorm = (V: T): T => tf().sqrt(tf().sum(tf().square(V), 1));
 
 /** Row norms of the adapted LoRA weight W' = W + s·B·A (out×in → out): PEFT's weight_norm over dim 1. */
 export function adaptedRowNorm(W: T, p: LoraParams): T {
-  return rowNorm(plainVariant('lora', loraUpdate).merged(W, p));
+  return rowNorm(loraVariant.merged(W, p));
 }
 
 function magnitudeOf(p: { magnitude?: tfc.Variable }): tfc.Variable {
