@@ -10,8 +10,8 @@ import type { BackendChoice, BackendInfo, BackendName } from '../compute/backend
 import { adapterVariant, buildAdapters, checkMagnitudeOnly } from './adapters/build.js';
 import { AdamW } from './adamw.js';
 import { runLoop } from './loop.js';
-import type { LlamaConfig, StepInfo } from './types.js';
-import type { AdapterHyper, AdapterMethod, AdapterVariant } from './adapters/lora.js';
+import type { AdapterMethod, LlamaConfig, StepInfo } from './types.js';
+import type { AdapterHyper, AdapterVariant } from './adapters/lora.js';
 import { VERA_DEFAULTS } from './adapters/vera.js';
 import { defaultLr, defaultRank, TRAIN_DEFAULTS } from './defaults.js';
 import { disposeRopeTables, forward, initWeights, lmLoss, type Adapters } from './model.js';

@@ -3,6 +3,9 @@
  * declarations compile for a consumer without tfjs's own types (which need @types/long and clash with lib.dom's
  * WebGPU types).
  */
+/** The adapter methods the trainer has a variant for (adapters/build.ts VARIANTS). */
+export type AdapterMethod = 'lora' | 'dora' | 'vera' | 'dvora';
+
 export interface StepInfo {
   step: number;
   loss: number;

@@ -9,7 +9,7 @@ import { checkTrainNumbers } from '../numbers.js';
 import { BACKEND_CHOICES, type BackendChoice } from '../../compute/backend-types.js';
 import { DorascopeError } from '../../errors.js';
 import { TRAIN_DEFAULTS as D } from '../../train/defaults.js';
-import type { AdapterMethod } from '../../train/adapters/lora.js';
+import type { AdapterMethod } from '../../train/types.js';
 import { VERA_DEFAULTS } from '../../train/adapters/vera.js';
 import { SCHEDULERS } from '../../train/schedule.js';
 

@@ -2,11 +2,11 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../../compute/backend.js';
 import { savedName } from '../../io/peft/keys.js';
 import { loraScaling } from '../../methods/lora.js';
+import type { AdapterMethod } from '../types.js';
+
+export type { AdapterMethod } from '../types.js';
 
 type T = tfc.Tensor;
-
-/** The adapter methods the trainer has a variant for (build.ts VARIANTS). */
-export type AdapterMethod = 'lora' | 'dora' | 'vera' | 'dvora';
 
 /** The options a run's adapters are built and saved from (each method reads the ones it has). */
 export interface AdapterHyper {
