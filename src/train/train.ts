@@ -391,8 +391,7 @@ function trainingArgs(s: Settings, data: TextData, backend: BackendName, config:
     weight_decay: s.weightDecay,
     per_device_train_batch_size: s.batchSize, context_length: s.contextLength,
     ...(s.variant === undefined ? {} : {
-      r: s.r, lora_alpha: s.alpha, use_rslora: s.rslora, target_modules: s.target,
-      ...s.variant.trainingArgs(hyper(s), s.magnitudeOnly),
+      r: s.r, target_modules: s.target, ...s.variant.trainingArgs(hyper(s), s.magnitudeOnly),
     }),
     // Only a quantized run has the field, so earlier runs' training_args.json still match on resume.
     ...(s.quantize === undefined ? {} : {

@@ -146,7 +146,7 @@ export const loraUpdate: UpdateMethod<LoraParams> = {
     lora_dropout: 0, bias: 'none', fan_in_fan_out: false, modules_to_save: null, init_lora_weights: true,
     rank_pattern: {}, alpha_pattern: {}, layers_to_transform: null,
   }),
-  trainingArgs: () => ({}),
+  trainingArgs: (h) => ({ lora_alpha: h.alpha, use_rslora: h.rslora }),
 };
 
 /** y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ (LoRA paper eq. 3; PEFT's scaling s = alpha/r, or alpha/√r with rsLoRA). */
