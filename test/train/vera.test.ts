@@ -124,6 +124,59 @@ describe('VeRA / DVoRA layers', () => {
     });
 });
 
+describe('VeRA / DVoRA gradients', () => {
+  beforeAll(async () => { await initBackend('cpu'); });
+  const r = 3, shapes = [{ out: 4, in: 5 }, { out: 6, in: 7 }];
+  const h = { r, alpha: 1, rslora: false, target: ['x'], dInitial: 0.1, projectionKey: 1 };
+
+  // λ_b, λ_d (and m) gradients of Σ y⊙R against central differences of the float64 layer; the projections get none.
+  for (const [method, detach] of [['vera', true], ['dvora', false], ['dvora', true]] as const)
+    it(`${method}${method === 'dvora' ? (detach ? ', detached norm' : ', exact norm') : ''}: trainable gradients match finite differences`, () => {
+      const t = tf();
+      const variant = method === 'vera' ? veraVariant : dvoraVariant(detach);
+      const rand = rng(21);
+      const { out, in: inp } = shapes[0]!;
+      const n = 3;
+      const W = Float64Array.from(uniform(out * inp, rand, 0.5), Math.fround), x = Float64Array.from(uniform(n * inp, rand, 1), Math.fround);
+      const R = Float64Array.from(uniform(n * out, rand, 1), Math.fround);
+      const Wt = t.tensor2d(Float32Array.from(W), [out, inp]);
+      const p = variant.setup(shapes, h, rand).layer(shapes[0]!, Wt) as WithMagnitude<VeraParams>;
+      p.lambdaB.assign(t.tensor1d(Float32Array.from(uniform(out, rand, 1))));
+      p.lambdaD.assign(t.tensor1d(Float32Array.from(uniform(r, rand, 1))));
+      const Av = f64(p.A), Bv = f64(p.B), lb = f64(p.lambdaB), ld = f64(p.lambdaD);
+      const m = p.magnitude ? f64(p.magnitude).map((v) => v * 1.3) : undefined;
+      if (m) p.magnitude!.assign(t.tensor1d(Float32Array.from(m)));
+      const rowNorms = (V: Float64Array) => Float64Array.from({ length: out }, (_, o) => Math.hypot(...V.slice(o * inp, (o + 1) * inp)));
+      // the norm held at its current value when detached (paper §4.3)
+      const fixed = m ? rowNorms(mergeRef(W, veraDelta(Av, Bv, lb, ld, r, 7, out, inp), out, inp)) : undefined;
+      const loss = (lbv: Float64Array, ldv: Float64Array, mv: Float64Array | undefined) => {
+        const V = mergeRef(W, veraDelta(Av, Bv, lbv, ldv, r, 7, out, inp), out, inp);
+        const scale = mv ? (detach ? fixed! : rowNorms(V)).map((nv, o) => mv[o]! / nv) : undefined;
+        let l = 0;
+        for (let i = 0; i < n; i++) for (let o = 0; o < out; o++) {
+          let acc = 0;
+          for (let j = 0; j < inp; j++) acc += x[i * inp + j]! * V[o * inp + j]!;
+          l += (scale ? scale[o]! * acc : acc) * R[i * out + o]!;
+        }
+        return l;
+      };
+      const xt = t.tensor2d(Float32Array.from(x), [n, inp]), Rt = t.tensor2d(Float32Array.from(R), [n, out]);
+      const vars = [p.lambdaB, p.lambdaD, ...(p.magnitude ? [p.magnitude] : [])];
+      const g = t.variableGrads(() => t.sum(t.mul(variant.forward(xt, Wt, p), Rt)) as never, vars);
+      const eps = 1e-6;
+      const fd = (at: Float64Array, f: (v: Float64Array) => number) => Float64Array.from(at, (_, j) => {
+        const vp = at.slice(), vn = at.slice();
+        vp[j]! += eps; vn[j]! -= eps;
+        return (f(vp) - f(vn)) / (2 * eps);
+      });
+      const close = (got: ArrayLike<number>, want: Float64Array) => expect(relErr(got, want)).toBeLessThan(1e-4);
+      close(g.grads[p.lambdaB.name]!.dataSync(), fd(lb, (v) => loss(v, ld, m)));
+      close(g.grads[p.lambdaD.name]!.dataSync(), fd(ld, (v) => loss(lb, v, m)));
+      if (m) close(g.grads[p.magnitude!.name]!.dataSync(), fd(m, (v) => loss(lb, ld, v)));
+      expect(p.A.trainable || p.B.trainable).toBe(false);
+    });
+});
+
 describe('train --method vera|dvora, read back through inspect, merge and analyze', () => {
   // q_proj 16×16, up_proj 32×16, down_proj 16×32: the projections are 32 wide on both sides and every layer slices them.
   const small = { hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2 };
