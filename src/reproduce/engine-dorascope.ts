@@ -80,6 +80,7 @@ export function dorascopeEngine(): Engine {
         backend: await backendChoice(s.backend),
         out: s.out,
         ...(s.rank === undefined ? {} : { r: s.rank, ...(s.alpha === undefined ? {} : { alpha: s.alpha }), target: [...s.targetModules] }),
+        ...(s.quantize === undefined ? {} : { quantize: s.quantize }),
       }),
     analyze: async (s) => {
       const mod = await load(() => import('../analysis/analyze.js'), 'the analysis engine');

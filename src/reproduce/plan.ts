@@ -24,11 +24,9 @@
  */
 import { DorascopeError, q } from '../errors.js';
 import { lrAt, makeSchedule, resolveWarmup } from '../train/schedule.js';
+import { entryConfig, PAPER_METHODS, EXTRA_METHODS, type LrFamily, type MethodEntry, type ReproMethod, type TrainMethod } from './methods.js';
 
-/** Method names as the analysis records them (`ft` = full fine-tuning). */
-export type ReproMethod = 'ft' | 'lora' | 'dora';
-/** Method names as the trainer takes them. */
-export type TrainMethod = 'full' | 'lora' | 'dora';
+export type { LrFamily, ReproMethod, TrainMethod } from './methods.js';
 
 export interface ModelShape {
   readonly layers: number;
@@ -55,7 +53,9 @@ export interface RunSpec {
   /** The configuration it is a seed of, e.g. `lora-r8` (`ft-wd0.1` for the weight-decay control). */
   readonly config: string;
   readonly method: TrainMethod;
-  /** LoRA/DoRA rank; undefined for full fine-tuning. */
+  /** The frozen base kept in 4-bit NF4 blocks while training (QLoRA, QDoRA). */
+  readonly quantize?: 'nf4';
+  /** Adapter rank; undefined for full fine-tuning. */
   readonly rank?: number;
   readonly alpha?: number;
   readonly lr: number;
@@ -84,10 +84,12 @@ export interface Preset {
   /** Steps of each learning-rate sweep run (shorter than the real runs). */
   readonly sweepSteps: number;
   readonly mainRank: number;
+  /** VeRA's and DVoRA's rank (`--methods vera,dvora`): frozen shared projections allow a much higher one than LoRA's. */
+  readonly veraRank: number;
   /** Ranks of the accuracy sweep (paper Figure 5), trained on the first base and seed only. */
   readonly ranks: readonly number[];
-  /** Learning rates tried for the adapters; full fine-tuning takes `recipe.ftLrFactor` × LoRA's choice. */
-  readonly lrGrid: Readonly<Record<'lora' | 'dora', readonly number[]>>;
+  /** Learning rates tried per adapter family; full fine-tuning takes `recipe.ftLrFactor` × LoRA's choice. */
+  readonly lrGrid: Readonly<Record<LrFamily, readonly number[]>>;
   readonly recipe: Recipe;
   /** Full fine-tuning repeated at these weight decays (same data, steps and learning rate). */
   readonly weightDecayControl: readonly number[];
@@ -113,8 +115,10 @@ export const QUICK: Preset = {
   headlineCheckpoints: 4,
   sweepSteps: 6,
   mainRank: 4,
+  veraRank: 16,
   ranks: [2, 4],
-  lrGrid: { lora: [1e-2], dora: [1e-2] },
+  // VeRA trains scaling vectors only, at rates 10× LoRA's (VeRA paper, Table 8–9: 1e-2 to 4e-2 for the vectors).
+  lrGrid: { lora: [1e-2], dora: [1e-2], vera: [3e-2], dvora: [3e-2] },
   recipe: RECIPE,
   weightDecayControl: [0, 1],
   targetModules: ['q_proj', 'v_proj'],
@@ -135,8 +139,9 @@ export const FULL: Preset = {
   headlineCheckpoints: 4,
   sweepSteps: 40,
   mainRank: 8,
+  veraRank: 32,
   ranks: [2, 4, 8, 16],
-  lrGrid: { lora: [3e-3, 1e-2], dora: [3e-3, 1e-2] },
+  lrGrid: { lora: [3e-3, 1e-2], dora: [3e-3, 1e-2], vera: [1e-2, 3e-2], dvora: [1e-2, 3e-2] },
   recipe: RECIPE,
   weightDecayControl: [0, 0.1, 1, 3],
   targetModules: ['q_proj', 'v_proj'],
@@ -157,8 +162,9 @@ export const GPU: Preset = {
   saveEvery: 100,
   sweepSteps: 200,
   mainRank: 16,
+  veraRank: 128,
   ranks: [4, 8, 16, 32],
-  lrGrid: { lora: [1e-3, 3e-3], dora: [1e-3, 3e-3] },
+  lrGrid: { lora: [1e-3, 3e-3], dora: [1e-3, 3e-3], vera: [1e-2, 3e-2], dvora: [1e-2, 3e-2] },
   ftSeeds: [1, 2, 3],
 };
 
@@ -170,8 +176,8 @@ export function presetByName(name: string): Preset {
   return p;
 }
 
-/** `ft`, `lora-r8`, … : the configuration without base and seed. */
-export function configName(method: TrainMethod, rank?: number): string {
+/** `ft`, `lora-r8`, … : the configuration of a paper method without base and seed. */
+export function configName(method: 'full' | 'lora' | 'dora', rank?: number): string {
   return method === 'full' ? 'ft' : `${method}-r${rank}`;
 }
 
@@ -184,38 +190,69 @@ export function runName(config: string, base: number, seed: number): string {
   return `${config}-b${base}s${seed}`;
 }
 
-/** One of the paper's four methods, as a configuration trained on every base and seed. */
+/** A method (one of the paper's four, or one `--methods` added) as a configuration trained on every base and seed. */
 export interface MainRole {
-  /** Label shown in tables and the report: FT, LoRA r8, DoRA r8, DoRA† r4. */
+  /** Label shown in tables and the report: FT, LoRA r8, DoRA r8, DoRA† r4, QDoRA r8, … */
   readonly label: string;
   readonly method: ReproMethod;
   readonly config: string;
   readonly rank: number | null;
 }
 
-export function roles(p: Preset): MainRole[] {
-  const half = p.mainRank / 2;
-  if (!Number.isInteger(half) || half < 1) {
-    throw new DorascopeError('E_USAGE', `the main rank must be even and ≥ 2 for DoRA† (r/2), got ${p.mainRank}`);
-  }
-  return [
-    { label: 'FT', method: 'ft', config: 'ft', rank: null },
-    { label: `LoRA r${p.mainRank}`, method: 'lora', config: configName('lora', p.mainRank), rank: p.mainRank },
-    { label: `DoRA r${p.mainRank}`, method: 'dora', config: configName('dora', p.mainRank), rank: p.mainRank },
-    { label: `DoRA† r${half}`, method: 'dora', config: configName('dora', half), rank: half },
-  ];
+interface PlannedRole {
+  readonly role: MainRole;
+  readonly entry: MethodEntry;
+}
+
+function plannedRoles(p: Preset, extras: readonly MethodEntry[]): PlannedRole[] {
+  return [...PAPER_METHODS, ...extras].map((entry) => {
+    const rank = entry.rank(p);
+    return { entry, role: { label: entry.label(rank), method: entry.method, config: entryConfig(entry, rank), rank } };
+  });
+}
+
+/** The paper's four roles, then those of the `extras` methods (methods.ts). */
+export function roles(p: Preset, extras: readonly MethodEntry[] = []): MainRole[] {
+  return plannedRoles(p, extras).map((r) => r.role);
+}
+
+/** The adapter families whose learning rate the sweep chooses: LoRA's and DoRA's, and those of the extra methods. */
+export function sweptFamilies(extras: readonly MethodEntry[]): LrFamily[] {
+  const out: LrFamily[] = ['lora', 'dora'];
+  for (const e of extras) if (e.lrFamily !== null && !out.includes(e.lrFamily)) out.push(e.lrFamily);
+  return out;
 }
 
 const common = (p: Preset, steps: number, saveEvery: number) =>
   ({ steps, saveEvery, scheduler: p.recipe.scheduler, warmupRatio: p.recipe.warmupRatio });
 
-/** The adapters' learning-rate sweep: on the first base and fine-tuning seed, at the main rank. */
-export function lrSweepRuns(p: Preset): RunSpec[] {
-  const out: RunSpec[] = [];
-  for (const method of ['lora', 'dora'] as const) {
-    for (const lr of p.lrGrid[method]) {
+/** The method that stands for a learning-rate family in the sweep (full precision: QLoRA takes LoRA's rate). */
+function familyEntry(family: LrFamily): MethodEntry {
+  const e = [...PAPER_METHODS, ...EXTRA_METHODS].find((m) => m.lrFamily === family && m.quantize === undefined);
+  if (e === undefined) throw new DorascopeError('E_INTERNAL', `no method trains the learning-rate family ${family}`);
+  return e;
+}
+
+/** Fields of a run of method `e` at `rank` (trainer method, rank, alpha, quantised base). */
+function methodFields(e: MethodEntry, rank: number | null): Pick<RunSpec, 'method' | 'rank' | 'alpha' | 'quantize'> {
+  return {
+    method: e.train,
+    ...(rank === null ? {} : { rank }),
+    ...(rank !== null && e.alpha !== undefined ? { alpha: e.alpha(rank) } : {}),
+    ...(e.quantize === undefined ? {} : { quantize: e.quantize }),
+  };
+}
+
+/** The adapters' learning-rate sweep: on the first base and fine-tuning seed, at each family's rank. */
+export function lrSweepRuns(p: Preset, extras: readonly MethodEntry[] = []): (RunSpec & { family: LrFamily })[] {
+  const out: (RunSpec & { family: LrFamily })[] = [];
+  for (const family of sweptFamilies(extras)) {
+    const e = familyEntry(family);
+    const rank = e.rank(p);
+    const config = `sweep-${entryConfig(e, rank)}`;
+    for (const lr of p.lrGrid[family]) {
       out.push({
-        name: `sweep-${configName(method, p.mainRank)}-lr${lr}`, config: `sweep-${configName(method, p.mainRank)}`, method, rank: p.mainRank, alpha: 2 * p.mainRank, lr,
+        name: `${config}-lr${lr}`, config, family, ...methodFields(e, rank), lr,
         weightDecay: p.recipe.weightDecay, baseIndex: 0, seed: p.ftSeeds[0]!, ...common(p, p.sweepSteps, p.sweepSteps),
       });
     }
@@ -228,21 +265,28 @@ export interface Plan {
   readonly roles: MainRole[];
   /** Weight-decay control: configuration per weight decay (the main FT configuration where they coincide). */
   readonly control: { readonly weightDecay: number; readonly config: string }[];
-  readonly lr: Readonly<Record<TrainMethod, number>>;
+  /** The chosen learning rates: `full` and each swept family. */
+  readonly lr: Readonly<{ full: number } & Partial<Record<LrFamily, number>>>;
 }
 
 /**
  * Every run, each trained once: the four roles and the weight-decay control on every base × seed;
  * the rank sweep's other ranks on the first base and seed (DoRA† is the DoRA run at r/2).
  */
-export function mainRuns(p: Preset, adapterLr: Readonly<Record<'lora' | 'dora', number>>): Plan {
-  const rs = roles(p);
+export function mainRuns(p: Preset, adapterLr: Readonly<{ lora: number } & Partial<Record<LrFamily, number>>>, extras: readonly MethodEntry[] = []): Plan {
+  const planned = plannedRoles(p, extras);
+  const rs = planned.map((r) => r.role);
   const lr = { full: adapterLr.lora * p.recipe.ftLrFactor, ...adapterLr };
+  const rateOf = (e: MethodEntry): number => {
+    const v = e.lrFamily === null ? lr.full : lr[e.lrFamily];
+    if (v === undefined) throw new DorascopeError('E_INTERNAL', `no learning rate was chosen for ${e.key} (family ${e.lrFamily})`);
+    return v;
+  };
   const wd = p.recipe.weightDecay;
   const control = p.weightDecayControl.map((w) => ({ weightDecay: w, config: w === wd ? 'ft' : wdConfigName(w) }));
   const runs: RunSpec[] = [];
-  const adapter = (method: 'lora' | 'dora', rank: number, base: number, seed: number): RunSpec => ({
-    name: runName(configName(method, rank), base, seed), config: configName(method, rank), method, rank, alpha: 2 * rank, lr: lr[method], weightDecay: wd, baseIndex: base, seed, ...common(p, p.steps, p.saveEvery),
+  const adapter = (e: MethodEntry, rank: number, base: number, seed: number): RunSpec => ({
+    name: runName(entryConfig(e, rank), base, seed), config: entryConfig(e, rank), ...methodFields(e, rank), lr: rateOf(e), weightDecay: wd, baseIndex: base, seed, ...common(p, p.steps, p.saveEvery),
   });
   p.baseSeeds.forEach((_, b) => {
     for (const seed of p.ftSeeds) {
@@ -250,13 +294,14 @@ export function mainRuns(p: Preset, adapterLr: Readonly<Record<'lora' | 'dora', 
       for (const c of control) {
         if (c.config !== 'ft') runs.push({ name: runName(c.config, b, seed), config: c.config, method: 'full', lr: lr.full, weightDecay: c.weightDecay, baseIndex: b, seed, ...common(p, p.steps, p.saveEvery) });
       }
-      for (const r of rs) if (r.method !== 'ft') runs.push(adapter(r.method, r.rank!, b, seed));
+      for (const { entry, role } of planned) if (role.rank !== null) runs.push(adapter(entry, role.rank, b, seed));
     }
   });
   const have = new Set(runs.map((r) => r.name));
-  for (const method of ['lora', 'dora'] as const) {
+  // The rank sweep (paper Figure 5): LoRA and DoRA at every rank of the preset.
+  for (const e of PAPER_METHODS.filter((m) => m.lrFamily === 'lora' || m.lrFamily === 'dora').slice(0, 2)) {
     for (const rank of p.ranks) {
-      const spec = adapter(method, rank, 0, p.ftSeeds[0]!);
+      const spec = adapter(e, rank, 0, p.ftSeeds[0]!);
       if (!have.has(spec.name)) { runs.push(spec); have.add(spec.name); }
     }
   }

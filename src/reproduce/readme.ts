@@ -217,7 +217,7 @@ function madeSection(L: string[], r: ReproRecord): void {
   for (const [i, b] of r.bases.entries()) L.push(`- Base ${i}: ${b.note}; held-out loss ${f(b.curve[0]?.evalLoss, 3)} → ${f(b.curve.at(-1)?.evalLoss, 3)}, still falling ${pct(b.lateImprovement)} over the last quarter of pretraining${b.curve.length ? ' ([pretraining.html](pretraining.html))' : ''}`);
   L.push(`- Task: ${r.task}`);
   L.push(`- Fine-tuning: ${p.steps} steps, batch ${p.batchSize}, a checkpoint every ${p.saveEvery} steps, fine-tuning seeds ${p.ftSeeds.join(', ')} on every base; adapters on ${p.targetModules.join(', ')}, alpha = 2r`);
-  L.push(`- Recipe (after VL-BART's, docs/reproduce.md): AdamW with decoupled weight decay ${rec.weightDecay} for every method, ${rec.scheduler} decay after a warmup of ${pct(rec.warmupRatio)} of the steps; learning rates: adapters ${r.plan.lr.lora} (LoRA) and ${r.plan.lr.dora} (DoRA) from the sweep, FT ${r.plan.lr.full} (${rec.ftLrFactor} × LoRA's)`);
+  L.push(`- Recipe (after VL-BART's, docs/reproduce.md): AdamW with decoupled weight decay ${rec.weightDecay} for every method, ${rec.scheduler} decay after a warmup of ${pct(rec.warmupRatio)} of the steps; learning rates: adapters ${Object.entries(r.plan.lr).filter(([k]) => k !== 'full').map(([k, v]) => `${v} (${k})`).join(', ')} from the sweep, FT ${r.plan.lr.full} (${rec.ftLrFactor} × LoRA's)`);
 }
 
 function sweepSections(L: string[], r: ReproRecord): void {

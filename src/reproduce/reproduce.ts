@@ -17,7 +17,8 @@ import { checkNoOverlap } from '../io/output-guard.js';
 import { DorascopeError, q } from '../errors.js';
 import type { Engine, TrainOutcome } from './engine.js';
 import { lateImprovement, readEvalCurve, readFinalMetric, type RunMetric } from './metrics.js';
-import { FULL, QUICK, lrSweepRuns, mainRuns, type Plan, type Preset, type RunSpec } from './plan.js';
+import { FULL, QUICK, configName, lrSweepRuns, mainRuns, type Plan, type Preset, type RunSpec } from './plan.js';
+import type { LrFamily, MethodEntry } from './methods.js';
 import { chooseLearningRate } from './sweep.js';
 import type { RankPoint } from './results.js';
 import type { ControlRow, HeadlineRow } from './headline.js';
@@ -47,6 +48,8 @@ export interface ReproduceOptions {
   readonly notes?: string;
   /** The preset (default: FULL, or QUICK with `quick`). */
   readonly preset?: Preset;
+  /** Methods trained and compared beside the paper's four (methods.ts `parseMethods`): VeRA, DVoRA, QLoRA, QDoRA. */
+  readonly methods?: readonly MethodEntry[];
 }
 
 export interface ReproduceResult {
@@ -75,6 +78,7 @@ interface Ctx {
   readonly engine: Engine;
   readonly log: (line: string) => void;
   readonly seconds: Record<string, number>;
+  readonly extras: readonly MethodEntry[];
   backend: string;
 }
 
@@ -122,15 +126,14 @@ async function trainRun(ctx: Ctx, spec: RunSpec, dir: string, bases: readonly Ba
 }
 
 /** 2. The adapters' learning-rate sweep on the first base. */
-async function sweepLearningRates(ctx: Ctx, bases: readonly BaseRecord[]): Promise<{ chosen: Record<'lora' | 'dora', number>; rows: SweepRow[] }> {
+async function sweepLearningRates(ctx: Ctx, bases: readonly BaseRecord[]): Promise<{ chosen: { lora: number } & Partial<Record<LrFamily, number>>; rows: SweepRow[] }> {
   const rows: SweepRow[] = [];
-  const chosen = {} as Record<'lora' | 'dora', number>;
+  const chosen: Partial<Record<LrFamily, number>> = {};
   await timed(ctx, 'lr sweep', async () => {
-    const byFamily = new Map<'lora' | 'dora', { lr: number; metric: RunMetric }[]>();
-    for (const spec of lrSweepRuns(ctx.preset)) {
+    const byFamily = new Map<LrFamily, { lr: number; metric: RunMetric }[]>();
+    for (const { family, ...spec } of lrSweepRuns(ctx.preset, ctx.extras)) {
       ctx.log(`reproduce: lr sweep ${spec.name} (${spec.steps} steps)`);
       const { metric } = await trainRun(ctx, spec, join(ctx.work, 'sweep'), bases);
-      const family = spec.method as 'lora' | 'dora';
       byFamily.set(family, [...(byFamily.get(family) ?? []), { lr: spec.lr, metric }]);
     }
     for (const [family, points] of byFamily) {
@@ -138,7 +141,8 @@ async function sweepLearningRates(ctx: Ctx, bases: readonly BaseRecord[]): Promi
       for (const p of points) rows.push({ family, lr: p.lr, metricName: p.metric.name, metric: p.metric.value, evalLoss: p.metric.evalLoss, chosen: p.lr === chosen[family] });
     }
   });
-  return { chosen, rows };
+  if (chosen.lora === undefined) throw new DorascopeError('E_INTERNAL', 'the learning-rate sweep chose no rate for LoRA');
+  return { chosen: { ...chosen, lora: chosen.lora }, rows };
 }
 
 /** 3. Every run of the plan. */
@@ -206,7 +210,7 @@ export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult
   const ctx: Ctx = {
     opts, preset, out, work,
     engine: opts.engine ?? (await import('./engine-dorascope.js')).dorascopeEngine(),
-    log: opts.log ?? ((s: string) => process.stderr.write(`${s}\n`)), seconds: {}, backend: opts.backend ?? 'auto',
+    log: opts.log ?? ((s: string) => process.stderr.write(`${s}\n`)), seconds: {}, backend: opts.backend ?? 'auto', extras: opts.methods ?? [],
   };
   await mkdir(out, { recursive: true });
   await mkdir(ctx.work, { recursive: true });
@@ -214,15 +218,17 @@ export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult
 
   const bases = await pretrainBases(ctx);
   const sweep = await sweepLearningRates(ctx, bases);
-  const plan = mainRuns(preset, sweep.chosen);
-  ctx.log(`reproduce: learning rates: full ${plan.lr.full}, lora ${plan.lr.lora}, dora ${plan.lr.dora}; ${plan.runs.length} runs`);
+  const plan = mainRuns(preset, sweep.chosen, ctx.extras);
+  ctx.log(`reproduce: learning rates: ${Object.entries(plan.lr).map(([k, v]) => `${k} ${v}`).join(', ')}; ${plan.runs.length} runs`);
   const trained = await fineTune(ctx, plan, bases);
   const seedDirs = await analyseAndReport(ctx, plan, bases, trained, title);
 
   const metrics = new Map([...trained].map(([k, v]) => [k, v.metric]));
   const first = plan.runs.filter((r) => r.baseIndex === 0 && r.seed === preset.ftSeeds[0]);
   const rank: RankPoint[] = first
-    .filter((r): r is RunSpec & { method: 'lora' | 'dora'; rank: number } => r.method !== 'full' && r.rank !== undefined && preset.ranks.includes(r.rank))
+    // The rank sweep's points: LoRA's and DoRA's own configurations (not QLoRA/QDoRA, which train the same method on a quantised base).
+    .filter((r): r is RunSpec & { method: 'lora' | 'dora'; rank: number } =>
+      (r.method === 'lora' || r.method === 'dora') && r.rank !== undefined && preset.ranks.includes(r.rank) && r.config === configName(r.method, r.rank))
     .map((r) => ({ method: r.method, rank: r.rank, run: r.name, metric: metrics.get(r.name)!.value, evalLoss: metrics.get(r.name)!.evalLoss }));
   const data = await ctx.engine.describeData();
   await figurePages(out, title, rank, data.metric, bases);

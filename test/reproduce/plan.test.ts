@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FULL, GPU, QUICK, checkpointSteps, decayBudget, headlineSteps, lrSweepRuns, mainRuns, presetByName, runDecayBudget } from '../../src/reproduce/plan.js';
 import { isDorascopeError } from '../../src/errors.js';
+import { parseMethods } from '../../src/reproduce/methods.js';
 
 describe('reproduction plan', () => {
   it('records 8 checkpoints in the published preset; the headline uses 4 evenly spaced ones ending at the last', () => {
@@ -61,5 +62,46 @@ describe('reproduction plan', () => {
     const sweep = lrSweepRuns(FULL);
     expect(sweep).toHaveLength(FULL.lrGrid.lora.length + FULL.lrGrid.dora.length);
     for (const s of sweep) expect(s).toMatchObject({ rank: FULL.mainRank, baseIndex: 0, steps: FULL.sweepSteps });
+  });
+
+  it('--methods adds VeRA, DVoRA, QLoRA and QDoRA as roles on every base × seed, each with its own rank, rate and base storage', () => {
+    const extras = parseMethods('all');
+    expect(extras.map((e) => e.key)).toEqual(['vera', 'dvora', 'qlora', 'qdora']);
+    const plan = mainRuns(FULL, { lora: 1e-2, dora: 3e-3, vera: 3e-2, dvora: 1e-2 }, extras);
+    expect(plan.roles.map((r) => [r.label, r.config, r.method])).toEqual([
+      ['FT', 'ft', 'ft'], ['LoRA r8', 'lora-r8', 'lora'], ['DoRA r8', 'dora-r8', 'dora'], ['DoRA† r4', 'dora-r4', 'dora'],
+      ['VeRA r32', 'vera-r32', 'vera'], ['DVoRA r32', 'dvora-r32', 'dvora'], ['QLoRA r8', 'qlora-r8', 'qlora'], ['QDoRA r8', 'qdora-r8', 'qdora'],
+    ]);
+    const names = plan.runs.map((r) => r.name);
+    expect(new Set(names).size).toBe(names.length);
+    // The paper's runs are unchanged; four more configurations on each of the 2 × 2 base × seed pairs.
+    expect(names).toHaveLength(2 * 2 * 7 + 5 + 2 * 2 * 4);
+    expect(plan.runs.find((r) => r.name === 'vera-r32-b1s2')).toMatchObject({ method: 'vera', rank: 32, lr: 3e-2 });
+    expect(plan.runs.find((r) => r.name === 'vera-r32-b1s2')!.alpha).toBeUndefined();
+    expect(plan.runs.find((r) => r.name === 'dvora-r32-b0s1')).toMatchObject({ method: 'dvora', rank: 32, lr: 1e-2 });
+    expect(plan.runs.find((r) => r.name === 'qlora-r8-b0s2')).toMatchObject({ method: 'lora', quantize: 'nf4', rank: 8, alpha: 16, lr: 1e-2 });
+    expect(plan.runs.find((r) => r.name === 'qdora-r8-b1s1')).toMatchObject({ method: 'dora', quantize: 'nf4', rank: 8, alpha: 16, lr: 3e-3 });
+    expect(plan.runs.find((r) => r.name === 'lora-r8-b0s1')!.quantize).toBeUndefined();
+    // The sweep adds VeRA's and DVoRA's rates (QLoRA/QDoRA take LoRA's/DoRA's), at their own rank.
+    const sweep = lrSweepRuns(FULL, extras);
+    expect(sweep.map((s) => [s.family, s.method, s.rank])).toEqual([
+      ...FULL.lrGrid.lora.map(() => ['lora', 'lora', 8]), ...FULL.lrGrid.dora.map(() => ['dora', 'dora', 8]),
+      ...FULL.lrGrid.vera.map(() => ['vera', 'vera', 32]), ...FULL.lrGrid.dvora.map(() => ['dvora', 'dvora', 32]),
+    ]);
+  });
+
+  it('--methods: none by default, a subset in catalogue order, an unknown name is a usage error naming it', async () => {
+    expect(parseMethods(undefined)).toEqual([]);
+    expect(parseMethods('qdora, vera').map((e) => e.key)).toEqual(['vera', 'qdora']);
+    for (const bad of ['loha', 'lora']) {
+      try {
+        parseMethods(bad);
+        expect.unreachable();
+      } catch (e) {
+        expect(isDorascopeError(e, 'E_USAGE')).toBe(true);
+        expect((e as Error).message).toContain(`"${bad}"`);
+      }
+    }
+    expect(() => mainRuns(FULL, { lora: 1e-2, dora: 3e-3 }, parseMethods('vera'))).toThrow(/no learning rate was chosen for vera/);
   });
 });
