@@ -48,7 +48,11 @@ export function dorascopeEngine(): Engine {
   const train = async (options: TrainOptions & { out: string }): Promise<TrainOutcome> => {
     const mod = await load(() => import('../train/train.js'), 'the trainer');
     const res = await mod.train(options);
-    return { runDir: options.out, lastCheckpoint: await lastCheckpoint(options.out), backend: res.backend };
+    const { QUANTIZED_BASE_DIR } = await load(() => import('../train/checkpoint.js'), 'the trainer');
+    return {
+      runDir: options.out, lastCheckpoint: await lastCheckpoint(options.out), backend: res.backend,
+      ...(options.quantize === undefined ? {} : { quantizedBase: join(options.out, QUANTIZED_BASE_DIR) }),
+    };
   };
   const backendChoice = async (name: string): Promise<BackendChoice> => {
     const { BACKEND_CHOICES } = await load(() => import('../compute/backend.js'), 'the tfjs backends');
@@ -84,7 +88,7 @@ export function dorascopeEngine(): Engine {
       }),
     analyze: async (s) => {
       const mod = await load(() => import('../analysis/analyze.js'), 'the analysis engine');
-      await mod.analyze({ base: s.base, runs: s.runs.map((r) => ({ path: r.path, label: r.label })), modules: [...s.modules], out: s.out, quiet: true });
+      await mod.analyze({ base: s.base, ...(s.quantizedBase === undefined ? {} : { quantizedBase: s.quantizedBase }), runs: s.runs.map((r) => ({ path: r.path, label: r.label })), modules: [...s.modules], out: s.out, quiet: true });
     },
     compare: async (s) => {
       const mod = await load(() => import('../report/render.js'), 'the report');

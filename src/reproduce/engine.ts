@@ -34,10 +34,14 @@ export interface TrainOutcome {
   readonly lastCheckpoint: string;
   /** The backend actually used (auto resolved). */
   readonly backend: string;
+  /** Runs on a 4-bit base: the folder of that base as the run saved it (bitsandbytes layout). */
+  readonly quantizedBase?: string;
 }
 
 export interface AnalyzeSpec {
   readonly base: string;
+  /** The runs trained on this 4-bit copy of `base`: measured against it dequantized, with the quantization as a run. */
+  readonly quantizedBase?: string;
   readonly runs: readonly { label: string; path: string }[];
   readonly modules: readonly string[];
   readonly out: string;

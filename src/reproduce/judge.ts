@@ -93,7 +93,7 @@ export async function rejudge(dir: string, opts: { png?: boolean; engine?: Engin
     control: s.weight_decay_control.map((c) => ({ weightDecay: c.weight_decay, config: c.config })),
   };
   const seedRoot = join(out, 'analysis-seeds');
-  const seedDirs = (await readdir(seedRoot)).filter((n) => /^base-\d+$/u.test(n)).sort().map((n) => join(seedRoot, n));
+  const seedDirs = (await readdir(seedRoot)).filter((n) => /^base-\d+(?:-nf4)?$/u.test(n)).sort().map((n) => join(seedRoot, n));
   const facts: RunFacts = {
     title: reproductionTitle(s.preset.name), command: s.command, created: s.created, preset: s.preset,
     backend: s.backend, machine: s.machine, seconds: s.seconds, task: s.task, plan, sweep: s.lr_sweep, rank: s.rank_sweep,

@@ -11,7 +11,7 @@
  *      statistic (headline.ts, verdict.ts), and write summary.json, the tables and README.md.
  * Checkpoints go to `work` (default OUT/checkpoints) so the published folder stays small.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve, relative } from 'node:path';
 import { checkNoOverlap } from '../io/output-guard.js';
 import { DorascopeError, q } from '../errors.js';
@@ -24,7 +24,7 @@ import type { RankPoint } from './results.js';
 import type { ControlRow, HeadlineRow } from './headline.js';
 import { describeMachine, type BaseRecord, type SweepRow } from './readme.js';
 import { judge, type RunFacts } from './judge.js';
-import { figurePages, renderPages, reproductionTitle } from './pages.js';
+import { figurePages, QUANTIZED_SUFFIX, renderPages, reproductionTitle } from './pages.js';
 import { JSON_CAPS, readTextCapped } from '../io/open-regular.js';
 
 export interface ReproduceOptions {
@@ -157,26 +157,58 @@ async function fineTune(ctx: Ctx, plan: Plan, bases: readonly BaseRecord[]): Pro
   return trained;
 }
 
-/** 4. Analyses and the compare reports. */
+/**
+ * The quantized base a group of 4-bit runs (QLoRA, QDoRA) trained on: each run saved its own copy, and
+ * the copies of runs on one base must be the same bytes (quantization is deterministic), since one
+ * analysis measures them all against it. undefined for an empty group.
+ */
+async function sharedQuantizedBase(names: readonly string[], trained: ReadonlyMap<string, { outcome: TrainOutcome }>): Promise<string | undefined> {
+  const paths = names.map((n) => {
+    const p = trained.get(n)!.outcome.quantizedBase;
+    if (p === undefined) throw new DorascopeError('E_INTERNAL', `the 4-bit run ${q(n)} did not report its quantized base`);
+    return p;
+  });
+  if (paths.length === 0) return undefined;
+  const first = await readFile(join(paths[0]!, 'model.safetensors'));
+  for (const p of paths.slice(1)) {
+    if (!first.equals(await readFile(join(p, 'model.safetensors')))) {
+      throw new DorascopeError('E_INTERNAL', `the quantized bases ${q(paths[0]!)} and ${q(p)} of runs on one base differ: quantization should be deterministic`);
+    }
+  }
+  return paths[0];
+}
+
+/**
+ * 4. Analyses and the compare reports. Runs trained on a 4-bit base (QLoRA, QDoRA) are measured in
+ * folders of their own (`…-nf4`) against that base dequantized — what they computed with — with the
+ * quantization step itself as a run; every other run against its full-precision base.
+ */
 async function analyseAndReport(ctx: Ctx, plan: Plan, bases: readonly BaseRecord[], trained: ReadonlyMap<string, { outcome: TrainOutcome }>, title: string): Promise<string[]> {
   const first = plan.runs.filter((r) => r.baseIndex === 0 && r.seed === ctx.preset.ftSeeds[0]);
   const dirOf = (name: string) => trained.get(name)!.outcome.runDir;
   const roleRuns = plan.roles.map((role) => first.find((r) => r.config === role.config)!);
   const controlRuns = plan.control.map((c) => ({ label: `FT wd=${c.weightDecay}`, path: dirOf(first.find((r) => r.config === c.config)!.name) }));
   const seedDirs: string[] = [];
+  const inputs = (runs: readonly RunSpec[]) => runs.map((r) => ({ label: r.name, path: dirOf(r.name) }));
+  /** Analyses `runs` on `base` into `out`, the 4-bit runs among them into `out`-nf4; returns the folders written. */
+  const analyseSplit = async (base: string, runs: readonly RunSpec[], modules: readonly string[], out: string): Promise<string[]> => {
+    const plain = runs.filter((r) => r.quantize === undefined), quantized = runs.filter((r) => r.quantize !== undefined);
+    await ctx.engine.analyze({ base, runs: inputs(plain), modules, out });
+    const quantizedBase = await sharedQuantizedBase(quantized.map((r) => r.name), trained);
+    if (quantizedBase === undefined) return [out];
+    await ctx.engine.analyze({ base, quantizedBase, runs: inputs(quantized), modules, out: `${out}${QUANTIZED_SUFFIX}` });
+    return [out, `${out}${QUANTIZED_SUFFIX}`];
+  };
   await timed(ctx, 'analysis', async () => {
     const base0 = bases[0]!.path;
-    const roleInputs = roleRuns.map((r) => ({ label: r.name, path: dirOf(r.name) }));
     ctx.log(`reproduce: analysing ${FIGURE2_MODULES.join(', ')} of ${roleRuns.map((r) => r.name).join(', ')}`);
-    await ctx.engine.analyze({ base: base0, runs: roleInputs, modules: FIGURE2_MODULES, out: join(ctx.out, 'analysis') });
-    await ctx.engine.analyze({ base: base0, runs: roleInputs, modules: ALL_MODULES, out: join(ctx.out, 'analysis-all-modules') });
+    await analyseSplit(base0, roleRuns, FIGURE2_MODULES, join(ctx.out, 'analysis'));
+    await analyseSplit(base0, roleRuns, ALL_MODULES, join(ctx.out, 'analysis-all-modules'));
     await ctx.engine.analyze({ base: base0, runs: controlRuns, modules: FIGURE2_MODULES, out: join(ctx.out, 'analysis-weight-decay') });
     for (const [i, b] of bases.entries()) {
-      const runs = plan.runs.filter((r) => Math.min(r.baseIndex, bases.length - 1) === i).map((r) => ({ label: r.name, path: dirOf(r.name) }));
-      const dir = join(ctx.out, 'analysis-seeds', `base-${i}`);
+      const runs = plan.runs.filter((r) => Math.min(r.baseIndex, bases.length - 1) === i);
       ctx.log(`reproduce: analysing the ${runs.length} runs on base ${i}`);
-      await ctx.engine.analyze({ base: b.path, runs, modules: FIGURE2_MODULES, out: dir });
-      seedDirs.push(dir);
+      seedDirs.push(...(await analyseSplit(b.path, runs, FIGURE2_MODULES, join(ctx.out, 'analysis-seeds', `base-${i}`))));
     }
   });
   await timed(ctx, 'report', () => renderPages(ctx.engine, ctx.out, title, plan.control.map((c) => c.weightDecay), ctx.opts.png === true));
@@ -186,8 +218,8 @@ async function analyseAndReport(ctx: Ctx, plan: Plan, bases: readonly BaseRecord
 
 /** What `reproduce` writes in OUT besides the checkpoint folder. */
 const REPRODUCE_OUTPUTS = ['README.md', 'summary.json', 'results.arrow', 'results.parquet', 'results.csv', 'control.csv', 'rank_sweep.csv', 'index.html',
-  'all-modules.html', 'weight-decay.html', 'rank-sweep.html', 'pretraining.html', 'analysis', 'analysis-all-modules', 'analysis-weight-decay',
-  'analysis-seeds', 'png'];
+  'all-modules.html', 'weight-decay.html', 'rank-sweep.html', 'pretraining.html', 'analysis', `analysis${QUANTIZED_SUFFIX}`, 'analysis-all-modules',
+  `analysis-all-modules${QUANTIZED_SUFFIX}`, 'analysis-weight-decay', 'analysis-seeds', 'png'];
 
 /**
  * OUT and the checkpoint folder are rewritten: neither may overlap a given base. The notes may
