@@ -95,13 +95,19 @@ const seedTally = (c: HeadlineCell): string => {
 };
 const cell = (row: { cells: readonly HeadlineCell[] }, key: string): HeadlineCell | undefined => row.cells.find((c) => c.statistic === key);
 
+/** `, and beside them VeRA r16, QDoRA r4 (--methods)` when the run trained methods beyond the paper's. */
+function extrasText(r: ReproRecord): string {
+  const extra = r.headline.filter((h) => h.paper_r === null).map((h) => h.label);
+  return extra.length === 0 ? '' : ` (and, beside them, ${extra.join(', ')}: \`--methods\`; the 4-bit runs measured against their dequantized base)`;
+}
+
 export function renderReadme(r: ReproRecord): string {
   const L: string[] = [];
   const nRuns = r.headline[0]?.cells[0]?.per_seed.length ?? 0;
   L.push(`# ${r.title}`, '');
   L.push(
     `The weight-decomposition analysis of ${PAPER_CITATION} (§3, Figure 2), reproduced end to end by dorascope on`,
-    'models trained here: pretrain small Llama-shaped bases, fine-tune each with full fine-tuning (FT), LoRA, DoRA and DoRA†',
+    `models trained here: pretrain small Llama-shaped bases, fine-tune each with full fine-tuning (FT), LoRA, DoRA and DoRA†${extrasText(r)}`,
     'on several seeds, then measure how every run moved the magnitude (ΔM) and direction (ΔD) of each layer\'s query matrix.',
     '',
     'Open [index.html](index.html) for Figure 2 and the trajectories of the first base and seed, [weight-decay.html](weight-decay.html)',
@@ -179,7 +185,9 @@ export function reading(r: ReproRecord): string[] {
   for (const h of r.headline) {
     const pooled = cell(h, 'pooled'), within = cell(h, 'within_checkpoint');
     if (!pooled || !within) continue;
-    out.push(`- **${h.label}** (paper r = ${f(h.paper_r)}): pooled r ${across(pooled.across)} — ${pooled.verdict}; within-checkpoint r ${across(within.across)} — ${within.verdict}.`);
+    out.push(h.paper_r === null
+      ? `- **${h.label}** (not in the paper's Figure 2, not judged): pooled r ${across(pooled.across)}; within-checkpoint r ${across(within.across)}.`
+      : `- **${h.label}** (paper r = ${f(h.paper_r)}): pooled r ${across(pooled.across)} — ${pooled.verdict}; within-checkpoint r ${across(within.across)} — ${within.verdict}.`);
   }
   if (r.control.length >= 2) {
     const a = r.control[0]!, b = r.control[r.control.length - 1]!;

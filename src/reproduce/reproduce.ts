@@ -11,7 +11,8 @@
  *      statistic (headline.ts, verdict.ts), and write summary.json, the tables and README.md.
  * Checkpoints go to `work` (default OUT/checkpoints) so the published folder stays small.
  */
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
+import { openSafetensors } from '../io/safetensors/reader.js';
 import { join, resolve, relative } from 'node:path';
 import { checkNoOverlap } from '../io/output-guard.js';
 import { DorascopeError, q } from '../errors.js';
@@ -169,13 +170,25 @@ async function sharedQuantizedBase(names: readonly string[], trained: ReadonlyMa
     return p;
   });
   if (paths.length === 0) return undefined;
-  const first = await readFile(join(paths[0]!, 'model.safetensors'));
+  const first = await tensorBytes(join(paths[0]!, 'model.safetensors'));
   for (const p of paths.slice(1)) {
-    if (!first.equals(await readFile(join(p, 'model.safetensors')))) {
-      throw new DorascopeError('E_INTERNAL', `the quantized bases ${q(paths[0]!)} and ${q(p)} of runs on one base differ: quantization should be deterministic`);
-    }
+    const other = await tensorBytes(join(p, 'model.safetensors'));
+    const same = other.size === first.size && [...first].every(([name, bytes]) => other.get(name)?.equals(bytes) === true);
+    if (!same) throw new DorascopeError('E_INTERNAL', `the quantized bases ${q(paths[0]!)} and ${q(p)} of runs on one base differ: quantization should be deterministic`);
   }
   return paths[0];
+}
+
+/** Every tensor's bytes by name (the header's metadata, which names the run's method, aside). */
+async function tensorBytes(path: string): Promise<Map<string, Buffer>> {
+  const file = await openSafetensors(path);
+  try {
+    const out = new Map<string, Buffer>();
+    for (const t of file.tensors) out.set(t.name, Buffer.from(await file.readBytes(t.name)));
+    return out;
+  } finally {
+    await file.close();
+  }
 }
 
 /**
