@@ -9,6 +9,7 @@ import type { DType, QuantInfo, TensorSource } from './types.js';
 import { classifyPath, openSource, type PathKind } from './sources/open-source.js';
 import { listRun } from './sources/trainer-run.js';
 import { openAdapter, type Adapter } from './peft/adapter.js';
+import type { AdapterConfig } from './peft/adapter-config.js';
 import { resolveBaseName } from './peft/merged-source.js';
 import { loraScaling } from '../methods/lora.js';
 
@@ -59,6 +60,12 @@ export interface InspectAdapter {
   readonly r: number;
   readonly lora_alpha: number;
   readonly scaling: number;
+  /**
+   * How the method's config sets its scale, from the keys adapter_config.json holds: `lora_alpha/r` (LoRA,
+   * AdaLoRA), `lora_alpha/sqrt(r)` (rsLoRA), `alpha/r` (LoHa, LoKr: LyCORIS' `alpha`), `r only` (VeRA: no
+   * scaling) or `none` (IA³: neither r nor alpha; `r`, `lora_alpha` and `scaling` are then 1).
+   */
+  readonly scale_rule: 'lora_alpha/r' | 'lora_alpha/sqrt(r)' | 'alpha/r' | 'r only' | 'none';
   readonly use_rslora: boolean;
   readonly use_dora: boolean;
   readonly fan_in_fan_out: boolean;
@@ -141,12 +148,30 @@ function describeAdapter(a: Adapter, base: TensorSource | undefined): InspectAda
   });
   const c = a.config;
   return {
-    method: a.method, peft_type: c.peftType, r: c.r, lora_alpha: c.loraAlpha, scaling: loraScaling(c.r, c.loraAlpha, c.useRslora),
+    method: a.method, peft_type: c.peftType, r: c.r, lora_alpha: c.loraAlpha, scaling: loraScaling(c.r, c.loraAlpha, c.useRslora), scale_rule: scaleRule(c),
     use_rslora: c.useRslora, use_dora: a.method === 'dora', fan_in_fan_out: c.fanInFanOut,
     target_modules: c.targetModules, rank_pattern: c.rankPattern, alpha_pattern: c.alphaPattern,
     modules_to_save: c.modulesToSave, layers_to_transform: c.layersToTransform, base_model_name_or_path: c.baseModelNameOrPath,
     modules, replaces: Object.fromEntries(a.replacements),
   };
+}
+
+function scaleRule(c: AdapterConfig): InspectAdapter['scale_rule'] {
+  if ('lora_alpha' in c.raw) return c.useRslora ? 'lora_alpha/sqrt(r)' : 'lora_alpha/r';
+  if ('alpha' in c.raw) return 'alpha/r';
+  if ('r' in c.raw) return 'r only';
+  return 'none';
+}
+
+/** The header's rank and scale, in the names the adapter's own config uses. */
+function scaleText(a: InspectAdapter): string {
+  switch (a.scale_rule) {
+    case 'lora_alpha/r': case 'lora_alpha/sqrt(r)':
+      return `r ${a.r}, lora_alpha ${a.lora_alpha}, scaling ${a.scaling} (${a.use_rslora ? 'rsLoRA: alpha/sqrt(r)' : 'alpha/r'})`;
+    case 'alpha/r': return `r ${a.r}, alpha ${a.lora_alpha}, scaling ${a.scaling} (alpha/r)`;
+    case 'r only': return `r ${a.r}, no scaling`;
+    case 'none': return 'no rank or scaling (the trained vectors scale the features)';
+  }
 }
 
 async function checkpointsOf(dir: string, env: NodeJS.ProcessEnv | undefined): Promise<InspectCheckpoint[]> {
@@ -238,7 +263,7 @@ export function formatInspect(r: InspectResult): string {
   for (const [k, v] of meta) L.push(`  ${e(k)}: ${e(v.length > 200 ? `${v.slice(0, 197)}...` : v)}`);
   if (r.adapter) {
     const a = r.adapter;
-    L.push(`adapter: ${a.method.toUpperCase()}, r ${a.r}, lora_alpha ${a.lora_alpha}, scaling ${a.scaling} (${a.use_rslora ? 'rsLoRA: alpha/sqrt(r)' : 'alpha/r'})${a.base_model_name_or_path ? `, base ${e(a.base_model_name_or_path)}` : ''}; peft_type ${e(a.peft_type)}`);
+    L.push(`adapter: ${a.method.toUpperCase()}, ${scaleText(a)}${a.base_model_name_or_path ? `, base ${e(a.base_model_name_or_path)}` : ''}; peft_type ${e(a.peft_type)}`);
     L.push(`  target_modules: ${a.target_modules === null ? '(none)' : typeof a.target_modules === 'string' ? `regex ${e(a.target_modules)}` : e(a.target_modules.join(', '))}`);
     if (Object.keys(a.rank_pattern).length) L.push(`  rank_pattern: ${e(JSON.stringify(a.rank_pattern))}`);
     if (Object.keys(a.alpha_pattern).length) L.push(`  alpha_pattern: ${e(JSON.stringify(a.alpha_pattern))}`);

@@ -309,8 +309,13 @@ describe('each PEFT method: inspect → merge → analyze (exact and merge paths
           expect(t.meaning.length).toBeGreaterThan(3);
         }
       }
+      // The header names the scale the way the method's own config does (IA³ has no rank, VeRA no alpha, LyCORIS `alpha`).
+      const rule = ({ LORA: c.config['use_rslora'] === true ? 'lora_alpha/sqrt(r)' : 'lora_alpha/r', ADALORA: 'lora_alpha/r', VERA: 'r only', IA3: 'none', LOHA: 'alpha/r', LOKR: 'alpha/r' } as Record<string, string>)[c.config['peft_type'] as string];
+      expect(a.scale_rule).toBe(rule);
       const text = await cli(['inspect', join(dir, 'adapter')]);
       expect(text.out).toContain(`adapter: ${c.method.toUpperCase()}`);
+      expect(text.out).toContain({ 'lora_alpha/r': 'lora_alpha', 'lora_alpha/sqrt(r)': 'rsLoRA', 'alpha/r': `, alpha ${c.config['alpha']}, `, 'r only': 'no scaling', none: 'no rank or scaling' }[rule!]);
+      if (rule === 'none' || rule === 'r only') expect(text.out).not.toContain('lora_alpha');
       expect(text.out).toContain(`  ${c.roles[Object.keys(c.roles)[0]!]![0]} `);
 
       const mg = await cli(['merge', '--base', base, '--adapter', join(dir, 'adapter'), '--out', join(dir, 'merged')]);
