@@ -71,3 +71,6 @@ const DEFAULT_RANK: Readonly<Record<'full' | 'lora' | 'dora' | 'vera' | 'dvora',
 export function defaultRank(method: 'full' | 'lora' | 'dora' | 'vera' | 'dvora'): number {
   return DEFAULT_RANK[method];
 }
+
+/** PEFT VeraConfig's defaults (`tuners/vera/config.py`): d_initial 0.1, projection_prng_key 0. */
+export const VERA_DEFAULTS = { dInitial: 0.1, projectionKey: 0 } as const;

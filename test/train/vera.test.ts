@@ -295,6 +295,12 @@ describe('train --method vera|dvora, read back through inspect, merge and analyz
       }
     });
 
+  it('the library refuses a LoRA rank wider than a target layer, naming it (VeRA\'s rank may exceed it)', async () => {
+    const e = await train({ ...opts('vera'), method: 'lora', r: 40 }).then(() => undefined, (x: unknown) => x);
+    expect(isDorascopeError(e, 'E_USAGE')).toBe(true);
+    expect((e as Error).message).toMatch(/rank 40 is larger than model\.layers\.0\.(self_attn|mlp)\.\w+ allows \(\d+ × \d+\)/u);
+  });
+
   it('--magnitude-only needs a magnitude (dvora takes it, vera refuses it)', async () => {
     await expect(train({ ...opts('vera'), target: ['q_proj'], magnitudeOnly: ['v_proj'] })).rejects.toSatisfy((e) => isDorascopeError(e, 'E_USAGE'));
   });
@@ -310,6 +316,10 @@ describe('train --method vera|dvora, read back through inspect, merge and analyz
       expect(await main([...args('vera'), '--vera-d-initial', '0.3', '--projection-prng-key', '5', '--out', out])).toBe(0);
       expect(await main(args('lora'))).toBe(2);
       expect(err.join('')).toMatch(/-r 40 is larger than --d-model 16/u);
+      // Without --r, LoRA's default rank (8) is checked against the width too.
+      err.length = 0;
+      expect(await main(['train', '--method', 'lora', '--steps', '1', '--layers', '1', '--d-model', '4', '--heads', '1', '--backend', 'cpu', '--quiet'])).toBe(2);
+      expect(err.join('')).toMatch(/-r 8 is larger than --d-model 4/u);
     } finally {
       e.mockRestore();
       o.mockRestore();

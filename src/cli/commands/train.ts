@@ -8,9 +8,8 @@ import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { checkTrainNumbers } from '../numbers.js';
 import { BACKEND_CHOICES, type BackendChoice } from '../../compute/backend-types.js';
 import { DorascopeError } from '../../errors.js';
-import { TRAIN_DEFAULTS as D } from '../../train/defaults.js';
+import { defaultRank, TRAIN_DEFAULTS as D, VERA_DEFAULTS } from '../../train/defaults.js';
 import type { AdapterMethod } from '../../train/types.js';
-import { VERA_DEFAULTS } from '../../train/adapters/vera.js';
 import { SCHEDULERS } from '../../train/schedule.js';
 
 interface Args {
@@ -105,7 +104,8 @@ export const trainCommand: CommandModule<object, Args> = {
     // Bounds first, before tfjs loads; then the rank against the width where the method bounds it (LoRA's B·A does, VeRA's does not).
     checkTrainNumbers(argv, false);
     const { adapterVariant } = await import('../../train/adapters/build.js');
-    if (argv.method !== 'full') checkTrainNumbers(argv, adapterVariant({ method: argv.method, doraDetach: true }).rankAtMostWidth);
+    // The rank a run will use, given or the method's default, against the width.
+    if (argv.method !== 'full') checkTrainNumbers({ ...argv, r: argv.r ?? defaultRank(argv.method) }, adapterVariant({ method: argv.method, doraDetach: true }).rankAtMostWidth);
     const { train } = await import('../../train/train.js');
     const reportTo = argv['report-to'].includes('tensorboard') ? ['tensorboard' as const] : [];
     if (reportTo.length > 0 && argv.out === undefined) throw new DorascopeError('E_USAGE', '--report-to tensorboard writes into the run folder: pass --out');

@@ -77,6 +77,12 @@ export function buildAdapters(config: LlamaConfig, weights: Weights, spec: Adapt
   if (spec.magnitudeOnly.length > 0 && chosen.every((c) => c.direction)) {
     throw new DorascopeError('E_USAGE', `--magnitude-only ${spec.magnitudeOnly.join(',')} matches no linear module`);
   }
+  // B·A has rank at most min(in, out): a larger LoRA rank only adds parameters that cannot change ΔW
+  // (PEFT does not stop it; the CLI checks the width first, this catches library callers and odd shapes).
+  const narrow = variant.rankAtMostWidth ? chosen.find((c) => spec.r > Math.min(c.in, c.out)) : undefined;
+  if (narrow !== undefined) {
+    throw new DorascopeError('E_USAGE', `rank ${spec.r} is larger than ${narrow.base} allows (${narrow.out} × ${narrow.in}): a ${spec.method} rank is at most min(fan_in, fan_out)`);
+  }
   const layers = new Map<string, unknown>();
   const saved: Trainable[] = [], trainables: Trainable[] = [];
   try {

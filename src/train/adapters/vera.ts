@@ -20,6 +20,7 @@
  * key gives other numbers than PEFT's: the trainer therefore always saves them
  * (`save_projection: true`), and PEFT then loads them from the file instead of regenerating them.
  */
+import { VERA_DEFAULTS } from '../defaults.js';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../../compute/backend.js';
 import { modelKey } from '../../io/peft/keys.js';
@@ -28,9 +29,6 @@ import { magnitudeVariant, type WithMagnitude } from './dora.js';
 import { plainVariant, type AdapterHyper, type AdapterVariant, type UpdateMethod } from './lora.js';
 
 type T = tfc.Tensor;
-
-/** PEFT VeraConfig's defaults (`tuners/vera/config.py`): d_initial 0.1, projection_prng_key 0. */
-export const VERA_DEFAULTS = { dInitial: 0.1, projectionKey: 0 } as const;
 
 /** One VeRA layer: its trainable scaling vectors and the shared frozen projections it slices. */
 export interface VeraParams {
