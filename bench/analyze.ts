@@ -1,8 +1,8 @@
 /**
- * `npm run bench:analyze [-- --issue-size] [-- --dtype F16]`: the analysis benchmark (results in docs/benchmarks.md). Generates, under
+ * `npm run bench:analyze [-- --large] [-- --dtype F16]`: the analysis benchmark (results in docs/benchmarks.md). Generates, under
  * the OS temp folder (deleted afterwards), synthetic Llama-shaped series and prints, each measured within one run:
  *   1. full checkpoints (BF16, or `--dtype`, base and four full checkpoints; default 4 layers of hidden 1024, MLP 2752, 0.1 GB a
- *      file; `--issue-size`: 8 layers of 2048/5504, 0.8 GB a file), all from the page cache:
+ *      file; `--large`: 8 layers of 2048/5504, 0.8 GB a file), all from the page cache:
  *      dorascope's wall, user and system time, against (a) a plain Node read of the same bytes with positional
  *      reads into ONE reused buffer (the I/O limit in Node; goal ≤ 1.5×) and (b) a C program of the same math
  *      (bench/analyze-ref.c: mmap, BF16 decode, float64 row sums, OpenMP on every core), built now with
@@ -10,7 +10,7 @@
  *      are checked against dorascope's;
  *   2. the same cold: each file evicted from the page cache (posix_fadvise DONTNEED, by the C program) before
  *      dorascope and before `cat` of the same files;
- *   3. a DoRA adapter series (r = 16 on q/v; default 8 layers of 2048, `--issue-size` 32 layers of 4096; ten
+ *   3. a DoRA adapter series (r = 16 on q/v; default 8 layers of 2048, `--large` 32 layers of 4096; ten
  *      checkpoints): time per checkpoint against the bare matrix products W0·Aᵀ of the same shapes on the same
  *      tfjs backend (goal ≤ 1.5×), and the fast path's deviation from the float64 product on one module;
  *   4. peak RSS of each series, and of the full series with the model doubled (goal < 1 GB, flat).
@@ -33,14 +33,14 @@ import { adapterDecompose } from '../src/analysis/exact-adapter-series.js';
 import { tf, useWasm } from '../src/compute/backend.js';
 import { mulberry32 } from '../src/random.js';
 
-const issueSize = process.argv.includes('--issue-size');
+const large = process.argv.includes('--large');
 type BenchDType = 'BF16' | 'F16' | 'F32' | 'F8_E4M3' | 'F8_E5M2';
 const dtypeAt = process.argv.indexOf('--dtype');
 /** `--dtype`: the storage dtype of the full series (default BF16; the C reference reads BF16 only). */
 const DTYPE = (dtypeAt > 0 ? process.argv[dtypeAt + 1] : 'BF16') as BenchDType;
 if (!['BF16', 'F16', 'F32', 'F8_E4M3', 'F8_E5M2'].includes(DTYPE)) throw new Error(`--dtype ${DTYPE}: one of BF16, F16, F32, F8_E4M3, F8_E5M2`);
-const FULL = issueSize ? { hidden: 2048, mlp: 5504, layers: 8, checkpoints: 4 } : { hidden: 1024, mlp: 2752, layers: 4, checkpoints: 4 };
-const ADAPTER = issueSize ? { hidden: 4096, layers: 32, r: 16, checkpoints: 10 } : { hidden: 2048, layers: 8, r: 16, checkpoints: 10 };
+const FULL = large ? { hidden: 2048, mlp: 5504, layers: 8, checkpoints: 4 } : { hidden: 1024, mlp: 2752, layers: 4, checkpoints: 4 };
+const ADAPTER = large ? { hidden: 4096, layers: 32, r: 16, checkpoints: 10 } : { hidden: 2048, layers: 8, r: 16, checkpoints: 10 };
 
 // ---- generation ------------------------------------------------------------------------------
 function fullShapes(layers: number): [string, number[]][] {
@@ -276,7 +276,7 @@ async function childAdapters(dir: string): Promise<void> {
 }
 
 function inChild<T>(mode: string, dir: string): T {
-  const res = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', mode, dir, ...(issueSize ? ['--issue-size'] : [])], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  const res = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', mode, dir, ...(large ? ['--large'] : [])], { encoding: 'utf8', maxBuffer: 1 << 20 });
   if (res.status !== 0) throw new Error(`${mode} child failed:\n${res.stderr}`);
   return JSON.parse(res.stdout) as T;
 }
@@ -316,7 +316,7 @@ async function main(): Promise<void> {
     return inChild<Ad>('adapters', dir);
   });
 
-  console.log(`machine: ${cpus()[0]?.model} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 16)}Z${issueSize ? ' (--issue-size)' : ''}`);
+  console.log(`machine: ${cpus()[0]?.model} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 16)}Z${large ? ' (--large)' : ''}`);
   const f = full[0]!;
   const gb = f.bytes / 1e9;
   const t = (x: Timed) => `${x.wall.toFixed(2)} s wall, ${x.user.toFixed(2)} s user + ${x.sys.toFixed(2)} s system`;

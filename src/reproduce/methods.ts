@@ -4,7 +4,7 @@
  * adds the PEFT methods DoRA is compared with elsewhere in the paper and by its users:
  *
  * - VeRA (Kopiczko et al. 2024): frozen shared random projections, trained scaling vectors; and
- *   DVoRA, DoRA's magnitude on VeRA's direction update (DoRA paper §5.3, Table 4).
+ *   DVoRA, DoRA's magnitude on VeRA's direction update (DoRA paper §5.4, Table 5).
  * - QLoRA / QDoRA (Dettmers et al. 2023; Answer.AI/NVIDIA's QDoRA): LoRA / DoRA on a frozen base
  *   kept in 4-bit NF4 blocks.
  *

@@ -15,7 +15,7 @@
  *
  * DVoRA (the DoRA paper's DoRA-on-VeRA; PEFT has no such type) is saved by dorascope's trainer as a
  * VeRA adapter plus one DoRA magnitude vector per module, `base_model.model.<module>.vera_magnitude_vector`
- * (out), with `"use_dora": true` in the VeRA config (docs/peft-methods.md). The reader hands the
+ * (out), with `"use_dora": true` in the VeRA config (docs/formats.md, "DVoRA"). The reader hands the
  * magnitude on with the factors, so merge and the exact ΔM/ΔD path apply DoRA's
  * W' = m ⊙ (W + ΔW)/‖W + ΔW‖_row to VeRA's ΔW with no code of their own.
  *

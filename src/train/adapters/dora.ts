@@ -39,7 +39,7 @@ function magnitudeOf(p: { magnitude?: tfc.Variable }): tfc.Variable {
 /**
  * DoRA's magnitude on top of any update (Liu et al. 2024, eq. 5): y = plain(x) ⊙ (m / ‖W'‖),
  * W' = W + ΔW, since x·W'ᵀ is exactly the plain layer's output. On LoRA's update this is DoRA;
- * on VeRA's it is the paper's DVoRA (§5.4). m is initialised to ‖W0 + ΔW‖ row-wise, as PEFT does
+ * on VeRA's it is the paper's DVoRA (§5.4, Table 5). m is initialised to ‖W0 + ΔW‖ row-wise, as PEFT does
  * (`tuners/lora/dora.py` `DoraLinearLayer.update_layer`); every update here starts at ΔW = 0, so
  * that is ‖W0‖ and the layer equals the base at step 0. With `detachNorm` (paper §4.3, PEFT
  * default) ‖W'‖ is computed off the tape, a constant in backprop, which saves memory and time;

@@ -72,7 +72,7 @@ export const veraUpdate: UpdateMethod<VeraParams> = {
   // Each layer scales r random directions; r is not bounded by the layer's width (the paper uses r = 1024 on 768-wide RoBERTa).
   rankAtMostWidth: false,
   // PEFT has no DVoRA; its DoRA magnitude is saved as `lora_magnitude_vector`, and ours on VeRA
-  // takes VeRA's prefix (docs/peft-methods.md, "DVoRA").
+  // takes VeRA's prefix (docs/formats.md, "DVoRA (dorascope's format)").
   magnitudeName: 'vera_magnitude_vector',
   setup(shapes, h, _rand) {
     const t = tf();
@@ -102,7 +102,7 @@ export const veraUpdate: UpdateMethod<VeraParams> = {
     const { A, B } = sliced(p);
     return t.matMul(t.mul(B, t.expandDims(p.lambdaB, 1)), t.mul(A, t.expandDims(p.lambdaD, 1)));
   },
-  // PEFT VeraConfig's fields (`tuners/vera/config.py`); DVoRA adds `use_dora` (docs/peft-methods.md).
+  // PEFT VeraConfig's fields (`tuners/vera/config.py`); DVoRA adds `use_dora` (docs/formats.md, "DVoRA").
   adapterConfig: (h, magnitude) => ({
     peft_type: 'VERA', task_type: 'CAUSAL_LM', base_model_name_or_path: null, r: h.r,
     target_modules: [...h.target], projection_prng_key: hyper(h).projectionKey, save_projection: true,
