@@ -86,6 +86,18 @@ async function readShard(dir: string): Promise<Shard> {
   // The fingerprint is recomputed: an edited or damaged summary.json must not pass for its analysis.
   if (info.fingerprint !== fingerprint(info.analysis)) throw bad('fingerprint', 'does not match shard.analysis (the file was changed after analyze wrote it)');
   if (!Array.isArray(summary['runs'])) throw refuse(`${q(join(dir, 'summary.json'))} has no "runs" array`, { folder: dir, field: 'runs' });
+  // Not part of the fingerprint: checked for shape here, then against the other parts (checkShards).
+  for (const [i, r] of (summary['runs'] as unknown[]).entries()) {
+    const where = (field: string) => ({ folder: dir, field: `runs[${i}]${field}` });
+    if (!isObject(r) || typeof r['run'] !== 'string' || typeof r['method'] !== 'string' || (r['adapter'] !== null && !isObject(r['adapter'])) || !Array.isArray(r['checkpoints'])) {
+      throw refuse(`${q(join(dir, 'summary.json'))}: runs[${i}] is not a run description (run, method, adapter, checkpoints)`, where(''));
+    }
+    for (const [j, c] of (r['checkpoints'] as unknown[]).entries()) {
+      if (!isObject(c) || typeof c['name'] !== 'string' || !Number.isSafeInteger(c['step'])) {
+        throw refuse(`${q(join(dir, 'summary.json'))}: runs[${i}].checkpoints[${j}] is ${JSON.stringify(c)?.slice(0, 80)}, not { name, step }`, where(`.checkpoints[${j}]`));
+      }
+    }
+  }
   return { dir, info, runs: summary['runs'] as RunDescription[], manifest };
 }
 

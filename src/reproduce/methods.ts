@@ -41,6 +41,8 @@ export interface MethodEntry {
   /** LoRA's alpha at `rank`, for the methods that have one (alpha = 2r: alpha/r fixed across ranks, LoRA paper §4.1). */
   readonly alpha?: (rank: number) => number;
   readonly label: (rank: number | null) => string;
+  /** Trained at every rank of the preset's rank sweep (paper Figure 5: LoRA and DoRA). */
+  readonly rankSweep?: true;
 }
 
 const twice = (r: number) => 2 * r;
@@ -48,8 +50,8 @@ const twice = (r: number) => 2 * r;
 /** The paper's four, in the order the paper shows them. */
 export const PAPER_METHODS: readonly MethodEntry[] = [
   { key: 'ft', method: 'ft', train: 'full', lrFamily: null, rank: () => null, label: () => 'FT' },
-  { key: 'lora', method: 'lora', train: 'lora', lrFamily: 'lora', rank: (p) => p.mainRank, alpha: twice, label: (r) => `LoRA r${r}` },
-  { key: 'dora', method: 'dora', train: 'dora', lrFamily: 'dora', rank: (p) => p.mainRank, alpha: twice, label: (r) => `DoRA r${r}` },
+  { key: 'lora', method: 'lora', train: 'lora', lrFamily: 'lora', rank: (p) => p.mainRank, alpha: twice, label: (r) => `LoRA r${r}`, rankSweep: true },
+  { key: 'dora', method: 'dora', train: 'dora', lrFamily: 'dora', rank: (p) => p.mainRank, alpha: twice, label: (r) => `DoRA r${r}`, rankSweep: true },
   { key: 'dora', method: 'dora', train: 'dora', lrFamily: 'dora', rank: (p) => half(p.mainRank), alpha: twice, label: (r) => `DoRA† r${r}` },
 ];
 

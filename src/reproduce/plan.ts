@@ -298,8 +298,8 @@ export function mainRuns(p: Preset, adapterLr: Readonly<{ lora: number } & Parti
     }
   });
   const have = new Set(runs.map((r) => r.name));
-  // The rank sweep (paper Figure 5): LoRA and DoRA at every rank of the preset.
-  for (const e of PAPER_METHODS.filter((m) => m.lrFamily === 'lora' || m.lrFamily === 'dora').slice(0, 2)) {
+  // The rank sweep (paper Figure 5): the methods marked for it, at every rank of the preset.
+  for (const e of PAPER_METHODS.filter((m) => m.rankSweep === true)) {
     for (const rank of p.ranks) {
       const spec = adapter(e, rank, 0, p.ftSeeds[0]!);
       if (!have.has(spec.name)) { runs.push(spec); have.add(spec.name); }

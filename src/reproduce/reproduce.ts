@@ -18,8 +18,8 @@ import { checkNoOverlap } from '../io/output-guard.js';
 import { DorascopeError, q } from '../errors.js';
 import type { Engine, TrainOutcome } from './engine.js';
 import { lateImprovement, readEvalCurve, readFinalMetric, type RunMetric } from './metrics.js';
-import { FULL, QUICK, configName, lrSweepRuns, mainRuns, type Plan, type Preset, type RunSpec } from './plan.js';
-import type { LrFamily, MethodEntry } from './methods.js';
+import { FULL, QUICK, lrSweepRuns, mainRuns, type Plan, type Preset, type RunSpec } from './plan.js';
+import { entryConfig, PAPER_METHODS, type LrFamily, type MethodEntry } from './methods.js';
 import { chooseLearningRate } from './sweep.js';
 import type { RankPoint } from './results.js';
 import type { ControlRow, HeadlineRow } from './headline.js';
@@ -170,24 +170,32 @@ async function sharedQuantizedBase(names: readonly string[], trained: ReadonlyMa
     return p;
   });
   if (paths.length === 0) return undefined;
-  const first = await tensorBytes(join(paths[0]!, 'model.safetensors'));
   for (const p of paths.slice(1)) {
-    const other = await tensorBytes(join(p, 'model.safetensors'));
-    const same = other.size === first.size && [...first].every(([name, bytes]) => other.get(name)?.equals(bytes) === true);
-    if (!same) throw new DorascopeError('E_INTERNAL', `the quantized bases ${q(paths[0]!)} and ${q(p)} of runs on one base differ: quantization should be deterministic`);
+    if (!(await sameTensors(join(paths[0]!, 'model.safetensors'), join(p, 'model.safetensors')))) {
+      throw new DorascopeError('E_INTERNAL', `the quantized bases ${q(paths[0]!)} and ${q(p)} of runs on one base differ: quantization should be deterministic`);
+    }
   }
   return paths[0];
 }
 
-/** Every tensor's bytes by name (the header's metadata, which names the run's method, aside). */
-async function tensorBytes(path: string): Promise<Map<string, Buffer>> {
-  const file = await openSafetensors(path);
+/** Whether two safetensors files hold the same tensors, bytes and all (the header's metadata, which names the run's method, aside), one tensor at a time. */
+async function sameTensors(a: string, b: string): Promise<boolean> {
+  const fa = await openSafetensors(a);
   try {
-    const out = new Map<string, Buffer>();
-    for (const t of file.tensors) out.set(t.name, Buffer.from(await file.readBytes(t.name)));
-    return out;
+    const fb = await openSafetensors(b);
+    try {
+      if (fa.tensors.length !== fb.tensors.length) return false;
+      for (const t of fa.tensors) {
+        const u = fb.info(t.name);
+        if (u === undefined || u.dtype !== t.dtype || u.shape.join() !== t.shape.join()) return false;
+        if (!Buffer.from(await fa.readBytes(t.name)).equals(await fb.readBytes(t.name))) return false;
+      }
+      return true;
+    } finally {
+      await fb.close();
+    }
   } finally {
-    await file.close();
+    await fa.close();
   }
 }
 
@@ -270,10 +278,11 @@ export async function reproduce(opts: ReproduceOptions): Promise<ReproduceResult
 
   const metrics = new Map([...trained].map(([k, v]) => [k, v.metric]));
   const first = plan.runs.filter((r) => r.baseIndex === 0 && r.seed === preset.ftSeeds[0]);
+  const sweepConfigs = new Set(PAPER_METHODS.filter((m) => m.rankSweep === true).flatMap((m) => preset.ranks.map((r) => entryConfig(m, r))));
   const rank: RankPoint[] = first
-    // The rank sweep's points: LoRA's and DoRA's own configurations (not QLoRA/QDoRA, which train the same method on a quantised base).
-    .filter((r): r is RunSpec & { method: 'lora' | 'dora'; rank: number } =>
-      (r.method === 'lora' || r.method === 'dora') && r.rank !== undefined && preset.ranks.includes(r.rank) && r.config === configName(r.method, r.rank))
+    // The rank sweep's points: the runs of the sweep's methods at the sweep's ranks (by configuration, so QLoRA
+    // at LoRA's rank is not a LoRA point).
+    .filter((r): r is RunSpec & { method: 'lora' | 'dora'; rank: number } => r.rank !== undefined && preset.ranks.includes(r.rank) && sweepConfigs.has(r.config))
     .map((r) => ({ method: r.method, rank: r.rank, run: r.name, metric: metrics.get(r.name)!.value, evalLoss: metrics.get(r.name)!.evalLoss }));
   const data = await ctx.engine.describeData();
   await figurePages(out, title, rank, data.metric, bases);
