@@ -20,14 +20,15 @@ export async function exportFigures(htmlPath: string, outDir: string, format: 'p
     await page.route('**/*', (r) => (r.request().url() === url ? r.continue() : r.abort()));
     await page.goto(url, { waitUntil: 'load' });
     const images = await page.evaluate(async (fmt) => {
-      type Gd = Element & { layout: { meta?: { exportViews?: boolean }; updatemenus?: { buttons: { args: unknown[] }[] }[] } };
+      type Gd = Element & { layout: { height?: number; meta?: { exportViews?: boolean }; updatemenus?: { buttons: { args: unknown[] }[] }[] } };
       const w = window as unknown as { dorascope?: { drawAll(): Promise<unknown> }; Plotly: {
         toImage(gd: Element, o: object): Promise<string>; update(gd: Element, a: unknown, b: unknown, c: unknown): Promise<unknown> } };
       await w.dorascope?.drawAll(); // figures below the first screen draw lazily
       const P = w.Plotly;
-      const opts = { format: fmt, width: 1200, height: 500 };
       const out: [string, string][] = [];
       for (const gd of Array.from(document.querySelectorAll('.js-plotly-plot')) as Gd[]) {
+        // 500 px high, or the figure's own height when it is taller (Figure 2 wraps many runs over several rows).
+        const opts = { format: fmt, width: 1200, height: Math.max(500, gd.layout.height ?? 0) };
         const views = gd.layout.meta?.exportViews ? gd.layout.updatemenus?.[0]?.buttons ?? [] : [];
         if (views.length === 0) { out.push([gd.id, await P.toImage(gd, opts)]); continue; }
         // Figure 2 shows one module at a time: one image per module, `<id>-<k>` in dropdown order.

@@ -119,6 +119,20 @@ describe('figure specs', () => {
     expect(y[3]).toBeNull();
   });
 
+  it('Figure 2 wraps after 4 panels a row: 6 runs are 2 rows of 4 columns, each run on its own axes, taller page', async () => {
+    const base = grid('r0', 'lora', 2, ['q_proj'], [1, 2]);
+    const runs = ['r0', 'r1', 'r2', 'r3', 'r4', 'r5'];
+    const a = await loadAnalysis(await writeAnalysis(runs.flatMap((run) => base.map((r) => ({ ...r, run })))));
+    const f2 = buildFigures(a.rows, a.runs).figures.find((f) => f.id === 'fig2')!;
+    const layout = f2.layout as { grid: { rows: number; columns: number }; height: number };
+    expect([layout.grid.rows, layout.grid.columns]).toEqual([2, 4]);
+    expect(layout.height).toBeGreaterThan(560);
+    const points = f2.data.filter((t) => (t.meta as { role: string }).role === 'points');
+    expect(points.map((t) => t.xaxis)).toEqual(['x', 'x2', 'x3', 'x4', 'x5', 'x6']);
+    const one = buildFigures(a.rows.filter((r) => r.run === 'r0'), a.runs.slice(0, 1)).figures.find((f) => f.id === 'fig2')!;
+    expect((one.layout as { grid: { rows: number; columns: number } }).grid).toMatchObject({ rows: 1, columns: 1 });
+  });
+
   it('switches to scattergl past 2,000 points per module view', async () => {
     const rows = grid('big', 'dora', 80, ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], Array.from({ length: 20 }, (_, i) => (i + 1) * 10));
     expect(rows.length).toBe(11200);

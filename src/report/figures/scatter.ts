@@ -16,6 +16,10 @@ import type { DecompRow, Stats } from '../load.js';
 import { AXIS_NOTE, GL_THRESHOLD, LAYER_SCALE, SYMBOLS, fmt, hoverText, integerTicks, plotlyText, type Figure } from './common.js';
 
 export interface ScatterPanel { run: string; module: string; rows: DecompRow[]; stats: Stats | null }
+/** Panels per row of Figure 2, and the height each further row adds (px). */
+export const PANELS_PER_ROW = 4;
+const ROW_HEIGHT = 460;
+
 /** One module's row of panels: one per run (null where that run has no such module). */
 export interface ScatterModule { module: string; panels: (ScatterPanel | null)[] }
 
@@ -102,13 +106,18 @@ export function scatterFigure(id: string, runs: string[], modules: ScatterModule
       marker: { symbol: symbolOf.get(s), color: '#555', size: 8 }, meta: { role: 'key', step: s } });
   }
   const traces = runs.flatMap((_, j) => [2 * j, 2 * j + 1]);
+  // At most PANELS_PER_ROW panels side by side, row after row (Plotly numbers the axes row-major): ten runs in one
+  // row leave each panel too narrow for its three-line title.
+  const columns = Math.max(1, Math.min(runs.length, PANELS_PER_ROW)), rows = Math.max(1, Math.ceil(runs.length / PANELS_PER_ROW));
+  const height = 560 + (rows - 1) * ROW_HEIGHT;
   const layout: Record<string, unknown> = {
-    grid: { rows: 1, columns: Math.max(1, runs.length), pattern: 'independent' },
-    annotations: v.annotations, hovermode: 'closest', showlegend: true, height: 560, margin: { t: 110 },
-    legend: { title: { text: 'step' }, orientation: 'h', y: -0.2, yanchor: 'top' },
+    grid: { rows, columns, pattern: 'independent', ...(rows > 1 ? { ygap: 0.35 } : {}) },
+    annotations: v.annotations, hovermode: 'closest', showlegend: true, height, margin: { t: 110 },
+    legend: { title: { text: 'step' }, orientation: 'h', y: rows > 1 ? -0.06 : -0.2, yanchor: 'top' },
     // exportViews: image export draws each module (src/report/export.ts); shareable: the page's axis toggle.
     meta: { exportViews: true, shareable: Object.fromEntries(runs.slice(1).flatMap((_, j) => [[`xaxis${j + 2}`, 'x'], [`yaxis${j + 2}`, 'y']])) },
-    updatemenus: [{ active, x: 0, y: 1.25, xanchor: 'left', yanchor: 'bottom',
+    // The dropdown sits ~92 px above the plot area whatever the height (paper coordinates scale with it; 190 px of margins).
+    updatemenus: [{ active, x: 0, y: 1 + 92 / (height - 190), xanchor: 'left', yanchor: 'bottom',
       buttons: modules.map((m, k) => ({ label: m.module, method: 'update', args: [views[k]!.restyle, { annotations: views[k]!.annotations }, traces] })) }],
   };
   runs.forEach((_, j) => {
