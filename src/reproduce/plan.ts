@@ -126,7 +126,7 @@ export const QUICK: Preset = {
   ftSeeds: [1],
 };
 
-/** The published run: 8 layers, 2 bases × 2 fine-tuning seeds; about an hour on 2 CPU cores (wasm). */
+/** The published run: 8 layers, 2 bases × 2 fine-tuning seeds; about half an hour on 2 quiet CPU cores (wasm). */
 export const FULL: Preset = {
   name: 'full',
   model: { layers: 8, dModel: 64, heads: 4, dFf: 172, context: 32 },

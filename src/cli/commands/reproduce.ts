@@ -25,7 +25,7 @@ export const reproduceCommand: CommandModule<object, Args> = {
       .option('out', { type: 'string', default: 'reports/reproduce', describe: 'Folder for the report, tables, summary.json and README.md' })
       .option('quick', { type: 'boolean', default: false, describe: 'The quick preset: tiny model, few steps (about a minute on 2 CPU cores); what `demo` and CI run' })
       .option('rejudge', { type: 'string', describe: 'Recompute the statistics, tables, summary.json, README.md and pages of a finished reproduction folder from its saved tables (no training; with --png, the figures too)' })
-      .option('preset', { type: 'string', choices: ['quick', 'full', 'gpu'], describe: 'quick; full (the published run: 8 layers, 2 bases × 2 seeds, about an hour on 2 CPU cores); gpu (wider, deeper, longer: for --backend webgpu)' })
+      .option('preset', { type: 'string', choices: ['quick', 'full', 'gpu'], describe: 'quick; full (the published run: 8 layers, 2 bases × 2 seeds, about half an hour on 2 quiet CPU cores); gpu (wider, deeper, longer: for --backend webgpu)' })
       .option('methods', { type: 'string', describe: "PEFT methods to train and compare beside the paper's four (FT, LoRA, DoRA, DoRA†): a comma-separated list of vera, dvora, qlora, qdora, or all" })
       .option('base', { type: 'string', describe: 'Fine-tune this base model (HF folder or .safetensors) instead of pretraining one' })
       .option('work', { type: 'string', describe: 'Folder for the checkpoints (default OUT/checkpoints)' })
