@@ -25,6 +25,8 @@ export interface RunSummary {
   detail?: RunStatistics['detail'];
   /** Trainable parameters of the analysed tensors (src/report/trainable-params.ts); null when unknown. Set by loadAnalysis. */
   trainable?: number | null;
+  /** The run's adapter_config.json as recorded (null: full fine-tuning, or not recorded). Set by loadAnalysis. */
+  config?: unknown;
 }
 /** `features`: rows.arrow (written with --per-row) binned, not loaded (src/report/feature-histograms.ts); null without it. */
 export interface Analysis { dir: string; rows: DecompRow[]; runs: RunSummary[]; manifest: Record<string, unknown> | null; features: FeatureHistograms | null }
@@ -84,6 +86,7 @@ export async function loadAnalysis(dir: string): Promise<Analysis> {
     const where = `${join(dir, fromManifest ? 'manifest.json' : 'summary.json')} run ${q(r.run)}`;
     const tensors = tensorsOf.get(r.run);
     r.trainable = tensors ? trainableParams(r.method, config, tensors, where) : null;
+    r.config = config;
   }
   // A manifest that lists the folder's files is the whole truth: a rows.arrow it does not list is not this analysis's.
   const listed = Array.isArray(manifest?.files) ? (manifest.files as unknown[]).includes('rows.arrow') : true;

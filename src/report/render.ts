@@ -77,13 +77,24 @@ export function buildFigures(rows: DecompRow[], runs: RunSummary[]): { figures: 
     rows: runs.map((r) => {
       const a = r.adapter ?? {};
       const s = r.overall;
-      return [r.run, r.method, (a.r as number | undefined) ?? null, (a.lora_alpha as number | undefined) ?? null,
+      return [r.run, r.method, ...rankAndAlpha(a, r.config),
         a.use_rslora === undefined ? null : String(a.use_rslora), a.use_dora === undefined ? null : String(a.use_dora),
         r.trainable ?? null, pooledModules(r), s?.n ?? rows.filter((x) => x.run === r.run).length, fmt(s?.pearson_r), ci(s?.r_ci95), fmt(s?.spearman_rho), fmt(s?.slope), ci(s?.slope_ci95),
         ...layerStepCells(r, withCi, pct)];
     }),
   };
   return { figures, table };
+}
+
+/**
+ * The r and alpha columns, in the adapter config's own terms: empty where its method has none (IA³ has no rank,
+ * VeRA no alpha; LoHa/LoKr call it `alpha`). Without a recorded config (older folders), the parsed values.
+ */
+function rankAndAlpha(a: Record<string, unknown>, config: unknown): [number | null, number | null] {
+  const r = (a.r as number | undefined) ?? null, alpha = (a.lora_alpha as number | undefined) ?? null;
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) return [r, alpha];
+  const has = (k: string) => Object.hasOwn(config, k);
+  return [has('r') || has('init_r') ? r : null, has('lora_alpha') || has('alpha') ? alpha : null];
 }
 
 function layerStepCells(r: RunSummary, withCi: (v: { r: number | null; r_ci95: [number, number] | null } | undefined) => string | null,

@@ -54,6 +54,13 @@ describe('trainable parameters of the analysed tensors', () => {
       expect(table.rows[0]![col]).toBe(want);
       expect(table.notes?.[table.columns[col]!]).toMatch(/only the tensors this analysis covered/u);
     }
+    // r and alpha in the config's own terms: a VeRA config has no alpha, an IA³ config neither (empty cells).
+    for (const [config, want] of [[{ peft_type: 'VERA', r: 16, target_modules: ['q_proj'] }, [8, null]], [{ peft_type: 'IA3', target_modules: ['q_proj'], feedforward_modules: [] }, [null, null]], [CONFIG, [8, 16]]] as const) {
+      const dir = await writeAnalysis(rowsOf('m', 'vera'), undefined, { tool: 'dorascope', runs: [{ run: 'm', method: 'vera', adapter_config: config }] });
+      const a = await loadAnalysis(dir);
+      const { table } = buildFigures(a.rows, a.runs);
+      expect([table.rows[0]![table.columns.indexOf('r')], table.rows[0]![table.columns.indexOf('alpha')]]).toEqual(want);
+    }
     // The page shows the note as the header's tooltip.
     const html = await readFile(await renderReport({ dir: lora, out: join(lora, 'r.html'), plotlySrc: 'plotly.js' }), 'utf8');
     expect(html).toMatch(/<th data-col="6" title="Counts only the tensors this analysis covered[^"]*">trainable params \(analysed tensors\)<\/th>/u);
