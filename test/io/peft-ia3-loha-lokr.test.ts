@@ -18,6 +18,7 @@ import { openSource } from '../../src/io/sources/open-source.js';
 import { trainableParams } from '../../src/report/trainable-params.js';
 import { rng } from '../helpers/random.js';
 import { exactValues, type TestTensors, writeAdapter, writeModel } from '../helpers/models.js';
+import { refDecomposition } from '../helpers/decomposition.js';
 
 const root = mkdtempSync(join(tmpdir(), 'dorascope-lycoris-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -36,20 +37,6 @@ async function readAll(path: string): Promise<Record<string, Float32Array>> {
   }
 }
 
-/** ΔM and ΔD of the DoRA paper (§3.2) over the rows of (rows × cols) matrices, in float64. */
-function refDecompose(w0: ArrayLike<number>, wt: ArrayLike<number>, rows: number, cols: number): { dm: number; dd: number } {
-  let dm = 0, dd = 0;
-  for (let i = 0; i < rows; i++) {
-    let a = 0, b = 0, ab = 0;
-    for (let j = 0; j < cols; j++) {
-      const x = w0[i * cols + j]!, y = wt[i * cols + j]!;
-      a += x * x; b += y * y; ab += x * y;
-    }
-    dm += Math.abs(Math.sqrt(b) - Math.sqrt(a));
-    dd += 1 - ab / Math.sqrt(a * b);
-  }
-  return { dm: dm / rows, dd: dd / rows };
-}
 
 function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, rel = 1e-6): void {
   expect(got.length).toBe(want.length);
@@ -98,12 +85,12 @@ describe('IA³', () => {
   it('analyze measures the merged weights: ΔM and ΔD of the hand-worked W′', async () => {
     const res = await analyze({ base: join(dir, 'base.safetensors'), runs: [{ path: join(dir, 'adapter'), label: 'ia3' }], write: false, quiet: true });
     const q = res.rows.find((r) => r.tensor === 'model.layers.0.self_attn.q_proj.weight')!;
-    const want = refDecompose(W, [2, 4, 6, 2, 2.5, 3], 2, 3);
+    const want = refDecomposition(W, [2, 4, 6, 2, 2.5, 3], 2, 3);
     expect(q.method).toBe('ia3');
     expect(q.delta_m).toBeCloseTo(want.dm, 12);
     expect(q.delta_d).toBeCloseTo(want.dd, 12); // row 0 only grows: cos = 1 there
     const dn = res.rows.find((r) => r.tensor === 'model.layers.0.mlp.down_proj.weight')!;
-    const wd = refDecompose(W, [1, 4, -3, 4, 10, -6], 2, 3);
+    const wd = refDecomposition(W, [1, 4, -3, 4, 10, -6], 2, 3);
     expect(dn.delta_m).toBeCloseTo(wd.dm, 12);
     expect(dn.delta_d).toBeCloseTo(wd.dd, 12);
     expect(wd.dd).toBeGreaterThan(0.1);
@@ -142,7 +129,7 @@ async function roundTrip(name: string, config: Record<string, unknown>, tensors:
   for (const [t, w] of Object.entries(want)) {
     expectClose(m[t]!, w);
     const row = res.rows.find((r) => r.tensor === t)!;
-    const ref = refDecompose(W0, w, OUT, IN);
+    const ref = refDecomposition(W0, w, OUT, IN);
     expect(row.method).toBe(config['peft_type'] === 'LOHA' ? 'loha' : 'lokr');
     expect(Math.abs(row.delta_m - ref.dm)).toBeLessThanOrEqual(1e-6 * ref.dm);
     expect(Math.abs(row.delta_d - ref.dd)).toBeLessThanOrEqual(1e-6 * ref.dd);

@@ -15,6 +15,7 @@ import { mergeAdapter } from '../../src/io/peft/merge-adapter.js';
 import { openSafetensors } from '../../src/io/safetensors/reader.js';
 import { rng } from '../helpers/random.js';
 import { exactValues, type TestTensors, writeAdapter, writeModel } from '../helpers/models.js';
+import { refDecomposition } from '../helpers/decomposition.js';
 
 const root = mkdtempSync(join(tmpdir(), 'dorascope-vera-adalora-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -22,20 +23,6 @@ const P = 'base_model.model.';
 let n = 0;
 const fresh = () => join(root, `case${n++}`);
 
-/** Row-wise ΔM and ΔD of W′ against W0 (rows = output features of a torch (out, in) weight), float64. */
-function decomposition(w0: ArrayLike<number>, w1: ArrayLike<number>, rows: number, cols: number): { dm: number; dd: number } {
-  let dm = 0, dd = 0;
-  for (let i = 0; i < rows; i++) {
-    let a = 0, b = 0, ab = 0;
-    for (let j = 0; j < cols; j++) {
-      const x = w0[i * cols + j]!, y = w1[i * cols + j]!;
-      a += x * x; b += y * y; ab += x * y;
-    }
-    dm += Math.abs(Math.sqrt(b) - Math.sqrt(a));
-    dd += 1 - ab / Math.sqrt(a * b);
-  }
-  return { dm: dm / rows, dd: dd / rows };
-}
 
 async function mergedTensor(dir: string, name: string): Promise<Float32Array> {
   const f = await openSafetensors(join(dir, 'model.safetensors'));
@@ -122,7 +109,7 @@ describe('VeRA', () => {
     for (const m of mods) {
       expect(maxRel(await mergedTensor(out, `${m.name}.weight`), expected[m.name]!), m.name).toBeLessThan(1e-6);
       if (m.conv1d) continue; // analyze's default modules are attention/MLP weights under a layer; checked for the linear ones
-      const ref = decomposition(base[`${m.name}.weight`]!.data, expected[m.name]!, m.out, m.in);
+      const ref = refDecomposition(base[`${m.name}.weight`]!.data, expected[m.name]!, m.out, m.in);
       for (const rows of [fast, merged]) {
         const row = rows.find((x) => x.tensor === `${m.name}.weight`)!;
         expect(Math.abs(row.delta_m - ref.dm) / ref.dm, `${m.name} ΔM`).toBeLessThan(1e-6);
@@ -163,7 +150,7 @@ describe('VeRA', () => {
     expect(maxRel(await mergedTensor(join(dir, 'out'), `${Q}.weight`), [6, 8, -6 / s, -10 / s])).toBeLessThan(1e-7);
     const { fast, merged } = await analyseBoth(join(dir, 'base.safetensors'), join(dir, 'dvora'));
     expect(fast[0]!.method).toBe('dvora');
-    const ref = decomposition([1, 0, 0, 2], [6, 8, -6 / s, -10 / s], 2, 2);
+    const ref = refDecomposition([1, 0, 0, 2], [6, 8, -6 / s, -10 / s], 2, 2);
     for (const rows of [fast, merged]) {
       expect(Math.abs(rows[0]!.delta_m - ref.dm) / ref.dm).toBeLessThan(1e-6);
       expect(Math.abs(rows[0]!.delta_d - ref.dd) / ref.dd).toBeLessThan(1e-6);
@@ -250,7 +237,7 @@ describe('AdaLoRA', () => {
     const { fast, merged } = await analyseBoth(join(dir, 'base.safetensors'), join(dir, 'ada'));
     for (const m of mods) {
       expect(maxRel(await mergedTensor(out, `${m.name}.weight`), expected[m.name]!), m.name).toBeLessThan(1e-6);
-      const ref = decomposition(base[`${m.name}.weight`]!.data, expected[m.name]!, m.out, m.in);
+      const ref = refDecomposition(base[`${m.name}.weight`]!.data, expected[m.name]!, m.out, m.in);
       for (const rows of [fast, merged]) {
         const row = rows.find((x) => x.tensor === `${m.name}.weight`)!;
         expect(Math.abs(row.delta_m - ref.dm) / ref.dm, `${m.name} ΔM`).toBeLessThan(1e-6);

@@ -14,6 +14,7 @@ import { openSource } from '../../src/io/sources/open-source.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { maxRelErr, referenceMerge } from '../helpers/reference-merge.js';
 import { runQuiet } from '../helpers/cli-quiet.js';
+import { refDecomposition } from '../helpers/decomposition.js';
 
 const small = { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2 };
 const d = 32;
@@ -29,20 +30,6 @@ async function readAll(path: string, names: string[]): Promise<Map<string, Float
   }
 }
 
-/** Mean over rows of |‖w_t‖ − ‖w_0‖| and of 1 − cos(w_0, w_t), in float64 (the paper's ΔM, ΔD). */
-function decomposition(w0: ArrayLike<number>, wt: ArrayLike<number>, rows: number, cols: number): { dm: number; dd: number } {
-  let dm = 0, dd = 0;
-  for (let i = 0; i < rows; i++) {
-    let a = 0, b = 0, ab = 0;
-    for (let j = 0; j < cols; j++) {
-      const x = w0[i * cols + j]!, y = wt[i * cols + j]!;
-      a += x * x; b += y * y; ab += x * y;
-    }
-    dm += Math.abs(Math.sqrt(b) - Math.sqrt(a));
-    dd += 1 - ab / Math.sqrt(a * b);
-  }
-  return { dm: dm / rows, dd: dd / rows };
-}
 
 describe('train --quantize nf4 → inspect → merge → analyze --quantized-base', () => {
   for (const method of ['lora', 'dora'] as const) {
@@ -94,11 +81,11 @@ describe('train --quantize nf4 → inspect → merge → analyze --quantized-bas
         for (const m of mods) {
           const W = base.get(`${m}.weight`)!;
           const row = a.rows.find((x) => x.run === `q${method}` && x.tensor === `${m}.weight`)!;
-          const e = decomposition(W, refs.get(m)!, d, d);
+          const e = refDecomposition(W, refs.get(m)!, d, d);
           expect(Math.abs(row.delta_m - e.dm) / e.dm, `${adapterPath} ${m} ΔM`).toBeLessThan(1e-6);
           expect(Math.abs(row.delta_d - e.dd) / e.dd, `${adapterPath} ${m} ΔD`).toBeLessThan(1e-5);
           const qrow = a.rows.find((x) => x.run === 'quantization' && x.tensor === `${m}.weight`)!;
-          const eq = decomposition(full.get(`${m}.weight`)!, W, d, d);
+          const eq = refDecomposition(full.get(`${m}.weight`)!, W, d, d);
           expect(Math.abs(qrow.delta_m - eq.dm) / eq.dm).toBeLessThan(1e-6);
           expect(Math.abs(qrow.delta_d - eq.dd) / eq.dd).toBeLessThan(1e-5);
         }
