@@ -35,3 +35,23 @@ export async function exportImages(html: string, o: { png?: string; svg?: string
   }
   return written;
 }
+
+/**
+ * The end of `analyze` and `combine`: with `--report`, report.html rendered from the folder just written (here, above
+ * the analysis, so analysis never imports the report layer); then `--json`'s summary or the folder's name on stdout.
+ */
+export async function finishAnalysisFolder(command: 'analyze' | 'combine', out: string, started: number,
+  runs: Parameters<typeof import('./json-summary.js').runStatsJson>[0], o: { report: boolean; json: boolean; quiet: boolean }): Promise<void> {
+  let html: string | undefined;
+  if (o.report) {
+    const { renderReport } = await import('../report/render.js');
+    html = await renderReport({ dir: out });
+    if (!o.quiet) process.stderr.write(`report: ${html}\n`);
+  }
+  if (o.json) {
+    const { filesWrittenSince, printJson, runStatsJson } = await import('./json-summary.js');
+    printJson({ command, out, ...(html === undefined ? {} : { report: html }), files: filesWrittenSince(out, started), runs: runStatsJson(runs) });
+  } else {
+    process.stdout.write(`${out}\n`);
+  }
+}

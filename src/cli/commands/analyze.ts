@@ -125,19 +125,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
       return;
     }
     const result = await analyze(options);
-    let html: string | undefined;
-    if (argv.report) {
-      // Rendered here, above the analysis, so analysis never imports the report layer.
-      const { renderReport } = await import('../../report/render.js');
-      html = await renderReport({ dir: argv.out });
-      if (!argv.quiet) process.stderr.write(`report: ${html}\n`);
-    }
-    if (argv.json) {
-      const { filesWrittenSince, printJson, runStatsJson } = await import('../json-summary.js');
-      printJson({ command: 'analyze', out: argv.out, ...(html === undefined ? {} : { report: html }),
-        files: filesWrittenSince(argv.out, started), runs: runStatsJson(result.summary.runs) });
-    } else {
-      process.stdout.write(`${argv.out}\n`);
-    }
+    const { finishAnalysisFolder } = await import('../report-output.js');
+    await finishAnalysisFolder('analyze', argv.out, started, result.summary.runs, argv);
   },
 };

@@ -33,18 +33,7 @@ export const combineCommand: CommandModule<object, Args> = {
     const command = ['dorascope', 'combine', argv.out, ...argv.shards, ...(argv.force ? ['--force'] : []), ...(argv.report ? ['--report'] : [])];
     const result = await combine({ out: argv.out, shards: argv.shards, force: argv.force, command,
       ...(argv.quiet ? {} : { log: (line: string) => process.stderr.write(`${line}\n`) }) });
-    let html: string | undefined;
-    if (argv.report) {
-      const { renderReport } = await import('../../report/render.js');
-      html = await renderReport({ dir: argv.out });
-      if (!argv.quiet) process.stderr.write(`report: ${html}\n`);
-    }
-    if (argv.json) {
-      const { filesWrittenSince, printJson, runStatsJson } = await import('../json-summary.js');
-      printJson({ command: 'combine', out: argv.out, ...(html === undefined ? {} : { report: html }),
-        files: filesWrittenSince(argv.out, started), runs: runStatsJson(result.summary.runs) });
-    } else {
-      process.stdout.write(`${argv.out}\n`);
-    }
+    const { finishAnalysisFolder } = await import('../report-output.js');
+    await finishAnalysisFolder('combine', argv.out, started, result.summary.runs, argv);
   },
 };
