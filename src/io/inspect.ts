@@ -9,7 +9,7 @@ import type { DType, QuantInfo, TensorSource } from './types.js';
 import { classifyPath, openSource, type PathKind } from './sources/open-source.js';
 import { listRun } from './sources/trainer-run.js';
 import { openAdapter, type Adapter } from './peft/adapter.js';
-import type { AdapterConfig } from './peft/adapter-config.js';
+import { scaleKeys, type AdapterConfig } from './peft/adapter-config.js';
 import { resolveBaseName } from './peft/merged-source.js';
 import { loraScaling } from '../methods/lora.js';
 
@@ -157,10 +157,10 @@ function describeAdapter(a: Adapter, base: TensorSource | undefined): InspectAda
 }
 
 function scaleRule(c: AdapterConfig): InspectAdapter['scale_rule'] {
-  if ('lora_alpha' in c.raw) return c.useRslora ? 'lora_alpha/sqrt(r)' : 'lora_alpha/r';
-  if ('alpha' in c.raw) return 'alpha/r';
-  if ('r' in c.raw) return 'r only';
-  return 'none';
+  const k = scaleKeys(c.raw);
+  if (k.alpha === 'lora_alpha') return c.useRslora ? 'lora_alpha/sqrt(r)' : 'lora_alpha/r';
+  if (k.alpha === 'alpha') return 'alpha/r';
+  return k.rank ? 'r only' : 'none';
 }
 
 /** The header's rank and scale, in the names the adapter's own config uses. */

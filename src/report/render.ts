@@ -15,6 +15,7 @@ import { pooledModules, resultCards } from './cards.js';
 import { provenance } from './provenance.js';
 import { histogramFigure } from './figures/histograms.js';
 import { plotlyBundle, traceTypes } from './plotly-bundle.js';
+import { scaleKeys } from '../io/peft/adapter-config.js';
 
 export interface ReportOptions { dir: string; out?: string; title?: string; plotlySrc?: string; command?: string[]; force?: boolean }
 export interface CompareOptions { dirs: string[]; labels?: string[]; out?: string; title?: string; plotlySrc?: string; command?: string[]; force?: boolean }
@@ -93,8 +94,8 @@ export function buildFigures(rows: DecompRow[], runs: RunSummary[]): { figures: 
 function rankAndAlpha(a: Record<string, unknown>, config: unknown): [number | null, number | null] {
   const r = (a.r as number | undefined) ?? null, alpha = (a.lora_alpha as number | undefined) ?? null;
   if (config === null || typeof config !== 'object' || Array.isArray(config)) return [r, alpha];
-  const has = (k: string) => Object.hasOwn(config, k);
-  return [has('r') || has('init_r') ? r : null, has('lora_alpha') || has('alpha') ? alpha : null];
+  const k = scaleKeys(config as Record<string, unknown>);
+  return [k.rank ? r : null, k.alpha !== null ? alpha : null];
 }
 
 function layerStepCells(r: RunSummary, withCi: (v: { r: number | null; r_ci95: [number, number] | null } | undefined) => string | null,

@@ -126,3 +126,13 @@ export function parseAdapterConfig(json: unknown, path: string): AdapterConfig {
     raw: o,
   };
 }
+
+/**
+ * Which rank and alpha fields an adapter_config.json names: LoRA/AdaLoRA `r` (AdaLoRA also `init_r`) and
+ * `lora_alpha`, LoHa/LoKr (LyCORIS) `r` and `alpha`, VeRA `r` alone, IA³ neither. Shown as the config names them
+ * (`inspect`, the report's r and alpha columns), so a method without one shows none.
+ */
+export function scaleKeys(raw: Readonly<Record<string, unknown>>): { rank: boolean; alpha: 'lora_alpha' | 'alpha' | null } {
+  const has = (k: string) => Object.hasOwn(raw, k);
+  return { rank: has('r') || has('init_r'), alpha: has('lora_alpha') ? 'lora_alpha' : has('alpha') ? 'alpha' : null };
+}
