@@ -1,7 +1,6 @@
 /**
  * The streaming form of a full-checkpoint tensor task: W0 and every W_t are read in row blocks,
- * with positional reads into a few reused buffers, decoded into one reused float32 block each,
- * and reduced with the block kernel of decompose.ts. Nothing per tensor is allocated but the
+ * with positional reads into a few reused buffers, and reduced block by block. Nothing per tensor is allocated but the
  * per-feature sums (a few float64 per output feature and checkpoint), so memory is bounded by
  * the block size whatever the tensor (a 70B model's 28672×8192 MLP matrix included), and the
  * page faults of a fresh buffer per tensor (most of the cost when the files are in the page
@@ -13,12 +12,15 @@
  * Where WebAssembly SIMD is available, BF16, F16, F32 and float8 blocks (either feature axis, any
  * mix of those dtypes between base and checkpoint) run on the fused kernels of
  * compute/feature-sums.ts instead: decode and reduce in one pass over the raw bytes, float64
- * lanes, about 3× the JavaScript loop. Per-column sums are then the loop's bits; per-row sums and
+ * lanes, about 3× the JavaScript loop. Their blocks are read straight into the kernels' memory (a
+ * copy of every byte fewer: on two cores, with the files in the page cache, that copy cost as
+ * much as a tenth of the analysis). Per-column sums are then the loop's bits; per-row sums and
  * ‖W_t − W0‖² are the same terms added in another order, so within float64 rounding of it.
  * `kernel: 'js'` forces the loop (as does DORASCOPE_NO_WASM); F64 always takes it.
  */
-import { featureSumsKernel, type FeatureSumsKernel } from '../compute/feature-sums.js';
-import { isKernelDType } from '../compute/wasm-decode.js';
+import { giveArena, takeArena, type FeatureSumsKernel, type KernelArena } from '../compute/feature-sums.js';
+import { isKernelDType, type KernelDType } from '../compute/wasm-decode.js';
+import { DorascopeError } from '../errors.js';
 import { DTYPES, decodeInto } from '../io/dtypes.js';
 import type { DType, TensorSource } from '../io/types.js';
 import {
@@ -72,12 +74,56 @@ export function canStream(src: TensorSource, name: string): boolean {
   return src.readBytesInto !== undefined && info !== undefined && DTYPES[info.dtype].floating && info.byteLength > 0;
 }
 
+/** One block of one source, read into bytes the reader owns until `release`. */
 interface Read {
   readonly src: number;
   readonly block: number;
-  readonly buf: ArrayBuffer;
   readonly bytes: Uint8Array;
   readonly done: Promise<void>;
+  release(): void;
+}
+
+/** Where a block of `byteLength` bytes of source `src` is read to. */
+type Place = (src: number, byteLength: number) => { bytes: Uint8Array; release(): void };
+
+/**
+ * The blocks of one tensor in every source, in order (block 0 of the base, of each checkpoint,
+ * block 1 of the base, …), `READ_AHEAD` reads in flight on libuv's thread pool.
+ */
+class BlockReads {
+  private readonly reads: Read[] = [];
+  private issued = 0;
+  private readonly total: number;
+
+  constructor(private readonly srcs: readonly TensorSource[], private readonly name: string, private readonly rows: number,
+    private readonly cols: number, readonly blockRows: number, private readonly size: readonly number[], private readonly place: Place) {
+    this.total = Math.ceil(rows / blockRows) * srcs.length;
+    while (this.issued < Math.min(this.total, READ_AHEAD)) this.issue();
+  }
+
+  private issue(): void {
+    const src = this.issued % this.srcs.length, block = Math.floor(this.issued / this.srcs.length);
+    this.issued++;
+    const r0 = block * this.blockRows, nr = Math.min(this.blockRows, this.rows - r0);
+    const { bytes, release } = this.place(src, nr * this.cols * this.size[src]!);
+    const done = this.srcs[src]!.readBytesInto!(this.name, bytes, r0 * this.cols * this.size[src]!);
+    done.catch(() => undefined); // awaited in order; this keeps a failure ahead from being reported as unhandled
+    this.reads.push({ src, block, bytes, done, release });
+  }
+
+  /** The next block, read; undefined after the last. */
+  async next(): Promise<Read | undefined> {
+    const r = this.reads.shift();
+    if (!r) return undefined;
+    await r.done;
+    if (this.issued < this.total) this.issue();
+    return r;
+  }
+
+  /** Lets the reads still in flight finish (after a failure) and releases their bytes. */
+  async settle(): Promise<void> {
+    for (const r of this.reads.splice(0)) { await r.done.catch(() => undefined); r.release(); }
+  }
 }
 
 /**
@@ -88,146 +134,149 @@ interface Read {
 export async function streamDecompose(base: TensorSource, cks: readonly TensorSource[], name: string, rows: number, cols: number,
   axis: FeatureAxis, perRow: boolean, blockElements = BLOCK_ELEMENTS, pool = sharedPool, kernel: 'auto' | 'js' = 'auto'): Promise<Decomposition[]> {
   const srcs = [base, ...cks];
-  const size = srcs.map((s) => DTYPES[s.info(name)!.dtype].size);
   const dtypes = srcs.map((s) => s.info(name)!.dtype);
-  const wasm = kernel === 'auto' ? wasmKernels(dtypes) : undefined;
-  const token = {};
   const blockRows = Math.max(1, Math.min(rows, Math.floor(blockElements / cols)));
-  const nBlocks = Math.ceil(rows / blockRows);
   const k = axis === 'rows' ? rows : cols;
-  const squares0 = new Float64Array(k);
-  const sums: BlockSums[] = cks.map(() => newBlockSums(k));
-  const same = cks.map(() => true);
-  // Reads in order: block 0 of the base, of each checkpoint, block 1 of the base, …
-  const total = nBlocks * srcs.length;
-  const reads: Read[] = [];
-  let issued = 0;
-  const issue = (): void => {
-    const src = issued % srcs.length, block = Math.floor(issued / srcs.length);
-    issued++;
-    const r0 = block * blockRows, nr = Math.min(blockRows, rows - r0);
-    const byteLength = nr * cols * size[src]!;
+  const acc: Accumulated = { squares0: new Float64Array(k), sums: cks.map(() => newBlockSums(k)), same: cks.map(() => true) };
+  const arena = kernel === 'auto' && kernelDTypes(dtypes) ? takeArena() : undefined;
+  const kernels = arena && dtypes.map((d) => arena.kernel(dtypes[0] as KernelDType, d as KernelDType));
+  if (arena && kernels?.every((x) => x !== undefined)) {
+    try {
+      await reduceOnKernels(srcs, dtypes, name, rows, cols, axis, blockRows, arena, kernels as FeatureSumsKernel[], acc, pool);
+    } finally {
+      giveArena(arena);
+    }
+  } else {
+    if (arena) giveArena(arena);
+    await reduceInJs(srcs, dtypes, name, rows, cols, axis, blockRows, acc, pool);
+  }
+  const n0 = acc.squares0.map(Math.sqrt);
+  const baseFinite = allFinite(n0);
+  return acc.sums.map((s, c) => (baseFinite && acc.same[c] ? unchangedDecomposition(k, n0) : finishDecomposition(n0, s, baseFinite, perRow)));
+}
+
+/** What the block loops add up: W0's per-feature squares, each checkpoint's sums, and whether it equals W0 so far. */
+interface Accumulated {
+  readonly squares0: Float64Array;
+  readonly sums: BlockSums[];
+  readonly same: boolean[];
+}
+
+/** Whether every dtype has a kernel decoder (WebAssembly SIMD may still be missing: the arena then has no kernels). */
+function kernelDTypes(dtypes: readonly DType[]): boolean {
+  return dtypes.every(isKernelDType);
+}
+
+/**
+ * The block loop on the WebAssembly kernels. Blocks are read straight into slots of the arena's
+ * memory and reduced where they lie; W0's block stays in its slot while the checkpoints' blocks
+ * of the same rows pass. Slots: the reads in flight, the block being reduced, W0's current block
+ * and the next one (read ahead while the current one is still in use).
+ */
+async function reduceOnKernels(srcs: readonly TensorSource[], dtypes: readonly DType[], name: string, rows: number, cols: number, axis: FeatureAxis,
+  blockRows: number, arena: KernelArena, ks: readonly FeatureSumsKernel[], acc: Accumulated, pool: BufferPool): Promise<void> {
+  const size = dtypes.map((d) => DTYPES[d].size);
+  const slotBytes = Math.ceil((blockRows * cols * Math.max(...size)) / 16) * 16;
+  const nSlots = READ_AHEAD + 3;
+  const out = nSlots * slotBytes;
+  arena.reserve(out + 16 * Math.max(blockRows, cols)); // before any view of the memory is taken: it does not grow below
+  const mem = arena.memory.buffer;
+  const free = Array.from({ length: nSlots }, (_, i) => (nSlots - 1 - i) * slotBytes);
+  const reads = new BlockReads(srcs, name, rows, cols, blockRows, size, (_, byteLength) => {
+    const at = free.pop();
+    if (at === undefined) throw new DorascopeError('E_INTERNAL', `streaming ${name}: more blocks held than the ${nSlots} slots allow`);
+    return { bytes: new Uint8Array(mem, at, byteLength), release: () => free.push(at) };
+  });
+  let w0: Read | undefined;
+  let f32: ArrayBuffer[] = []; // two float32 blocks, for the unchanged check of a checkpoint stored in another dtype than W0
+  try {
+    for (let r = await reads.next(); r !== undefined; r = await reads.next()) {
+      const r0 = r.block * blockRows, nr = Math.min(blockRows, rows - r0);
+      if (r.src === 0) {
+        w0?.release();
+        w0 = r;
+        squaresOnKernel(ks[0]!, r.bytes.byteOffset, nr, cols, axis, acc.squares0, r0, out);
+        continue;
+      }
+      const c = r.src - 1;
+      if (acc.same[c]) {
+        if (dtypes[r.src] === dtypes[0]) acc.same[c] = sameBytes(w0!.bytes, r.bytes); // one code per value: equal codes ⇔ equal float32 bits
+        else {
+          if (f32.length === 0) f32 = [pool.take(4 * nr * cols), pool.take(4 * nr * cols)];
+          const a = new Float32Array(f32[0]!, 0, nr * cols), b = new Float32Array(f32[1]!, 0, nr * cols);
+          decodeInto(dtypes[0]!, w0!.bytes, a); decodeInto(dtypes[r.src]!, r.bytes, b);
+          acc.same[c] = sameBits(a, b);
+        }
+      }
+      acc.sums[c]!.diff2 += dotOnKernel(ks[r.src]!, w0!.bytes.byteOffset, r.bytes.byteOffset, nr, cols, axis, acc.sums[c]!, r0, out);
+      r.release();
+    }
+  } finally {
+    await reads.settle();
+    for (const b of f32) pool.give(b);
+  }
+}
+
+/** The block loop in JavaScript (F64, hosts without WebAssembly SIMD, `kernel: 'js'`): decode each block to float32, then decompose.ts's loops. */
+async function reduceInJs(srcs: readonly TensorSource[], dtypes: readonly DType[], name: string, rows: number, cols: number, axis: FeatureAxis,
+  blockRows: number, acc: Accumulated, pool: BufferPool): Promise<void> {
+  const size = dtypes.map((d) => DTYPES[d].size);
+  const reads = new BlockReads(srcs, name, rows, cols, blockRows, size, (_, byteLength) => {
     const buf = pool.take(byteLength);
-    const bytes = new Uint8Array(buf, 0, byteLength);
-    const done = srcs[src]!.readBytesInto!(name, bytes, r0 * cols * size[src]!);
-    done.catch(() => undefined); // awaited in order below; this keeps a failure ahead from being reported as unhandled
-    reads.push({ src, block, buf, bytes, done });
-  };
+    return { bytes: new Uint8Array(buf, 0, byteLength), release: () => pool.give(buf) };
+  });
   const f32 = blockRows * cols * 4;
   const w0Buf = pool.take(f32), wtBuf = pool.take(f32);
   const w0 = new Float32Array(w0Buf, 0, blockRows * cols), wt = new Float32Array(wtBuf, 0, blockRows * cols);
-  let cmpBuf: ArrayBuffer | undefined; // a third float32 block, for the unchanged check of mixed dtypes on the kernels
   try {
-    while (issued < Math.min(total, READ_AHEAD)) issue();
-    while (reads.length > 0) {
-      const r = reads.shift()!;
-      await r.done;
-      if (issued < total) issue();
+    for (let r = await reads.next(); r !== undefined; r = await reads.next()) {
       const r0 = r.block * blockRows, nr = Math.min(blockRows, rows - r0), n = nr * cols;
       const dtype = dtypes[r.src]!;
-      if (wasm) {
-        // W0's raw block is kept in w0Buf: another task on this thread may use the kernels' memory between awaits.
-        const w0Raw = new Uint8Array(w0Buf, 0, n * size[0]!);
-        if (r.src === 0) {
-          w0Raw.set(r.bytes);
-          wasmSquares(wasm[0]!, w0Raw, nr, cols, axis, squares0, r0, { token, block: r.block });
-        } else {
-          const c = r.src - 1;
-          if (same[c]) {
-            if (dtype === dtypes[0]) same[c] = sameBytes(w0Raw, r.bytes); // one code per value: equal codes ⇔ equal float32 bits
-            else {
-              cmpBuf ??= pool.take(f32);
-              const a = new Float32Array(wtBuf, 0, n), b = new Float32Array(cmpBuf, 0, n);
-              decodeInto(dtypes[0]!, w0Raw, a); decodeInto(dtype, r.bytes, b);
-              same[c] = sameBits(a, b);
-            }
-          }
-          sums[c]!.diff2 += wasmDot(wasm[r.src]!, w0Raw, r.bytes, size[r.src]!, nr, cols, axis, sums[c]!, r0, { token, block: r.block });
-        }
-        pool.give(r.buf);
-        continue;
-      }
       if (r.src === 0) {
         decodeInto(dtype, r.bytes, w0);
-        accumulateSquares(squares0, w0, r0, nr, cols, axis);
+        accumulateSquares(acc.squares0, w0, r0, nr, cols, axis);
       } else {
         const c = r.src - 1;
-        // An F32 block is used where it was read (the pooled buffer starts aligned); the others decode into `wt`.
-        const w = dtype === 'F32' ? new Float32Array(r.buf, 0, n) : (decodeInto(dtype, r.bytes, wt), wt);
-        if (same[c]) same[c] = sameBits(w0.subarray(0, n), w.subarray(0, n));
-        accumulateBlock(sums[c]!, w0, w, r0, nr, cols, axis);
+        // An F32 block is used where it was read (pooled buffers start aligned); the others decode into `wt`.
+        const w = dtype === 'F32' ? new Float32Array(r.bytes.buffer, 0, n) : (decodeInto(dtype, r.bytes, wt), wt);
+        if (acc.same[c]) acc.same[c] = sameBits(w0.subarray(0, n), w.subarray(0, n));
+        accumulateBlock(acc.sums[c]!, w0, w, r0, nr, cols, axis);
       }
-      pool.give(r.buf);
+      r.release();
     }
   } finally {
-    // On a failure, let the reads still in flight finish before their buffers go back to the pool.
-    for (const r of reads) { await r.done.catch(() => undefined); pool.give(r.buf); }
+    await reads.settle();
     pool.give(w0Buf); pool.give(wtBuf);
-    if (cmpBuf) pool.give(cmpBuf);
   }
-  const n0 = squares0.map(Math.sqrt);
-  const baseFinite = allFinite(n0);
-  return sums.map((s, c) => (baseFinite && same[c] ? unchangedDecomposition(k, n0) : finishDecomposition(n0, s, baseFinite, perRow)));
 }
 
-/** The kernels for these dtypes (W0's squares, then W0 against each checkpoint), or undefined where the JavaScript loop serves. */
-function wasmKernels(dtypes: readonly DType[]): FeatureSumsKernel[] | undefined {
-  const d0 = dtypes[0]!;
-  if (!isKernelDType(d0)) return undefined;
-  const ks = dtypes.map((d) => (isKernelDType(d) ? featureSumsKernel(d0, d) : undefined));
-  return ks.every((k) => k !== undefined) ? ks : undefined;
-}
-
-interface Owner { readonly token: object; readonly block: number }
-
-/** Which task's W0 block is in each kernel's memory (the copy is skipped for the next checkpoint of the same block). */
-const resident = new WeakMap<FeatureSumsKernel, Owner>();
-
-/** Byte layout in a kernel's memory: W0 block at 0, W_t block, then per-row outputs or per-column accumulators. */
-function layout(k: FeatureSumsKernel, bytes0: number, bytesT: number, outBytes: number): { pt: number; out: number } {
-  const pt = Math.ceil(bytes0 / 16) * 16;
-  const out = pt + Math.ceil(bytesT / 16) * 16;
-  k.reserve(out + outBytes);
-  return { pt, out };
-}
-
-function putW0(k: FeatureSumsKernel, w0Raw: Uint8Array, owner: Owner): void {
-  const had = resident.get(k);
-  if (had?.token === owner.token && had.block === owner.block) return;
-  new Uint8Array(k.memory.buffer, 0, w0Raw.byteLength).set(w0Raw);
-  resident.set(k, owner);
-}
-
-function wasmSquares(k: FeatureSumsKernel, w0Raw: Uint8Array, nr: number, cols: number, axis: FeatureAxis, squares: Float64Array, r0: number, owner: Owner): void {
-  const { out } = layout(k, w0Raw.byteLength, 0, 8 * squares.length);
-  putW0(k, w0Raw, owner);
+/** W0's per-feature squares of one block at byte `p`; `out` is scratch in the kernel's memory. */
+function squaresOnKernel(k: FeatureSumsKernel, p: number, nr: number, cols: number, axis: FeatureAxis, squares: Float64Array, r0: number, out: number): void {
+  const mem = k.memory.buffer;
   if (axis === 'rows') {
-    k.rowSq(0, nr, cols, out);
-    squares.set(new Float64Array(k.memory.buffer, out, nr), r0);
+    k.rowSq(p, nr, cols, out);
+    squares.set(new Float64Array(mem, out, nr), r0);
   } else {
     // Per-column sums carried across blocks through the kernel's memory: each column's terms are added in row order.
-    const acc = new Float64Array(k.memory.buffer, out, cols);
-    acc.set(squares);
-    k.colSq(0, nr, cols, out);
-    squares.set(acc);
+    const a = new Float64Array(mem, out, cols);
+    a.set(squares);
+    k.colSq(p, nr, cols, out);
+    squares.set(a);
   }
 }
 
-function wasmDot(k: FeatureSumsKernel, w0Raw: Uint8Array, wtRaw: Uint8Array, sizeT: number, nr: number, cols: number, axis: FeatureAxis,
-  s: BlockSums, r0: number, owner: Owner): number {
-  const { pt, out } = layout(k, w0Raw.byteLength, nr * cols * sizeT, axis === 'rows' ? 16 * nr : 16 * cols);
-  putW0(k, w0Raw, owner);
+/** One checkpoint block at byte `pt` against W0's at `p0` into `s`; returns the block's Σ (wt − w0)². */
+function dotOnKernel(k: FeatureSumsKernel, p0: number, pt: number, nr: number, cols: number, axis: FeatureAxis, s: BlockSums, r0: number, out: number): number {
   const mem = k.memory.buffer;
-  new Uint8Array(mem, pt, wtRaw.byteLength).set(wtRaw);
   if (axis === 'rows') {
-    const diff2 = k.rowDot(0, pt, nr, cols, out);
+    const diff2 = k.rowDot(p0, pt, nr, cols, out);
     const o = new Float64Array(mem, out, 2 * nr);
     for (let i = 0; i < nr; i++) { s.dot[r0 + i] = o[2 * i]!; s.sst[r0 + i] = o[2 * i + 1]!; }
     return diff2;
   }
   const dot = new Float64Array(mem, out, cols), sst = new Float64Array(mem, out + 8 * cols, cols);
   dot.set(s.dot); sst.set(s.sst);
-  const diff2 = k.colDot(0, pt, nr, cols, out, out + 8 * cols);
+  const diff2 = k.colDot(p0, pt, nr, cols, out, out + 8 * cols);
   s.dot.set(dot); s.sst.set(sst);
   return diff2;
 }

@@ -17,8 +17,8 @@
  *
  * The modules are assembled here from their instructions (wasm-assembler.ts), one per pair of
  * dtypes (W0's, W_t's) on first use. Hosts without WebAssembly SIMD get `undefined` and the
- * analysis uses its JavaScript loop. Callers copy the bytes into `memory` and call synchronously,
- * so one instance serves every task of a thread.
+ * analysis uses its JavaScript loop. The modules import their memory, so the instances of one
+ * arena (`KernelArena`) share it: callers read the bytes into it and call synchronously.
  */
 import {
   ADD, AND, BLOCK, END, F32X4_LANE, F64, F64X2_ADD, F64X2_LANE, F64X2_MUL, F64X2_PROMOTE_LOW, F64X2_SUB, F64_PROMOTE_F32, FADD,
@@ -202,7 +202,7 @@ export interface FeatureSumsKernel {
   colSq(p: number, rows: number, cols: number, acc: number): void;
   /** Adds per-column Σ w0·wt and Σ wt² to the float64s at bytes `dot` and `sst`; returns Σ (wt − w0)². */
   colDot(p0: number, pt: number, rows: number, cols: number, dot: number, sst: number): number;
-  /** The instance's memory; `reserve` grows it. */
+  /** The memory the kernel works in (its arena's); `reserve` grows it. */
   readonly memory: WebAssembly.Memory;
   /** Makes the memory at least `bytes` long (views of its buffer taken before are then stale). */
   reserve(bytes: number): void;
@@ -214,31 +214,73 @@ export function featureSumsModule(d0: KernelDType, dt: KernelDType): Uint8Array<
   return assembleModule([rowSq(a), rowDot(a, b), colSq(a), colDot(a, b)]);
 }
 
-const cache = new Map<string, FeatureSumsKernel | null>();
+const compiled = new Map<string, WebAssembly.Module | null>();
 
-/**
- * The kernels for W0 stored as `d0` and W_t as `dt`, or undefined where WebAssembly SIMD is not
- * available (or the environment variable DORASCOPE_NO_WASM is set: the JavaScript loop then serves).
- */
-export function featureSumsKernel(d0: KernelDType, dt: KernelDType): FeatureSumsKernel | undefined {
+/** The compiled module for a pair of dtypes, once per thread; undefined without WebAssembly SIMD or with DORASCOPE_NO_WASM. */
+function moduleFor(d0: KernelDType, dt: KernelDType): WebAssembly.Module | undefined {
+  if (process.env['DORASCOPE_NO_WASM']) return undefined;
   const key = `${d0} ${dt}`;
-  if (cache.has(key)) return cache.get(key) ?? undefined;
-  let k: FeatureSumsKernel | null = null;
-  if (!process.env['DORASCOPE_NO_WASM']) {
+  if (!compiled.has(key)) {
     try {
-      const ex = new WebAssembly.Instance(new WebAssembly.Module(featureSumsModule(d0, dt)), {}).exports as unknown as
-        Omit<FeatureSumsKernel, 'reserve'>;
-      k = {
-        rowSq: ex.rowSq, rowDot: ex.rowDot, colSq: ex.colSq, colDot: ex.colDot, memory: ex.memory,
-        reserve(bytes) {
-          const have = ex.memory.buffer.byteLength;
-          if (bytes > have) ex.memory.grow(Math.ceil((bytes - have) / 65536));
-        },
-      };
+      compiled.set(key, new WebAssembly.Module(featureSumsModule(d0, dt)));
     } catch {
-      k = null; // no SIMD (or no WebAssembly): the JavaScript loop serves
+      compiled.set(key, null); // no SIMD (or no WebAssembly): the JavaScript loop serves
     }
   }
-  cache.set(key, k);
-  return k ?? undefined;
+  return compiled.get(key) ?? undefined;
+}
+
+/**
+ * One memory and the kernels of every pair of dtypes over it. The streaming analysis reads file
+ * blocks straight into this memory and runs whichever kernel a block needs where it lies, so no
+ * byte is copied between the read and the arithmetic. An arena serves one task at a time
+ * (`takeArena` / `giveArena`), so tasks that interleave on one thread never share its bytes.
+ */
+export class KernelArena {
+  readonly memory = new WebAssembly.Memory({ initial: 1 });
+  private readonly kernels = new Map<string, FeatureSumsKernel>();
+
+  /** The kernels for W0 stored as `d0` and W_t as `dt` over this arena's memory; undefined where the JavaScript loop serves. */
+  kernel(d0: KernelDType, dt: KernelDType): FeatureSumsKernel | undefined {
+    const key = `${d0} ${dt}`;
+    const have = this.kernels.get(key);
+    if (have) return have;
+    const m = moduleFor(d0, dt);
+    if (!m) return undefined;
+    const ex = new WebAssembly.Instance(m, { env: { memory: this.memory } }).exports as unknown as Pick<FeatureSumsKernel, 'rowSq' | 'rowDot' | 'colSq' | 'colDot'>;
+    const k: FeatureSumsKernel = {
+      rowSq: ex.rowSq, rowDot: ex.rowDot, colSq: ex.colSq, colDot: ex.colDot, memory: this.memory,
+      reserve: (bytes) => this.reserve(bytes),
+    };
+    this.kernels.set(key, k);
+    return k;
+  }
+
+  /** Makes the memory at least `bytes` long (views of its buffer taken before are then stale). */
+  reserve(bytes: number): void {
+    const have = this.memory.buffer.byteLength;
+    if (bytes > have) this.memory.grow(Math.ceil((bytes - have) / 65536));
+  }
+}
+
+/** Arenas given back on this thread, kept for the next task (their memory is already mapped). */
+const idle: KernelArena[] = [];
+const KEEP_ARENAS = 2;
+
+/** An arena for one task's exclusive use; give it back with `giveArena`. */
+export function takeArena(): KernelArena {
+  return idle.pop() ?? new KernelArena();
+}
+
+export function giveArena(a: KernelArena): void {
+  if (idle.length < KEEP_ARENAS) idle.push(a);
+}
+
+/**
+ * The kernels for W0 stored as `d0` and W_t as `dt` in an arena of their own, or undefined where
+ * WebAssembly SIMD is not available (or the environment variable DORASCOPE_NO_WASM is set: the
+ * JavaScript loop then serves).
+ */
+export function featureSumsKernel(d0: KernelDType, dt: KernelDType): FeatureSumsKernel | undefined {
+  return new KernelArena().kernel(d0, dt);
 }

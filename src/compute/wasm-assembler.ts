@@ -88,13 +88,17 @@ export interface AssembledFunction {
   readonly code: number[];
 }
 
-/** A module of `funcs` (each exported under its name) and one memory of `pages` 64 KiB pages, exported as `memory`. */
+/**
+ * A module of `funcs` (each exported under its name) over one memory imported as `env.memory` (at
+ * least `pages` 64 KiB pages): instances of several modules can then share one memory, so bytes
+ * read into it once serve every kernel (§5.5.5 import section, §2.5.10 imports).
+ */
 export function assembleModule(funcs: readonly AssembledFunction[], pages = 1): Uint8Array<ArrayBuffer> {
   const name = (s: string) => vec([...s].map((c) => [c.charCodeAt(0)]));
   const types = section(1, vec(funcs.map(({ fn }) => [0x60, ...vec(fn.params.map((t) => [t])), ...vec(fn.result === undefined ? [] : [[fn.result]])])));
+  const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, ...uleb(pages)]]));
   const decls = section(3, vec(funcs.map((_, i) => uleb(i))));
-  const memory = section(5, vec([[0x00, ...uleb(pages)]]));
-  const exports = section(7, vec([...funcs.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]), [...name('memory'), 0x02, 0]]));
+  const exports = section(7, vec(funcs.map((f, i) => [...name(f.name), 0x00, ...uleb(i)])));
   const code = section(10, vec(funcs.map((f) => f.fn.body(f.code))));
-  return new Uint8Array([types, decls, memory, exports, code].reduce(append, [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]));
+  return new Uint8Array([types, imports, decls, exports, code].reduce(append, [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]));
 }

@@ -144,10 +144,10 @@ describe('streamDecompose', () => {
     }
   }
 
-  it('runs on the WebAssembly kernels here, and tasks interleaved on them (shared kernels, either axis) give each its own numbers', async () => {
+  it('runs on the WebAssembly kernels here, and tasks interleaved on one thread (each reading into an arena of its own, either axis) give each its own numbers', async () => {
     expect(featureSumsKernel('BF16', 'BF16')).toBeDefined(); // Node ≥ 16.4 has WebAssembly SIMD: the 'auto' cases above ran the kernels
     const dir = await mkdtemp(join(tmpdir(), 'dorascope-stream-'));
-    // a and b share the BF16 kernel; c's base is F16 with an F32 checkpoint (a second kernel holds its W0 too).
+    // a and b run the same BF16 kernels; c's base is F16 with an F32 checkpoint (two kernels over one arena).
     const tasks = [
       { ...(await pair(dir, 'BF16', 'BF16', w0, wt, 'a')), axis: 'rows' as const },
       { ...(await pair(dir, 'BF16', 'BF16', wt, w0.map((v) => -2 * v), 'b')), axis: 'cols' as const },
