@@ -15,7 +15,6 @@
  */
 import { basename, resolve } from 'node:path';
 import { join } from 'node:path';
-import { availableParallelism } from 'node:os';
 import { DorascopeError, q } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { guardOutput } from '../io/output-guard.js';
@@ -28,12 +27,14 @@ import type { TensorInfo, TensorSource } from '../io/types.js';
 import { VERSION } from '../version.js';
 import { Progress, stderrProgress } from '../progress.js';
 import { isDefaultTarget, parseTensorName } from './names.js';
-import { AnalysisPool, workerUrl } from './pool.js';
+import { AnalysisPool, workerCount, workerUrl } from './pool.js';
 import { mayChange, openTaskCheckpoint, runTensorTask, TaskScratch, type TaskCheckpoint, type TaskOptions, type TaskResult } from './tensor-task.js';
 import { BOOTSTRAP, type Stats } from './stats.js';
 import { checkAnalyzeOptions, type ProductChoice } from './options.js';
-import { checkGroups, groupSummaries, runStatistics, type GroupSummary, type RunStatistics } from './run-summary.js';
-import { PerRowWriter, TABLE_FORMATS, writeDecomposition, type DecompositionRow, type PerRowRecord, type TableFormat } from './table.js';
+import { checkGroups, groupSummaries, runSelections, runStatisticsOf, type GroupSummary, type RunStatistics } from './run-summary.js';
+import { selectionStats, type MagnitudeRow, type SelectionStats } from './layer-step-stats.js';
+import { TABLE_FORMATS, type TableFormat } from './table-formats.js';
+import type { DecompositionRow, PerRowRecord, PerRowWriter } from './table.js';
 import { checkShard, fingerprint, itemsHash, shardRange, type ItemKey, type ShardAnalysis, type ShardInfo, type ShardSpec, type WorkUnit } from './shard.js';
 
 export interface AnalyzeRunInput {
@@ -181,24 +182,7 @@ async function openCheckpoint(path: string, name: string, step: number, base: Te
   return { name, step, path, ...ck };
 }
 
-/**
- * Worker threads for `workers` (undefined: automatic): none for small analyses, where starting
- * them (≈0.1 s each) costs more than it saves; else one per core, at most two (the analysis is
- * bound by reading and decoding, and two tasks in flight already keep a reader busy).
- */
-export function workerCount(workers: number | undefined, elements: number): number {
-  if (workers !== undefined) {
-    if (!Number.isInteger(workers) || workers < 0) throw new DorascopeError('E_USAGE', `--workers ${workers}: expected a whole number ≥ 0`);
-    // More threads than cores add memory (each holds decoded tensors), never speed.
-    return Math.min(workers, Math.max(1, availableParallelism()));
-  }
-  if (elements < AUTO_WORKERS_MIN_ELEMENTS) return 0;
-  const cores = availableParallelism();
-  return cores >= 2 ? 2 : 0;
-}
-
-/** Automatic workers from this many weight elements to analyse (base elements × checkpoints): 2²⁵ ≈ 134 MB of float32. */
-export const AUTO_WORKERS_MIN_ELEMENTS = 1 << 25;
+export { AUTO_WORKERS_MIN_ELEMENTS, workerCount } from './pool.js';
 
 const allCksOf = (runs: readonly Run[]): Checkpoint[] => runs.flatMap((r) => r.checkpoints);
 
@@ -259,6 +243,7 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
   let fullBase: TensorSource | undefined;
   let progress: Progress | undefined;
   let perRowOut: PerRowWriter | undefined;
+  const workers: { pool?: AnalysisPool } = {};
   try {
     let quant: Quantization | undefined;
     if (o.quantizedBase !== undefined) {
@@ -284,9 +269,12 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
     const formats = o.formats ?? TABLE_FORMATS;
     // A shard always writes the Arrow files too: they are what `combine` reads.
     const written = part && !formats.includes('arrow') ? TABLE_FORMATS.filter((f) => f === 'arrow' || formats.includes(f)) : formats;
+    // Arrow and Parquet, which only writing the tables needs, load while the tensors are analysed.
+    const tables = import('./table.js').then((t) => { if (dir !== undefined && written.includes('parquet')) t.preloadParquet(); return t; });
+    tables.catch(() => undefined); // awaited where used
     if (o.perRow && dir !== undefined) {
       // The whole analysis's vocabulary, also in a shard, so that the parts' dictionaries are the whole's.
-      perRowOut = await PerRowWriter.open(dir, {
+      perRowOut = await (await tables).PerRowWriter.open(dir, {
         run: runs.map((r) => r.label), checkpoint: allCksOf(runs).map((c) => c.name),
         tensor: targets.map((t) => t.name), module: targets.map((t) => parseTensorName(t.name).module),
       }, written);
@@ -295,22 +283,26 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
     progress = o.log === undefined
       ? stderrProgress({ total: nTensors, unit: 'tensors', label: 'analyze', quiet })
       : new Progress({ total: nTensors, unit: 'tensors', label: 'analyze', quiet, tty: false, write: (text) => log(text.replace(/\n$/u, '')) });
-    const done = await runTasks(o, basePath, base, quant, runs, targets, progress, perRowOut, range);
+    const done = await runTasks(o, basePath, base, quant, runs, targets, progress, perRowOut, range, workers);
     const descriptions = describeRuns(runs);
-    const summary: AnalysisSummary | ShardSummary = part
-      ? { tool: 'dorascope', version: VERSION, kind: SHARD_KIND, shard: part, runs: descriptions }
-      : summarizeRuns(descriptions, done.rows, o.groups ?? {});
+    // The statistics run on the workers, if any, while this thread writes the tables.
+    const summarized: Promise<AnalysisSummary | ShardSummary> = part
+      ? Promise.resolve({ tool: 'dorascope', version: VERSION, kind: SHARD_KIND, shard: part, runs: descriptions })
+      : summarizeRuns(descriptions, done.rows, o.groups ?? {}, workers.pool);
+    summarized.catch(() => undefined); // awaited below
     if (out !== undefined && dir !== undefined) {
-      await writeDecomposition(dir, done.rows, written);
+      await (await tables).writeDecomposition(dir, done.rows, written);
       await perRowOut?.commit();
       perRowOut = undefined;
-      await writeFileAtomic(join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+      await writeFileAtomic(join(dir, 'summary.json'), `${JSON.stringify(await summarized, null, 2)}\n`);
       await writeManifest(dir, o, formats, base, fullBase, runs, targets.length, { seconds: (Date.now() - started) / 1000, bytes_read: done.bytesRead, workers: done.workers },
         part && { info: part, written });
       say(`wrote ${done.rows.length} rows to ${join(out, 'decomposition')}.{${written.join(',')}} (+ summary.json, manifest.json${o.perRow ? `, rows.{${written.filter((f) => f !== 'csv').join(',')}}` : ''})`);
     }
+    const summary = await summarized;
     return part ? { rows: done.rows, summary: summary as ShardSummary, out } : { rows: done.rows, summary: summary as AnalysisSummary, out };
   } finally {
+    await workers.pool?.close();
     await perRowOut?.abort();
     progress?.interrupt();
     for (const r of runs) for (const c of r.checkpoints) await c.source.close().catch(() => undefined);
@@ -417,7 +409,7 @@ function shardOf(o: AnalyzeOptions, formats: readonly TableFormat[], runs: reado
  */
 async function runTasks(o: AnalyzeOptions, basePath: string, base: TensorSource, quant: Quantization | undefined, runs: readonly Run[],
   targets: readonly TensorInfo[], progress: Progress, perRowOut: PerRowWriter | undefined,
-  part?: { readonly first: number; readonly end: number }): Promise<{ rows: DecompositionRow[]; bytesRead: number; workers: number }> {
+  part: { readonly first: number; readonly end: number } | undefined, workers: { pool?: AnalysisPool }): Promise<{ rows: DecompositionRow[]; bytesRead: number; workers: number }> {
   const allCks = runs.filter((r) => r !== quant?.run).flatMap((r) => r.checkpoints);
   const taskOptions: TaskOptions = { perRow: o.perRow ?? false, adapterPath: o.adapterPath ?? 'fast', product: o.product ?? 'auto' };
   // Item j of tensor ti is row ti·C + j; the quantization run, when there is one, is item 0 (runs[0]).
@@ -430,49 +422,47 @@ async function runTasks(o: AnalyzeOptions, basePath: string, base: TensorSource,
   const work = mine.reduce((a, { t, chosen }) => a + t.shape.reduce((x, y) => x * y, 1) * allCks.filter((c, i) => chosen[i + offset] && mayChange(c, t.name)).length, 0);
   const nWorkers = workerCount(o.workers, work);
   const url = nWorkers > 0 ? workerUrl() : undefined;
+  // The caller closes the pool, after the statistics it also runs there.
   const pool = url ? AnalysisPool.start(nWorkers, { base: basePath, checkpoints: allCks.map((c) => c.path), options: taskOptions }, url) : undefined;
-  try {
-    // Tasks are queued at most two per worker ahead of the one being consumed (bounded memory),
-    // and consumed in tensor order, so the rows come out as without workers.
-    const ahead = pool ? 2 * pool.size : 0;
-    const scratch = new TaskScratch(); // the main thread's tasks run one at a time
-    const queued: Promise<TaskResult[]>[] = [];
-    const task = (i: number, t: TensorInfo): Promise<TaskResult[]> => {
-      if (pool === undefined) return runTensorTask(base, allCks, t.name, t.shape, taskOptions, scratch);
-      for (let j = i; j <= Math.min(mine.length - 1, i + ahead); j++) {
-        const tj = mine[j]?.t;
-        if (queued[j] !== undefined || tj === undefined || !whole(j)) continue;
-        const p = pool.run(tj.name, tj.shape);
-        p.catch(() => undefined); // awaited in order below; this only keeps an early failure from being "unhandled"
-        queued[j] = p;
-      }
-      const queuedTask = queued[i];
-      delete queued[i];
-      return queuedTask ?? Promise.reject(new DorascopeError('E_INTERNAL', `analysis task ${i} was not queued`));
-    };
-    const rows: DecompositionRow[] = [];
-    let bytesRead = 0;
-    for (const [i, { t, chosen }] of mine.entries()) {
-      let results: TaskResult[];
-      if (whole(i)) {
-        results = await task(i, t);
-        // On this thread: one more read of a tensor per target, the dequantized one the task above already decoded.
-        if (quant) results = [...await runTensorTask(quant.fullBase, quant.run.checkpoints, t.name, t.shape, taskOptions), ...results];
-      } else {
-        const some = allCks.filter((_, j) => chosen[j + offset]);
-        results = [
-          ...(quant && chosen[0] ? await runTensorTask(quant.fullBase, quant.run.checkpoints, t.name, t.shape, taskOptions) : []),
-          ...(some.length > 0 ? await runTensorTask(base, some, t.name, t.shape, taskOptions, scratch) : []),
-        ];
-      }
-      const bytes = collectRows(runs, t, results, rows, perRowOut, chosen);
-      bytesRead += bytes;
-      progress.tick(1, { bytes, note: t.name });
+  if (pool) workers.pool = pool;
+  // Tasks are queued at most two per worker ahead of the one being consumed (bounded memory),
+  // and consumed in tensor order, so the rows come out as without workers.
+  const ahead = pool ? 2 * pool.size : 0;
+  const scratch = new TaskScratch(); // the main thread's tasks run one at a time
+  const queued: Promise<TaskResult[]>[] = [];
+  const task = (i: number, t: TensorInfo): Promise<TaskResult[]> => {
+    if (pool === undefined) return runTensorTask(base, allCks, t.name, t.shape, taskOptions, scratch);
+    for (let j = i; j <= Math.min(mine.length - 1, i + ahead); j++) {
+      const tj = mine[j]?.t;
+      if (queued[j] !== undefined || tj === undefined || !whole(j)) continue;
+      const p = pool.run(tj.name, tj.shape);
+      p.catch(() => undefined); // awaited in order below; this only keeps an early failure from being "unhandled"
+      queued[j] = p;
     }
-    return { rows, bytesRead, workers: pool?.size ?? 0 };
-  } finally {
-    await pool?.close();
+    const queuedTask = queued[i];
+    delete queued[i];
+    return queuedTask ?? Promise.reject(new DorascopeError('E_INTERNAL', `analysis task ${i} was not queued`));
+  };
+  const rows: DecompositionRow[] = [];
+  let bytesRead = 0;
+  for (const [i, { t, chosen }] of mine.entries()) {
+    let results: TaskResult[];
+    if (whole(i)) {
+      results = await task(i, t);
+      // On this thread: one more read of a tensor per target, the dequantized one the task above already decoded.
+      if (quant) results = [...await runTensorTask(quant.fullBase, quant.run.checkpoints, t.name, t.shape, taskOptions), ...results];
+    } else {
+      const some = allCks.filter((_, j) => chosen[j + offset]);
+      results = [
+        ...(quant && chosen[0] ? await runTensorTask(quant.fullBase, quant.run.checkpoints, t.name, t.shape, taskOptions) : []),
+        ...(some.length > 0 ? await runTensorTask(base, some, t.name, t.shape, taskOptions, scratch) : []),
+      ];
+    }
+    const bytes = collectRows(runs, t, results, rows, perRowOut, chosen);
+    bytesRead += bytes;
+    progress.tick(1, { bytes, note: t.name });
   }
+  return { rows, bytesRead, workers: pool?.size ?? 0 };
 }
 
 /**
@@ -517,14 +507,22 @@ function describeRuns(runs: readonly Run[]): RunDescription[] {
  * summary.json from the runs and all their rows: each run's statistics, and the seed groups' means
  * and ranges. `combine` calls it on the shards' rows put back together.
  */
-export function summarizeRuns(runs: readonly RunDescription[], rows: readonly DecompositionRow[], groups: Readonly<Record<string, readonly string[]>>): AnalysisSummary {
-  const stats = new Map<string, RunStatistics>();
-  const summaries = runs.map((run): RunSummary => {
-    const st = runStatistics(rows, run.run);
-    stats.set(run.run, st);
-    return { ...run, ...st };
-  });
+export async function summarizeRuns(runs: readonly RunDescription[], rows: readonly DecompositionRow[], groups: Readonly<Record<string, readonly string[]>>,
+  pool?: AnalysisPool): Promise<AnalysisSummary> {
+  // Every selection of every run at once: on a pool they are spread over the workers.
+  const compute = (r: readonly MagnitudeRow[]): Promise<SelectionStats> => (pool ? pool.selectionStats(r.map(magnitudeRow)) : Promise.resolve(selectionStats(r)));
+  const perRun = await Promise.all(runs.map(async (run) => {
+    const sel = runSelections(rows, run.run);
+    return runStatisticsOf(sel, await Promise.all(sel.map((x) => compute(x.rows))));
+  }));
+  const stats = new Map(runs.map((run, i) => [run.run, perRun[i]!]));
+  const summaries = runs.map((run, i): RunSummary => ({ ...run, ...perRun[i]! }));
   return { tool: 'dorascope', version: VERSION, bootstrap: BOOTSTRAP, runs: summaries, groups: groupSummaries(groups, stats) };
+}
+
+/** The columns `selectionStats` reads (a smaller message to a worker than the whole row). */
+function magnitudeRow(r: MagnitudeRow): MagnitudeRow {
+  return { tensor: r.tensor, step: r.step, rows: r.rows, delta_m: r.delta_m, delta_d: r.delta_d, shrunk_rows: r.shrunk_rows, mean_m0: r.mean_m0, mean_mt: r.mean_mt };
 }
 
 /** manifest.json: the files, the options, the inputs (paths, kinds, sizes) and the timings; a shard's says which part it is. */

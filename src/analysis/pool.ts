@@ -3,18 +3,27 @@
  * (read, decode, decompose; tensor-task.ts) while the others do the same on the next tensors.
  * Results come back per task and the caller consumes them in tensor order, so the tables are
  * identical with and without workers. Memory: one task per worker at a time (the caller bounds
- * how many are queued).
+ * how many are queued). After the tasks, the workers compute the run statistics' selections
+ * (selectionStats: pure, so a worker's result is the main thread's bit for bit) while the main
+ * thread writes the tables.
+ *
+ * Starting a worker takes about a tenth of a second (a V8 isolate, then its modules). The CLI
+ * starts them (`prestartWorkers`) before it loads the analysis, so that they are ready when the
+ * first tensor is; the pool adopts them, and spares it does not need are left to exit with the
+ * process (they hold no file and keep no event loop alive).
  *
  * The worker script is `worker.js` beside this file: in dist/ when run as the CLI or library;
  * when this file runs from src/ (vitest runs the TypeScript directly and Node cannot start a
  * .ts worker) the compiled dist/analysis/worker.js is used, which `npm test` builds first.
  */
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { DorascopeError, type ErrorCode } from '../errors.js';
+import type { MagnitudeRow, SelectionStats } from './layer-step-stats.js';
 import type { TaskResult } from './tensor-task.js';
-import type { WorkerInit, WorkerReply } from './worker.js';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
 
 /** The worker script for this build, or undefined when none is found (then the analysis runs on the main thread). */
 export function workerUrl(): URL | undefined {
@@ -25,9 +34,30 @@ export function workerUrl(): URL | undefined {
   return undefined;
 }
 
+/**
+ * Worker threads for `workers` (undefined: automatic): none for small analyses, where starting
+ * them (≈0.1 s each) costs more than it saves; else one per core, at most two (the analysis is
+ * bound by reading and decoding, and two tasks in flight already keep a reader busy).
+ */
+export function workerCount(workers: number | undefined, elements: number): number {
+  if (workers !== undefined) {
+    if (!Number.isInteger(workers) || workers < 0) throw new DorascopeError('E_USAGE', `--workers ${workers}: expected a whole number ≥ 0`);
+    // More threads than cores add memory (each holds decoded tensors), never speed.
+    return Math.min(workers, Math.max(1, availableParallelism()));
+  }
+  if (elements < AUTO_WORKERS_MIN_ELEMENTS) return 0;
+  const cores = availableParallelism();
+  return cores >= 2 ? 2 : 0;
+}
+
+/** Automatic workers from this many weight elements to analyse (base elements × checkpoints): 2²⁵ ≈ 134 MB of float32. */
+export const AUTO_WORKERS_MIN_ELEMENTS = 1 << 25;
+
 interface Pending {
-  readonly resolve: (r: TaskResult[]) => void;
+  readonly resolve: (r: unknown) => void;
   readonly reject: (e: unknown) => void;
+  /** Points of statistics this request carries (0 for a tensor task): balances the statistics between workers. */
+  readonly load: number;
 }
 
 interface Slot {
@@ -36,34 +66,74 @@ interface Slot {
   dead: boolean;
 }
 
+function load(s: Slot): number {
+  let n = 0;
+  for (const p of s.pending.values()) n += p.load;
+  return n;
+}
+
+/** A worker with its handlers: replies settle its pending requests; an error or an exit fails them. */
+function spawn(url: URL): Slot {
+  const slot: Slot = { worker: new Worker(url), pending: new Map(), dead: false };
+  const failAll = (e: unknown) => {
+    slot.dead = true;
+    for (const p of slot.pending.values()) p.reject(e);
+    slot.pending.clear();
+  };
+  slot.worker.on('message', (m: WorkerReply) => {
+    const p = slot.pending.get(m.id);
+    if (!p) return;
+    slot.pending.delete(m.id);
+    if ('error' in m) {
+      p.reject(m.error.code === undefined
+        ? new DorascopeError('E_INTERNAL', `analysis worker: ${m.error.message}`)
+        : new DorascopeError(m.error.code as ErrorCode, m.error.message));
+    } else p.resolve('results' in m ? m.results : m.statistics);
+  });
+  slot.worker.on('error', (e) => failAll(new DorascopeError('E_INTERNAL', `analysis worker failed: ${e.message}`, {}, { cause: e })));
+  slot.worker.on('exit', (code) => failAll(new DorascopeError('E_INTERNAL', `analysis worker exited (code ${code}) with tasks pending`)));
+  return slot;
+}
+
+/** Workers started ahead of an analysis, not yet adopted by a pool (unreferenced: they do not keep the process alive). */
+const spares: Slot[] = [];
+
+/**
+ * Starts `n` workers now, for the next `AnalysisPool.start` of this thread to adopt. Nothing
+ * happens where no worker script is found.
+ */
+export function prestartWorkers(n: number): void {
+  const url = n > 0 ? workerUrl() : undefined;
+  if (!url) return;
+  for (let i = 0; i < n; i++) {
+    const slot = spawn(url);
+    slot.worker.unref();
+    spares.push(slot);
+  }
+}
+
+/** How many prestarted workers wait for a pool. */
+export function spareWorkers(): number {
+  return spares.filter((s) => !s.dead).length;
+}
+
 export class AnalysisPool {
   private nextId = 0;
   private closed = false;
 
   private constructor(private readonly slots: Slot[]) {}
 
+  /** `n` workers (prestarted ones first), each opening the base and checkpoints of `init`. */
   static start(n: number, init: WorkerInit, url: URL): AnalysisPool {
     const slots: Slot[] = [];
-    for (let i = 0; i < n; i++) {
-      const slot: Slot = { worker: new Worker(url, { workerData: init }), pending: new Map(), dead: false };
-      const failAll = (e: unknown) => {
-        slot.dead = true;
-        for (const p of slot.pending.values()) p.reject(e);
-        slot.pending.clear();
-      };
-      slot.worker.on('message', (m: WorkerReply) => {
-        const p = slot.pending.get(m.id);
-        if (!p) return;
-        slot.pending.delete(m.id);
-        if ('results' in m) p.resolve(m.results);
-        else p.reject(m.error.code === undefined
-          ? new DorascopeError('E_INTERNAL', `analysis worker: ${m.error.message}`)
-          : new DorascopeError(m.error.code as ErrorCode, m.error.message));
-      });
-      slot.worker.on('error', (e) => failAll(new DorascopeError('E_INTERNAL', `analysis worker failed: ${e.message}`, {}, { cause: e })));
-      slot.worker.on('exit', (code) => failAll(new DorascopeError('E_INTERNAL', `analysis worker exited (code ${code}) with tasks pending`)));
-      slots.push(slot);
+    while (slots.length < n && spares.length > 0) {
+      const s = spares.shift()!;
+      if (s.dead) continue;
+      s.worker.ref();
+      slots.push(s);
     }
+    while (slots.length < n) slots.push(spawn(url));
+    for (const s of slots) s.worker.postMessage({ init } satisfies WorkerRequest);
     return new AnalysisPool(slots);
   }
 
@@ -73,13 +143,22 @@ export class AnalysisPool {
 
   /** Runs one tensor task on the least busy worker. */
   run(name: string, shape: readonly number[]): Promise<TaskResult[]> {
+    return this.send((a, b) => b.pending.size < a.pending.size, 0, (id) => ({ id, name, shape: [...shape] })) as Promise<TaskResult[]>;
+  }
+
+  /** `selectionStats` of these rows on the worker with the fewest points of statistics pending. */
+  selectionStats(rows: readonly MagnitudeRow[]): Promise<SelectionStats> {
+    return this.send((a, b) => load(b) < load(a), rows.length, (id) => ({ id, statistics: rows })) as Promise<SelectionStats>;
+  }
+
+  private send(better: (a: Slot, b: Slot) => boolean, weight: number, request: (id: number) => WorkerRequest): Promise<unknown> {
     const live = this.slots.filter((s) => !s.dead);
     if (this.closed || live.length === 0) return Promise.reject(new DorascopeError('E_INTERNAL', 'analysis pool is closed'));
-    const slot = live.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+    const slot = live.reduce((a, b) => (better(a, b) ? b : a));
     const id = this.nextId++;
-    return new Promise<TaskResult[]>((resolve, reject) => {
-      slot.pending.set(id, { resolve, reject });
-      slot.worker.postMessage({ id, name, shape: [...shape] });
+    return new Promise<unknown>((resolve, reject) => {
+      slot.pending.set(id, { resolve, reject, load: weight });
+      slot.worker.postMessage(request(id));
     });
   }
 
@@ -91,7 +170,7 @@ export class AnalysisPool {
       if (s.dead) return;
       s.dead = true;
       const exited = new Promise<void>((res) => s.worker.once('exit', () => res()));
-      s.worker.postMessage({ close: true });
+      s.worker.postMessage({ close: true } satisfies WorkerRequest);
       const timer = setTimeout(() => { void s.worker.terminate(); }, 1000);
       await exited;
       clearTimeout(timer);

@@ -14,6 +14,11 @@ import { openAtomic, writeFileAtomic, type AtomicFile } from '../io/atomic.js';
 import { writeError } from '../io/write-error.js';
 import { ParquetStreamWriter, writeParquetFile } from '../io/parquet.js';
 
+export { preloadParquet } from '../io/parquet.js';
+import { TABLE_FORMATS, type TableFormat } from './table-formats.js';
+
+export { parseFormats, TABLE_FORMATS, type TableFormat } from './table-formats.js';
+
 export interface DecompositionRow {
   run: string;
   method: string;
@@ -115,20 +120,6 @@ export function toCsv<T>(rows: readonly T[], columns: ReadonlyArray<readonly [ke
   const lines = [columns.map(([n]) => String(n)).join(',')];
   for (const r of rows) lines.push(columns.map(([n]) => csvField(r[n])).join(','));
   return `${lines.join('\n')}\n`;
-}
-
-/** The file formats of the tables (`analyze --format`); all three by default. */
-export type TableFormat = 'arrow' | 'parquet' | 'csv';
-export const TABLE_FORMATS: readonly TableFormat[] = ['arrow', 'parquet', 'csv'];
-
-/** Parses `arrow,parquet` (the CLI's --format). */
-export function parseFormats(spec: string | readonly string[]): TableFormat[] {
-  const parts = (typeof spec === 'string' ? [spec] : spec).flatMap((s) => s.split(',')).map((s) => s.trim().toLowerCase()).filter(Boolean);
-  for (const p of parts) {
-    if (!(TABLE_FORMATS as readonly string[]).includes(p)) throw new DorascopeError('E_USAGE', `--format ${q(p)}: expected one or more of ${TABLE_FORMATS.join(', ')} (comma-separated)`);
-  }
-  if (parts.length === 0) throw new DorascopeError('E_USAGE', `--format names no format: expected one or more of ${TABLE_FORMATS.join(', ')}`);
-  return TABLE_FORMATS.filter((f) => parts.includes(f));
 }
 
 export async function writeDecomposition(dir: string, rows: readonly DecompositionRow[], formats: readonly TableFormat[] = TABLE_FORMATS): Promise<void> {

@@ -1,13 +1,15 @@
 /**
- * An analysis worker thread (pool.ts): opens the base and the checkpoints itself (headers only),
- * then runs tensor tasks (tensor-task.ts) as the main thread sends their names, one at a time,
- * and posts back the decompositions (per-row arrays transferred, not copied). Errors go back as
+ * An analysis worker thread (pool.ts): told the base and the checkpoints (its first message), it
+ * opens them itself (headers only), then runs tensor tasks (tensor-task.ts) as the main thread
+ * sends their names, one at a time, and posts back the decompositions (per-row arrays
+ * transferred, not copied); after the tasks, selections of the run statistics. Errors go back as
  * data (code and message) so the main thread rethrows the same DorascopeError.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { DorascopeError } from '../errors.js';
 import { openSource } from '../io/sources/open-source.js';
 import type { TensorSource } from '../io/types.js';
+import { selectionStats, type MagnitudeRow, type SelectionStats } from './layer-step-stats.js';
 import { openTaskCheckpoint, runTensorTask, TaskScratch, type TaskCheckpoint, type TaskOptions } from './tensor-task.js';
 
 export interface WorkerInit {
@@ -16,10 +18,15 @@ export interface WorkerInit {
   readonly options: TaskOptions;
 }
 
-export type WorkerRequest = { readonly id: number; readonly name: string; readonly shape: readonly number[] } | { readonly close: true };
+export type WorkerRequest =
+  | { readonly init: WorkerInit }
+  | { readonly id: number; readonly name: string; readonly shape: readonly number[] }
+  | { readonly id: number; readonly statistics: readonly MagnitudeRow[] }
+  | { readonly close: true };
 
 export type WorkerReply =
   | { readonly id: number; readonly results: import('./tensor-task.js').TaskResult[] }
+  | { readonly id: number; readonly statistics: SelectionStats }
   | { readonly id: number; readonly error: { readonly code: string | undefined; readonly message: string } };
 
 function errorData(e: unknown): { code: string | undefined; message: string } {
@@ -30,27 +37,39 @@ function errorData(e: unknown): { code: string | undefined; message: string } {
 async function start(): Promise<void> {
   const port = parentPort;
   if (!port) return;
-  const init = workerData as WorkerInit;
   let base: TensorSource | undefined;
   const cks: TaskCheckpoint[] = [];
-  let opening: Promise<void> | undefined = (async () => {
-    base = await openSource(init.base);
-    for (const p of init.checkpoints) cks.push(await openTaskCheckpoint(p, base));
-  })();
+  let options: TaskOptions | undefined;
+  let opening: Promise<void> | undefined;
   // Tasks run strictly one after another: memory stays one task's worth per worker.
   let chain: Promise<void> = Promise.resolve();
   const scratch = new TaskScratch();
   port.on('message', (msg: WorkerRequest) => {
+    if ('init' in msg) {
+      options = msg.init.options;
+      opening = (async () => {
+        base = await openSource(msg.init.base);
+        for (const p of msg.init.checkpoints) cks.push(await openTaskCheckpoint(p, base));
+      })();
+      opening.catch(() => undefined); // the first task reports it
+      return;
+    }
     chain = chain.then(async () => {
       if ('close' in msg) {
+        await opening?.catch(() => undefined);
         for (const c of cks) await c.source.close().catch(() => undefined);
         await base?.close().catch(() => undefined);
         port.close();
         return;
       }
       try {
-        if (opening) { await opening; opening = undefined; }
-        const results = await runTensorTask(base!, cks, msg.name, msg.shape, init.options, scratch);
+        if ('statistics' in msg) {
+          port.postMessage({ id: msg.id, statistics: selectionStats(msg.statistics) } satisfies WorkerReply);
+          return;
+        }
+        if (!opening || !options) throw new DorascopeError('E_INTERNAL', 'analysis worker: a task came before the files to open');
+        await opening;
+        const results = await runTensorTask(base!, cks, msg.name, msg.shape, options, scratch);
         const transfer: ArrayBuffer[] = [];
         for (const r of results) for (const a of [r.d.m0, r.d.mt, r.d.cos]) if (a) transfer.push(a.buffer as ArrayBuffer);
         port.postMessage({ id: msg.id, results } satisfies WorkerReply, transfer);

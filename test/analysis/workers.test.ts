@@ -4,7 +4,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { analyze, workerCount, AUTO_WORKERS_MIN_ELEMENTS } from '../../src/analysis/analyze.js';
-import { workerUrl } from '../../src/analysis/pool.js';
+import { prestartWorkers, spareWorkers, workerUrl } from '../../src/analysis/pool.js';
 import { writeSafetensors } from '../../src/io/safetensors/writer.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { rng, randn } from '../helpers/random.js';
@@ -41,6 +41,18 @@ async function fixture(): Promise<string> {
 describe('analysis workers', () => {
   it('the worker script is found (dist/analysis/worker.js, built by npm test)', () => {
     expect(workerUrl()?.pathname).toMatch(/dist\/analysis\/worker\.js$/u);
+  });
+
+  it('prestarted workers are adopted by the next analysis, which gives the same rows and statistics', async () => {
+    const dir = await fixture();
+    const opts = { base: join(dir, 'base.safetensors'), write: false as const, quiet: true, runs: [{ path: join(dir, 'ck1.safetensors') }, { path: join(dir, 'dora'), label: 'dora' }] };
+    const seq = await analyze({ ...opts, workers: 0 });
+    prestartWorkers(2);
+    expect(spareWorkers()).toBe(2);
+    const par = await analyze({ ...opts, workers: 2 });
+    expect(spareWorkers()).toBe(0);
+    expect(par.rows).toEqual(seq.rows);
+    expect(par.summary).toEqual(seq.summary);
   });
 
   it('rows and per-row tables are identical with and without workers (full, adapter fast and merge paths, NaN flag)', async () => {

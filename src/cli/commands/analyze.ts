@@ -59,9 +59,15 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .example('$0 analyze --base base/ runs/ft --shard 2/4 --out parts/2', 'the second of four parts (docs/sharding.md); then: dorascope combine out parts/1 parts/2 parts/3 parts/4') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     boundedOptional('workers', argv.workers, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true });
+    // Worker threads start while the analysis loads and opens its inputs. The runs' bytes over 4
+    // (F32) bound their weight elements from below for full checkpoints: where that already calls
+    // for workers, the analysis will (adapter runs are small files; their workers start later).
+    const { prestartWorkers, workerCount } = await import('../../analysis/pool.js');
+    const { pathBytes } = await import('../../io/path-bytes.js');
+    prestartWorkers(workerCount(argv.workers, argv.runs.reduce((a, r) => a + (pathBytes(r) ?? 0), 0) / 4));
     const { analyze, parseLayers } = await import('../../analysis/analyze.js');
     const { parseGroup } = await import('../../analysis/run-summary.js');
-    const { parseFormats } = await import('../../analysis/table.js');
+    const { parseFormats } = await import('../../analysis/table-formats.js');
     const { parseShard } = await import('../../analysis/shard.js');
     const formats = parseFormats(argv.format);
     const shard = argv.shard === undefined ? undefined : parseShard(argv.shard);
