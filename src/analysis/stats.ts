@@ -25,7 +25,17 @@ export const BOOTSTRAP = { resamples: 2000, seed: 12345, method: 'percentile, re
  * mean can differ from the value by an ulp, and the squares of that would otherwise pass `> 0`
  * and give an r made of rounding noise.
  */
-function moments(x: ArrayLike<number>, y: ArrayLike<number>, idx?: Uint32Array): { sxx: number; syy: number; sxy: number; mx: number; my: number } {
+function moments(x: ArrayLike<number>, y: ArrayLike<number>): { sxx: number; syy: number; sxy: number; mx: number; my: number } {
+  const m = new Float64Array(5);
+  momentsInto(x, y, undefined, m);
+  return { sxx: m[0]!, syy: m[1]!, sxy: m[2]!, mx: m[3]!, my: m[4]! };
+}
+
+/**
+ * `moments` of the points `idx` (all points without it) into out = [sxx, syy, sxy, mx, my],
+ * allocating nothing: the bootstrap calls it thousands of times per selection.
+ */
+function momentsInto(x: ArrayLike<number>, y: ArrayLike<number>, idx: Uint32Array | undefined, out: Float64Array): void {
   const n = idx ? idx.length : x.length;
   let mx = 0, my = 0;
   const x0 = x[idx ? idx[0]! : 0]!, y0 = y[idx ? idx[0]! : 0]!;
@@ -46,7 +56,7 @@ function moments(x: ArrayLike<number>, y: ArrayLike<number>, idx?: Uint32Array):
   }
   if (!xVaries) { sxx = 0; sxy = 0; }
   if (!yVaries) { syy = 0; sxy = 0; }
-  return { sxx, syy, sxy, mx, my };
+  out[0] = sxx; out[1] = syy; out[2] = sxy; out[3] = mx; out[4] = my;
 }
 
 /** Rounding can put |r| a hair past 1. */
@@ -87,7 +97,7 @@ export function ols(x: ArrayLike<number>, y: ArrayLike<number>): { slope: number
   return { slope, intercept: my - slope * mx };
 }
 
-function percentile(sorted: number[], p: number): number {
+function percentile(sorted: ArrayLike<number>, p: number): number {
   const pos = (sorted.length - 1) * p;
   const lo = Math.floor(pos), hi = Math.ceil(pos);
   return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
@@ -102,19 +112,21 @@ export function correlate(x: ArrayLike<number>, y: ArrayLike<number>, resamples:
   let sCi: [number, number] | null = null;
   if (r !== null && fit !== null && resamples > 0) {
     const rand = mulberry32(seed);
-    const rs: number[] = [];
-    const ss: number[] = [];
+    const rs = new Float64Array(resamples), ss = new Float64Array(resamples);
+    let nr = 0, ns = 0;
     const idx = new Uint32Array(n);
+    const m = new Float64Array(5);
     for (let b = 0; b < resamples; b++) {
       for (let i = 0; i < n; i++) idx[i] = Math.floor(rand() * n);
-      const m = moments(x, y, idx);
-      if (m.sxx > 0 && m.syy > 0) rs.push(clampR(m.sxy / Math.sqrt(m.sxx * m.syy)));
-      if (m.sxx > 0) ss.push(m.sxy / m.sxx);
+      momentsInto(x, y, idx, m);
+      const sxx = m[0]!, syy = m[1]!, sxy = m[2]!;
+      if (sxx > 0 && syy > 0) rs[nr++] = clampR(sxy / Math.sqrt(sxx * syy));
+      if (sxx > 0) ss[ns++] = sxy / sxx;
     }
-    rs.sort((a, b) => a - b);
-    ss.sort((a, b) => a - b);
-    if (rs.length > 0) rCi = [percentile(rs, 0.025), percentile(rs, 0.975)];
-    if (ss.length > 0) sCi = [percentile(ss, 0.025), percentile(ss, 0.975)];
+    // A typed array sorts numerically without a comparator.
+    const rSorted = rs.subarray(0, nr).sort(), sSorted = ss.subarray(0, ns).sort();
+    if (nr > 0) rCi = [percentile(rSorted, 0.025), percentile(rSorted, 0.975)];
+    if (ns > 0) sCi = [percentile(sSorted, 0.025), percentile(sSorted, 0.975)];
   }
   return {
     n, pearson_r: r, spearman_rho: spearman(x, y),
