@@ -31,8 +31,7 @@ import { AnalysisPool, workerCount, workerUrl } from './pool.js';
 import { mayChange, openTaskCheckpoint, runTensorTask, TaskScratch, type TaskCheckpoint, type TaskOptions, type TaskResult } from './tensor-task.js';
 import { BOOTSTRAP, type Stats } from './stats.js';
 import { checkAnalyzeOptions, type ProductChoice } from './options.js';
-import { checkGroups, groupSummaries, runSelections, runStatisticsOf, type GroupSummary, type RunStatistics } from './run-summary.js';
-import { selectionStats, type MagnitudeRow, type SelectionStats } from './layer-step-stats.js';
+import { checkGroups, groupSummaries, runStatistics, type GroupSummary, type RunStatistics } from './run-summary.js';
 import { TABLE_FORMATS, type TableFormat } from './table-formats.js';
 import type { DecompositionRow, PerRowRecord, PerRowWriter } from './table.js';
 import { checkShard, fingerprint, itemsHash, shardRange, type ItemKey, type ShardAnalysis, type ShardInfo, type ShardSpec, type WorkUnit } from './shard.js';
@@ -269,8 +268,8 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
     const formats = o.formats ?? TABLE_FORMATS;
     // A shard always writes the Arrow files too: they are what `combine` reads.
     const written = part && !formats.includes('arrow') ? TABLE_FORMATS.filter((f) => f === 'arrow' || formats.includes(f)) : formats;
-    // Arrow and Parquet, which only writing the tables needs, load while the tensors are analysed.
-    const tables = import('./table.js').then((t) => { if (dir !== undefined && written.includes('parquet')) t.preloadParquet(); return t; });
+    // Arrow, which only writing the tables needs, loads while the tensors are analysed.
+    const tables = import('./table.js');
     tables.catch(() => undefined); // awaited where used
     if (o.perRow && dir !== undefined) {
       // The whole analysis's vocabulary, also in a shard, so that the parts' dictionaries are the whole's.
@@ -284,22 +283,21 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
       ? stderrProgress({ total: nTensors, unit: 'tensors', label: 'analyze', quiet })
       : new Progress({ total: nTensors, unit: 'tensors', label: 'analyze', quiet, tty: false, write: (text) => log(text.replace(/\n$/u, '')) });
     const done = await runTasks(o, basePath, base, quant, runs, targets, progress, perRowOut, range, workers);
+    // The workers exit while this thread computes the statistics and writes the tables (awaited below).
+    workers.pool?.close().catch(() => undefined);
     const descriptions = describeRuns(runs);
-    // The statistics run on the workers, if any, while this thread writes the tables.
-    const summarized: Promise<AnalysisSummary | ShardSummary> = part
-      ? Promise.resolve({ tool: 'dorascope', version: VERSION, kind: SHARD_KIND, shard: part, runs: descriptions })
-      : summarizeRuns(descriptions, done.rows, o.groups ?? {}, workers.pool);
-    summarized.catch(() => undefined); // awaited below
+    const summary: AnalysisSummary | ShardSummary = part
+      ? { tool: 'dorascope', version: VERSION, kind: SHARD_KIND, shard: part, runs: descriptions }
+      : summarizeRuns(descriptions, done.rows, o.groups ?? {});
     if (out !== undefined && dir !== undefined) {
       await (await tables).writeDecomposition(dir, done.rows, written);
       await perRowOut?.commit();
       perRowOut = undefined;
-      await writeFileAtomic(join(dir, 'summary.json'), `${JSON.stringify(await summarized, null, 2)}\n`);
+      await writeFileAtomic(join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
       await writeManifest(dir, o, formats, base, fullBase, runs, targets.length, { seconds: (Date.now() - started) / 1000, bytes_read: done.bytesRead, workers: done.workers },
         part && { info: part, written });
       say(`wrote ${done.rows.length} rows to ${join(out, 'decomposition')}.{${written.join(',')}} (+ summary.json, manifest.json${o.perRow ? `, rows.{${written.filter((f) => f !== 'csv').join(',')}}` : ''})`);
     }
-    const summary = await summarized;
     return part ? { rows: done.rows, summary: summary as ShardSummary, out } : { rows: done.rows, summary: summary as AnalysisSummary, out };
   } finally {
     await workers.pool?.close();
@@ -422,7 +420,7 @@ async function runTasks(o: AnalyzeOptions, basePath: string, base: TensorSource,
   const work = mine.reduce((a, { t, chosen }) => a + t.shape.reduce((x, y) => x * y, 1) * allCks.filter((c, i) => chosen[i + offset] && mayChange(c, t.name)).length, 0);
   const nWorkers = workerCount(o.workers, work);
   const url = nWorkers > 0 ? workerUrl() : undefined;
-  // The caller closes the pool, after the statistics it also runs there.
+  // The caller closes the pool.
   const pool = url ? AnalysisPool.start(nWorkers, { base: basePath, checkpoints: allCks.map((c) => c.path), options: taskOptions }, url) : undefined;
   if (pool) workers.pool = pool;
   // Tasks are queued at most two per worker ahead of the one being consumed (bounded memory),
@@ -507,22 +505,14 @@ function describeRuns(runs: readonly Run[]): RunDescription[] {
  * summary.json from the runs and all their rows: each run's statistics, and the seed groups' means
  * and ranges. `combine` calls it on the shards' rows put back together.
  */
-export async function summarizeRuns(runs: readonly RunDescription[], rows: readonly DecompositionRow[], groups: Readonly<Record<string, readonly string[]>>,
-  pool?: AnalysisPool): Promise<AnalysisSummary> {
-  // Every selection of every run at once: on a pool they are spread over the workers.
-  const compute = (r: readonly MagnitudeRow[]): Promise<SelectionStats> => (pool ? pool.selectionStats(r.map(magnitudeRow)) : Promise.resolve(selectionStats(r)));
-  const perRun = await Promise.all(runs.map(async (run) => {
-    const sel = runSelections(rows, run.run);
-    return runStatisticsOf(sel, await Promise.all(sel.map((x) => compute(x.rows))));
-  }));
-  const stats = new Map(runs.map((run, i) => [run.run, perRun[i]!]));
-  const summaries = runs.map((run, i): RunSummary => ({ ...run, ...perRun[i]! }));
+export function summarizeRuns(runs: readonly RunDescription[], rows: readonly DecompositionRow[], groups: Readonly<Record<string, readonly string[]>>): AnalysisSummary {
+  const stats = new Map<string, RunStatistics>();
+  const summaries = runs.map((run): RunSummary => {
+    const st = runStatistics(rows, run.run);
+    stats.set(run.run, st);
+    return { ...run, ...st };
+  });
   return { tool: 'dorascope', version: VERSION, bootstrap: BOOTSTRAP, runs: summaries, groups: groupSummaries(groups, stats) };
-}
-
-/** The columns `selectionStats` reads (a smaller message to a worker than the whole row). */
-function magnitudeRow(r: MagnitudeRow): MagnitudeRow {
-  return { tensor: r.tensor, step: r.step, rows: r.rows, delta_m: r.delta_m, delta_d: r.delta_d, shrunk_rows: r.shrunk_rows, mean_m0: r.mean_m0, mean_mt: r.mean_mt };
 }
 
 /** manifest.json: the files, the options, the inputs (paths, kinds, sizes) and the timings; a shard's says which part it is. */

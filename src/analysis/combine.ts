@@ -201,7 +201,7 @@ export async function combine(o: CombineOptions): Promise<AnalyzeResult> {
       throw refuse(`the shards' decomposition.arrow rows are not the work items their summary.json describes (run, checkpoint, tensor or shape differ); was a table replaced?`,
         { folder: null, field: 'decomposition.arrow' });
     }
-    const summary = await summarizeRuns(ref.runs, rows, groups);
+    const summary = summarizeRuns(ref.runs, rows, groups);
     await writeDecomposition(dir, rows, formats);
     if (ref.info.analysis.options['perRow'] === true) await combinePerRow(dir, shards, ref.runs, rows, formats);
     await writeFileAtomic(join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);

@@ -3,9 +3,7 @@
  * (read, decode, decompose; tensor-task.ts) while the others do the same on the next tensors.
  * Results come back per task and the caller consumes them in tensor order, so the tables are
  * identical with and without workers. Memory: one task per worker at a time (the caller bounds
- * how many are queued). After the tasks, the workers compute the run statistics' selections
- * (selectionStats: pure, so a worker's result is the main thread's bit for bit) while the main
- * thread writes the tables.
+ * how many are queued).
  *
  * Starting a worker takes about a tenth of a second (a V8 isolate, then its modules). The CLI
  * starts them (`prestartWorkers`) before it loads the analysis, so that they are ready when the
@@ -21,7 +19,6 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { DorascopeError, type ErrorCode } from '../errors.js';
-import type { MagnitudeRow, SelectionStats } from './layer-step-stats.js';
 import type { TaskResult } from './tensor-task.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
 
@@ -54,22 +51,14 @@ export function workerCount(workers: number | undefined, elements: number): numb
 export const AUTO_WORKERS_MIN_ELEMENTS = 1 << 25;
 
 interface Pending {
-  readonly resolve: (r: unknown) => void;
+  readonly resolve: (r: TaskResult[]) => void;
   readonly reject: (e: unknown) => void;
-  /** Points of statistics this request carries (0 for a tensor task): balances the statistics between workers. */
-  readonly load: number;
 }
 
 interface Slot {
   readonly worker: Worker;
   readonly pending: Map<number, Pending>;
   dead: boolean;
-}
-
-function load(s: Slot): number {
-  let n = 0;
-  for (const p of s.pending.values()) n += p.load;
-  return n;
 }
 
 /** A worker with its handlers: replies settle its pending requests; an error or an exit fails them. */
@@ -84,11 +73,10 @@ function spawn(url: URL): Slot {
     const p = slot.pending.get(m.id);
     if (!p) return;
     slot.pending.delete(m.id);
-    if ('error' in m) {
-      p.reject(m.error.code === undefined
-        ? new DorascopeError('E_INTERNAL', `analysis worker: ${m.error.message}`)
-        : new DorascopeError(m.error.code as ErrorCode, m.error.message));
-    } else p.resolve('results' in m ? m.results : m.statistics);
+    if ('results' in m) p.resolve(m.results);
+    else p.reject(m.error.code === undefined
+      ? new DorascopeError('E_INTERNAL', `analysis worker: ${m.error.message}`)
+      : new DorascopeError(m.error.code as ErrorCode, m.error.message));
   });
   slot.worker.on('error', (e) => failAll(new DorascopeError('E_INTERNAL', `analysis worker failed: ${e.message}`, {}, { cause: e })));
   slot.worker.on('exit', (code) => failAll(new DorascopeError('E_INTERNAL', `analysis worker exited (code ${code}) with tasks pending`)));
@@ -120,6 +108,7 @@ export function spareWorkers(): number {
 export class AnalysisPool {
   private nextId = 0;
   private closed = false;
+  private closing: Promise<void> | undefined;
 
   private constructor(private readonly slots: Slot[]) {}
 
@@ -143,37 +132,30 @@ export class AnalysisPool {
 
   /** Runs one tensor task on the least busy worker. */
   run(name: string, shape: readonly number[]): Promise<TaskResult[]> {
-    return this.send((a, b) => b.pending.size < a.pending.size, 0, (id) => ({ id, name, shape: [...shape] })) as Promise<TaskResult[]>;
-  }
-
-  /** `selectionStats` of these rows on the worker with the fewest points of statistics pending. */
-  selectionStats(rows: readonly MagnitudeRow[]): Promise<SelectionStats> {
-    return this.send((a, b) => load(b) < load(a), rows.length, (id) => ({ id, statistics: rows })) as Promise<SelectionStats>;
-  }
-
-  private send(better: (a: Slot, b: Slot) => boolean, weight: number, request: (id: number) => WorkerRequest): Promise<unknown> {
     const live = this.slots.filter((s) => !s.dead);
     if (this.closed || live.length === 0) return Promise.reject(new DorascopeError('E_INTERNAL', 'analysis pool is closed'));
-    const slot = live.reduce((a, b) => (better(a, b) ? b : a));
+    const slot = live.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     const id = this.nextId++;
-    return new Promise<unknown>((resolve, reject) => {
-      slot.pending.set(id, { resolve, reject, load: weight });
-      slot.worker.postMessage(request(id));
+    return new Promise<TaskResult[]>((resolve, reject) => {
+      slot.pending.set(id, { resolve, reject });
+      slot.worker.postMessage({ id, name, shape: [...shape] } satisfies WorkerRequest);
     });
   }
 
-  /** Lets workers close their files and exit; terminates any that do not within a second. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await Promise.all(this.slots.map(async (s) => {
-      if (s.dead) return;
-      s.dead = true;
-      const exited = new Promise<void>((res) => s.worker.once('exit', () => res()));
-      s.worker.postMessage({ close: true } satisfies WorkerRequest);
-      const timer = setTimeout(() => { void s.worker.terminate(); }, 1000);
-      await exited;
-      clearTimeout(timer);
-    }));
+  /** Lets workers close their files and exit; terminates any that do not within a second. Safe to call again: the same promise. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      await Promise.all(this.slots.map(async (s) => {
+        if (s.dead) return;
+        s.dead = true;
+        const exited = new Promise<void>((res) => s.worker.once('exit', () => res()));
+        s.worker.postMessage({ close: true } satisfies WorkerRequest);
+        const timer = setTimeout(() => { void s.worker.terminate(); }, 1000);
+        await exited;
+        clearTimeout(timer);
+      }));
+    })();
+    return this.closing;
   }
 }

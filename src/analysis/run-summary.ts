@@ -30,37 +30,15 @@ export interface RunStatistics {
 }
 
 export function runStatistics(rows: readonly SummaryRow[], run: string, resamples?: number): RunStatistics {
-  const sel = runSelections(rows, run);
-  return runStatisticsOf(sel, sel.map((s) => selectionStats(s.rows, resamples)));
-}
-
-/** The rows of one selection of a run's statistics: one module's, or (module null) all of them. */
-export interface Selection {
-  readonly module: string | null;
-  readonly rows: readonly MagnitudeRow[];
-}
-
-/**
- * The selections `runStatistics` computes `selectionStats` of: every module (sorted), then all
- * modules. Each is independent of the others, so they may be computed anywhere and in any order.
- */
-export function runSelections(rows: readonly SummaryRow[], run: string): Selection[] {
   const mine = rows.filter((r) => r.run === run && usableRow(r));
-  const modules = [...new Set(mine.map((r) => r.module))].sort();
-  return [...modules.map((m) => ({ module: m, rows: mine.filter((r) => r.module === m) })), { module: null, rows: mine }];
-}
-
-/** A run's statistics from `selectionStats` of each of its selections (in `runSelections`' order). */
-export function runStatisticsOf(selections: readonly Selection[], stats: readonly SelectionStats[]): RunStatistics {
   const modules: Record<string, Stats> = {};
   const detailModules: Record<string, SelectionStats> = {};
-  let overall: SelectionStats | undefined;
-  selections.forEach((sel, i) => {
-    const s = stats[i]!;
-    if (sel.module === null) overall = s;
-    else { modules[sel.module] = s.pooled; detailModules[sel.module] = s; }
-  });
-  if (!overall) throw new DorascopeError('E_INTERNAL', 'run statistics without the all-modules selection');
+  for (const m of [...new Set(mine.map((r) => r.module))].sort()) {
+    const s = selectionStats(mine.filter((r) => r.module === m), resamples);
+    modules[m] = s.pooled;
+    detailModules[m] = s;
+  }
+  const overall = selectionStats(mine, resamples);
   return { overall: overall.pooled, modules, detail: { overall, modules: detailModules } };
 }
 

@@ -13,8 +13,6 @@ import { csvStringCell } from '../io/escape.js';
 import { openAtomic, writeFileAtomic, type AtomicFile } from '../io/atomic.js';
 import { writeError } from '../io/write-error.js';
 import { ParquetStreamWriter, writeParquetFile } from '../io/parquet.js';
-
-export { preloadParquet } from '../io/parquet.js';
 import { TABLE_FORMATS, type TableFormat } from './table-formats.js';
 
 export { parseFormats, TABLE_FORMATS, type TableFormat } from './table-formats.js';

@@ -85,6 +85,8 @@ export interface TaskOptions {
   readonly product: ProductChoice;
   /** Elements per row block of the streaming path (default `BLOCK_ELEMENTS`); tests make it small to split tensors. */
   readonly blockElements?: number | undefined;
+  /** Blocking reads in the streaming path (a worker thread's: stream-task.ts `BlockReads`). */
+  readonly blockingReads?: boolean | undefined;
 }
 
 export interface TaskResult {
@@ -122,7 +124,7 @@ export async function runTensorTask(base: TensorSource, cks: readonly TaskCheckp
   const todo = cks.map((_, i) => i).filter((i) => changes[i] && !fast.includes(i));
   // Full checkpoints in files (the common case): row blocks into reused buffers, nothing whole in memory (stream-task.ts).
   if (fast.length === 0 && canStream(base, name) && todo.every((i) => canStream(cks[i]!.source, name))) {
-    const ds = await streamDecompose(base, todo.map((i) => cks[i]!.source), name, rows, cols, axis, o.perRow, o.blockElements);
+    const ds = await streamDecompose(base, todo.map((i) => cks[i]!.source), name, rows, cols, axis, o.perRow, o.blockElements, undefined, 'auto', o.blockingReads);
     todo.forEach((i, k) => { out[i] = { d: ds[k]!, bytes: cks[i]!.source.info(name)!.byteLength }; });
     return out as TaskResult[];
   }

@@ -2,14 +2,13 @@
  * An analysis worker thread (pool.ts): told the base and the checkpoints (its first message), it
  * opens them itself (headers only), then runs tensor tasks (tensor-task.ts) as the main thread
  * sends their names, one at a time, and posts back the decompositions (per-row arrays
- * transferred, not copied); after the tasks, selections of the run statistics. Errors go back as
+ * transferred, not copied). Errors go back as
  * data (code and message) so the main thread rethrows the same DorascopeError.
  */
 import { parentPort } from 'node:worker_threads';
 import { DorascopeError } from '../errors.js';
 import { openSource } from '../io/sources/open-source.js';
 import type { TensorSource } from '../io/types.js';
-import { selectionStats, type MagnitudeRow, type SelectionStats } from './layer-step-stats.js';
 import { openTaskCheckpoint, runTensorTask, TaskScratch, type TaskCheckpoint, type TaskOptions } from './tensor-task.js';
 
 export interface WorkerInit {
@@ -21,12 +20,10 @@ export interface WorkerInit {
 export type WorkerRequest =
   | { readonly init: WorkerInit }
   | { readonly id: number; readonly name: string; readonly shape: readonly number[] }
-  | { readonly id: number; readonly statistics: readonly MagnitudeRow[] }
   | { readonly close: true };
 
 export type WorkerReply =
   | { readonly id: number; readonly results: import('./tensor-task.js').TaskResult[] }
-  | { readonly id: number; readonly statistics: SelectionStats }
   | { readonly id: number; readonly error: { readonly code: string | undefined; readonly message: string } };
 
 function errorData(e: unknown): { code: string | undefined; message: string } {
@@ -46,7 +43,8 @@ async function start(): Promise<void> {
   const scratch = new TaskScratch();
   port.on('message', (msg: WorkerRequest) => {
     if ('init' in msg) {
-      options = msg.init.options;
+      // This thread has nothing to do while a block is read: blocking reads cost least (stream-task.ts).
+      options = { ...msg.init.options, blockingReads: true };
       opening = (async () => {
         base = await openSource(msg.init.base);
         for (const p of msg.init.checkpoints) cks.push(await openTaskCheckpoint(p, base));
@@ -63,10 +61,6 @@ async function start(): Promise<void> {
         return;
       }
       try {
-        if ('statistics' in msg) {
-          port.postMessage({ id: msg.id, statistics: selectionStats(msg.statistics) } satisfies WorkerReply);
-          return;
-        }
         if (!opening || !options) throw new DorascopeError('E_INTERNAL', 'analysis worker: a task came before the files to open');
         await opening;
         const results = await runTensorTask(base!, cks, msg.name, msg.shape, options, scratch);

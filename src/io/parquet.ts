@@ -8,7 +8,7 @@
  * `ParquetStreamWriter` writes record batches as they arrive: the Rust ArrowWriter gathers them
  * into a row group of `rowGroup` rows, flushes it to the file, and so holds one row group in
  * memory at most; the bytes go to a temporary file that appears only at `commit`.
- * parquet-wasm is loaded on first use (or ahead of it, `preloadParquet`): its 5 MB of WebAssembly
+ * parquet-wasm is loaded on first use: its 5 MB of WebAssembly
  * costs nothing to commands that write no Parquet. Its ES module build is used, compiled with the
  * asynchronous `WebAssembly.instantiate` (V8 compiles on background threads); the package's Node
  * entry compiles synchronously, which held the calling thread for about 0.2 s.
@@ -27,11 +27,6 @@ const loadWasm = (): Promise<ParquetWasm> => (wasm ??= (async () => {
   await pw.default({ module_or_path: bytes });
   return pw;
 })());
-
-/** Starts loading parquet-wasm now, so that a Parquet write later does not wait for it. */
-export function preloadParquet(): void {
-  loadWasm().catch(() => undefined); // a failure is reported by the write that needs it
-}
 
 /** Snappy (what pandas and DuckDB write by default); at most `rowGroup` rows per row group. */
 function properties(pw: ParquetWasm, rowGroup: number) {

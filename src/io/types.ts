@@ -59,9 +59,11 @@ export interface TensorSource {
    * Optional, for sources backed by files: reads `into.byteLength` raw bytes (the tensor's own
    * dtype, little-endian) of tensor `name` from `tensorByteOffset` into the caller's buffer.
    * The streaming analysis uses it to read row blocks into reused buffers; sources without it
-   * (an adapter merged onto a base) are read whole with `read`.
+   * (an adapter merged onto a base) are read whole with `read`. `blocking`: with blocking calls
+   * on the calling thread instead of libuv's thread pool (for a worker thread with nothing else
+   * to do; the promise is then settled when the call returns).
    */
-  readBytesInto?(name: string, into: Uint8Array, tensorByteOffset: number): Promise<void>;
+  readBytesInto?(name: string, into: Uint8Array, tensorByteOffset: number, blocking?: boolean): Promise<void>;
   /** Releases file handles. Safe to call twice. */
   close(): Promise<void>;
 }

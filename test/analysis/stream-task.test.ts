@@ -78,8 +78,9 @@ describe('streamDecompose', () => {
         expect(Math.abs(whole.deltaD - ref.dd)).toBeLessThan(1e-9 * ref.dd); // 1 − cos: cancellation amplifies rounding
         // 1 row, 5 rows (37 = 7·5 + 2: the last block is short), 16 rows, and the whole tensor in one block.
         // 'auto' runs on the fused WebAssembly kernels (F64 excepted: sums in another order), 'js' the block loop of decompose (same bits).
-        for (const kernel of ['auto', 'js'] as const) for (const block of [1, 5 * COLS, 16 * COLS + 3, 1 << 20]) {
-          const [d] = await streamDecompose(base, [ck], name, ROWS, COLS, axis, true, block, new BufferPool(), kernel);
+        // Reads on the thread pool, or blocking (as on a worker thread): the same bytes, the same numbers.
+        for (const kernel of ['auto', 'js'] as const) for (const block of [1, 5 * COLS, 16 * COLS + 3, 1 << 20]) for (const blocking of [false, true]) {
+          const [d] = await streamDecompose(base, [ck], name, ROWS, COLS, axis, true, block, new BufferPool(), kernel, blocking);
           expectClose(d!, whole, kernel === 'js' ? 0 : 1e-12);
           for (const f of ['m0', 'mt', 'cos'] as const) {
             d![f]!.forEach((v, n) => expect(Math.abs(v - whole[f]![n]!)).toBeLessThanOrEqual((kernel === 'js' ? 0 : 1e-12) * Math.abs(whole[f]![n]!)));

@@ -7,6 +7,7 @@
  * buffer the caller owns and reuses (a fresh buffer per tensor costs more in page faults than
  * the copy itself when the file is in the page cache).
  */
+import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { openRegular } from '../open-regular.js';
 import { DorascopeError, q } from '../../errors.js';
@@ -36,9 +37,10 @@ export interface SafetensorsFile {
   /**
    * Reads `into.byteLength` bytes of tensor `name`, starting `tensorByteOffset` bytes into the
    * tensor, into the caller's buffer (positional reads, nothing allocated). E_OFFSETS when the
-   * range is outside the tensor.
+   * range is outside the tensor. `blocking`: read with blocking calls on the calling thread (for a
+   * worker thread with nothing else to do; the promise is settled when the call returns).
    */
-  readInto(name: string, into: Uint8Array, tensorByteOffset?: number): Promise<void>;
+  readInto(name: string, into: Uint8Array, tensorByteOffset?: number, blocking?: boolean): Promise<void>;
   /** The tensor in its own dtype (F16/BF16 as Uint16Array bits, F8 as Uint8Array). */
   readRaw(name: string): Promise<RawTensor>;
   /** A floating tensor decoded to float32 (E_DTYPE for integer and bool tensors). */
@@ -55,11 +57,23 @@ async function readFully(fh: FileHandle, into: Uint8Array, position: number, pat
   while (done < into.byteLength) {
     const len = Math.min(CHUNK, into.byteLength - done);
     const { bytesRead } = await fh.read(into, done, len, position + done);
-    if (bytesRead === 0) {
-      throw new DorascopeError('E_TRUNCATED', `${q(path)}: file ended after ${position + done} bytes while reading ${into.byteLength} bytes at ${position} (was it truncated or modified?)`);
-    }
+    if (bytesRead === 0) throw truncated(path, position, done, into.byteLength);
     done += bytesRead;
   }
+}
+
+/** `readFully` with blocking reads on the calling thread (no round trip through libuv's thread pool). */
+function readFullySync(fh: FileHandle, into: Uint8Array, position: number, path: string): void {
+  let done = 0;
+  while (done < into.byteLength) {
+    const n = readSync(fh.fd, into, done, Math.min(CHUNK, into.byteLength - done), position + done);
+    if (n === 0) throw truncated(path, position, done, into.byteLength);
+    done += n;
+  }
+}
+
+function truncated(path: string, position: number, done: number, length: number): DorascopeError {
+  return new DorascopeError('E_TRUNCATED', `${q(path)}: file ended after ${position + done} bytes while reading ${length} bytes at ${position} (was it truncated or modified?)`);
 }
 
 export async function openSafetensors(path: string): Promise<SafetensorsFile> {
@@ -98,12 +112,13 @@ function makeFile(fh: FileHandle, path: string, fileSize: number, headerLength: 
     await readFully(fh, bytes, dataOffset + e.begin, path);
     return bytes;
   };
-  const readInto = async (name: string, into: Uint8Array, tensorByteOffset = 0): Promise<void> => {
+  const readInto = async (name: string, into: Uint8Array, tensorByteOffset = 0, blocking = false): Promise<void> => {
     const e = entry(name);
     if (!Number.isInteger(tensorByteOffset) || tensorByteOffset < 0 || tensorByteOffset + into.byteLength > e.byteLength) {
       throw new DorascopeError('E_OFFSETS', `${q(path)}: bytes ${tensorByteOffset}..${tensorByteOffset + into.byteLength} are outside tensor ${q(name)} (${e.byteLength} bytes)`);
     }
-    await readFully(fh, into, dataOffset + e.begin + tensorByteOffset, path);
+    if (blocking) readFullySync(fh, into, dataOffset + e.begin + tensorByteOffset, path);
+    else await readFully(fh, into, dataOffset + e.begin + tensorByteOffset, path);
   };
   const readRaw = async (name: string): Promise<RawTensor> => {
     const e = entry(name);

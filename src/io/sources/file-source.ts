@@ -20,9 +20,9 @@ export function sourceFromFile(file: SafetensorsFile, path: string, kind: Source
       return file.readFloat32(name);
     },
     readBytes: (name) => file.readBytes(name),
-    readBytesInto(name, into, tensorByteOffset) {
+    readBytesInto(name, into, tensorByteOffset, blocking) {
       if (!file.info(name)) throw new DorascopeError('E_MISSING_TENSOR', `${q(file.path)} has no tensor ${q(name)}`);
-      return file.readInto(name, into, tensorByteOffset);
+      return file.readInto(name, into, tensorByteOffset, blocking);
     },
     close: () => file.close(),
   };

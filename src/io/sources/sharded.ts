@@ -80,10 +80,10 @@ export async function openSharded(dir: string, indexPath = join(dir, INDEX_FILE)
         if (!hit) throw new DorascopeError('E_MISSING_TENSOR', `sharded model ${q(dir)} has no tensor ${q(name)} (index ${q(basename(indexPath))})`);
         return hit.file.readBytes(name);
       },
-      async readBytesInto(name, into, tensorByteOffset) {
+      async readBytesInto(name, into, tensorByteOffset, blocking) {
         const hit = infos.get(name);
         if (!hit) throw new DorascopeError('E_MISSING_TENSOR', `sharded model ${q(dir)} has no tensor ${q(name)} (index ${q(basename(indexPath))})`);
-        return hit.file.readInto(name, into, tensorByteOffset);
+        return hit.file.readInto(name, into, tensorByteOffset, blocking);
       },
       async close() {
         if (closed) return;
