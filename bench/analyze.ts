@@ -3,7 +3,9 @@
  * the OS temp folder (deleted afterwards), synthetic Llama-shaped series and prints, each measured within one run:
  *   1. full checkpoints (BF16, or `--dtype`, base and four full checkpoints; default 4 layers of hidden 1024, MLP 2752, 0.1 GB a
  *      file; `--large`: 8 layers of 2048/5504, 0.8 GB a file), all from the page cache:
- *      dorascope's wall, user and system time, against (a) a plain Node read of the same bytes with positional
+ *      `dorascope analyze` as users run it (a fresh process: Node's start-up, loading, the tables; the median of
+ *      three runs alternating with the read below) and `analyze()` in a process that has loaded it, against
+ *      (a) a plain Node read of the same bytes with positional
  *      reads into ONE reused buffer (the I/O limit in Node; goal ≤ 1.5×) and (b) a C program of the same math
  *      (bench/analyze-ref.c: mmap, BF16 decode, float64 row sums, OpenMP on every core), built now with
  *      `cc -O3 -fopenmp` (skipped, with the reason, without a compiler; goal ≤ 2.5×); the C program's ΔM/ΔD sums
@@ -190,6 +192,21 @@ function refTensors(base: string, ck: string): string {
 }
 
 type Timed = { wall: number; user: number; sys: number };
+
+/** `dorascope analyze` as users run it, a fresh process with the default options; CPU of the process and its threads. */
+function cliFull(dir: string): Timed {
+  const [base, ...cks] = seriesFiles(dir);
+  const out = mkdtempSync(join(tmpdir(), 'dorascope-bench-cli-'));
+  const c0 = childrenCpu(), t0 = performance.now();
+  const r = spawnSync(process.execPath, [join(process.cwd(), 'bin', 'dorascope.js'), 'analyze', '--base', base!, ...cks, '--out', join(out, 'analysis'), '--quiet'], { encoding: 'utf8' });
+  const wall = (performance.now() - t0) / 1000;
+  rmSync(out, { recursive: true, force: true });
+  if (r.status !== 0) throw new Error(`dorascope analyze failed:\n${r.stderr}`);
+  return { wall, user: childrenCpu() - c0, sys: 0 };
+}
+
+/** The run of median wall time. */
+const median = <T extends { wall: number }>(xs: T[]): T => [...xs].sort((a, b) => a.wall - b.wall)[Math.floor(xs.length / 2)]!;
 type FullResult = Timed & { rss: number; sumDM: number; sumDD: number };
 
 /** Every measurement of one full series, warm then cold. */
@@ -198,7 +215,10 @@ function measureFull(dir: string, withBaselines: boolean) {
   const bytes = files.reduce((a, f) => a + statSync(f).size, 0);
   if (!withBaselines) return { bytes, ours: inChild<FullResult>('full', dir) };
   inChild<Timed>('read', dir); // warms the page cache
-  const read = inChild<Timed>('read', dir);
+  // Three of each, alternating, so that a change of load on the machine falls on both.
+  const reads: Timed[] = [], clis: Timed[] = [];
+  for (let i = 0; i < 3; i++) { reads.push(inChild<Timed>('read', dir)); clis.push(cliFull(dir)); }
+  const read = median(reads), cli = median(clis);
   const ours = inChild<FullResult>('full', dir);
   const ref = buildRef(dir);
   let c: (Timed & { sumDM: number; sumDD: number }) | { why: string };
@@ -213,7 +233,7 @@ function measureFull(dir: string, withBaselines: boolean) {
     c = { wall, user: childrenCpu() - c0, sys: 0, sumDM: Number(m[1]), sumDD: Number(m[2]) };
   } else c = { why: ref.why ?? `it reads BF16 only (this series is ${DTYPE})` };
   // Cold: evict, then cat; evict, then dorascope.
-  let cold: { cat: number; ours: FullResult } | { why: string } = { why: 'needs the C program (it evicts the files)' };
+  let cold: { cat: number; ours: Timed } | { why: string } = { why: 'needs the C program (it evicts the files)' };
   if (ref.bin) {
     const drop = () => spawnSync(ref.bin!, ['--drop', ...files]);
     drop();
@@ -221,9 +241,9 @@ function measureFull(dir: string, withBaselines: boolean) {
     spawnSync('cat', files, { stdio: ['ignore', 'ignore', 'inherit'] });
     const cat = (performance.now() - t0) / 1000;
     drop();
-    cold = { cat, ours: inChild<FullResult>('full', dir) };
+    cold = { cat, ours: cliFull(dir) };
   }
-  return { bytes, read, ours, c, cold };
+  return { bytes, read, cli, ours, c, cold };
 }
 
 async function childAdapters(dir: string): Promise<void> {
@@ -321,14 +341,16 @@ async function main(): Promise<void> {
   const gb = f.bytes / 1e9;
   const t = (x: Timed) => `${x.wall.toFixed(2)} s wall, ${x.user.toFixed(2)} s user + ${x.sys.toFixed(2)} s system`;
   console.log(`1. full series: base + ${FULL.checkpoints} checkpoints, ${FULL.layers} layers (hidden ${FULL.hidden}, MLP ${FULL.mlp}), ${DTYPE}, ${gb.toFixed(2)} GB, page cache warm`);
-  console.log(`   dorascope analyze: ${t(f.ours)} (${(gb / f.ours.wall).toFixed(2)} GB/s); peak RSS ${f.ours.rss.toFixed(0)} MB`);
   if (f.read) {
-    console.log(`   (a) Node, positional reads into one reused buffer: ${t(f.read)} (${(gb / f.read.wall).toFixed(2)} GB/s); dorascope ÷ this: ${(f.ours.wall / f.read.wall).toFixed(2)} by wall (goal ≤ 1.5), ${((f.ours.user + f.ours.sys) / (f.read.user + f.read.sys)).toFixed(2)} by CPU`);
+    const ours = f.cli!, cpu = (x: Timed) => x.user + x.sys;
+    console.log(`   dorascope analyze (the CLI, a fresh process; median of 3): ${ours.wall.toFixed(2)} s wall, ${cpu(ours).toFixed(2)} s CPU (${(gb / ours.wall).toFixed(2)} GB/s)`);
+    console.log(`   analyze() in a process that has loaded it: ${t(f.ours)}; peak RSS ${f.ours.rss.toFixed(0)} MB`);
+    console.log(`   (a) Node, positional reads into one reused buffer (median of 3): ${t(f.read)} (${(gb / f.read.wall).toFixed(2)} GB/s); dorascope ÷ this: ${(ours.wall / f.read.wall).toFixed(2)} by wall (goal ≤ 1.5), ${(cpu(ours) / cpu(f.read)).toFixed(2)} by CPU`);
     if ('why' in f.c!) console.log(`   (b) C reference skipped: ${f.c.why}`);
     else {
       const dev = Math.max(Math.abs(f.c.sumDM - f.ours.sumDM) / Math.abs(f.ours.sumDM), Math.abs(f.c.sumDD - f.ours.sumDD) / Math.abs(f.ours.sumDD));
       console.log(`   (b) C reference (mmap, float64 sums, OpenMP on ${cpus().length} threads): ${f.c.wall.toFixed(2)} s wall, ${f.c.user.toFixed(2)} s CPU (${(gb / f.c.wall).toFixed(2)} GB/s); ` +
-        `dorascope ÷ this: ${(f.ours.wall / f.c.wall).toFixed(2)} by wall (goal ≤ 2.5), ${((f.ours.user + f.ours.sys) / f.c.user).toFixed(2)} by CPU; ΣΔM, ΣΔD agree to ${dev.toExponential(1)} relative`);
+        `dorascope ÷ this: ${(ours.wall / f.c.wall).toFixed(2)} by wall (goal ≤ 2.5), ${(cpu(ours) / f.c.user).toFixed(2)} by CPU; ΣΔM, ΣΔD agree to ${dev.toExponential(1)} relative`);
     }
     if ('why' in f.cold!) console.log(`2. cold cache skipped: ${f.cold.why}`);
     else console.log(`2. cold cache (files evicted first): dorascope ${f.cold.ours.wall.toFixed(2)} s (${(gb / f.cold.ours.wall).toFixed(2)} GB/s), cat of the same files ${f.cold.cat.toFixed(2)} s (${(gb / f.cold.cat).toFixed(2)} GB/s), ratio ${(f.cold.ours.wall / f.cold.cat).toFixed(2)}`);
