@@ -268,12 +268,11 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
     const formats = o.formats ?? TABLE_FORMATS;
     // A shard always writes the Arrow files too: they are what `combine` reads.
     const written = part && !formats.includes('arrow') ? TABLE_FORMATS.filter((f) => f === 'arrow' || formats.includes(f)) : formats;
-    // Arrow, which only writing the tables needs, loads while the tensors are analysed.
-    const tables = import('./table.js');
-    tables.catch(() => undefined); // awaited where used
+    // Arrow and parquet-wasm, which only writing tables needs, are loaded when first needed.
+    const tables = () => import('./table.js');
     if (o.perRow && dir !== undefined) {
       // The whole analysis's vocabulary, also in a shard, so that the parts' dictionaries are the whole's.
-      perRowOut = await (await tables).PerRowWriter.open(dir, {
+      perRowOut = await (await tables()).PerRowWriter.open(dir, {
         run: runs.map((r) => r.label), checkpoint: allCksOf(runs).map((c) => c.name),
         tensor: targets.map((t) => t.name), module: targets.map((t) => parseTensorName(t.name).module),
       }, written);
@@ -283,14 +282,16 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
       ? stderrProgress({ total: nTensors, unit: 'tensors', label: 'analyze', quiet })
       : new Progress({ total: nTensors, unit: 'tensors', label: 'analyze', quiet, tty: false, write: (text) => log(text.replace(/\n$/u, '')) });
     const done = await runTasks(o, basePath, base, quant, runs, targets, progress, perRowOut, range, workers);
-    // The workers exit while this thread computes the statistics and writes the tables (awaited below).
+    // A worker writes the tables while this thread computes the statistics; the other workers exit (awaited below).
+    const writing = workers.pool && dir !== undefined ? workers.pool.writeTables(dir, done.rows, written) : undefined;
+    writing?.catch(() => undefined); // awaited below
     workers.pool?.close().catch(() => undefined);
     const descriptions = describeRuns(runs);
     const summary: AnalysisSummary | ShardSummary = part
       ? { tool: 'dorascope', version: VERSION, kind: SHARD_KIND, shard: part, runs: descriptions }
       : summarizeRuns(descriptions, done.rows, o.groups ?? {});
     if (out !== undefined && dir !== undefined) {
-      await (await tables).writeDecomposition(dir, done.rows, written);
+      await (writing ?? (await tables()).writeDecomposition(dir, done.rows, written));
       await perRowOut?.commit();
       perRowOut = undefined;
       await writeFileAtomic(join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);

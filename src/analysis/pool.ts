@@ -19,6 +19,8 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { DorascopeError, type ErrorCode } from '../errors.js';
+import type { DecompositionRow } from './table.js';
+import type { TableFormat } from './table-formats.js';
 import type { TaskResult } from './tensor-task.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
 
@@ -51,7 +53,7 @@ export function workerCount(workers: number | undefined, elements: number): numb
 export const AUTO_WORKERS_MIN_ELEMENTS = 1 << 25;
 
 interface Pending {
-  readonly resolve: (r: TaskResult[]) => void;
+  readonly resolve: (r: TaskResult[] | undefined) => void;
   readonly reject: (e: unknown) => void;
 }
 
@@ -74,6 +76,7 @@ function spawn(url: URL): Slot {
     if (!p) return;
     slot.pending.delete(m.id);
     if ('results' in m) p.resolve(m.results);
+    else if ('written' in m) p.resolve(undefined);
     else p.reject(m.error.code === undefined
       ? new DorascopeError('E_INTERNAL', `analysis worker: ${m.error.message}`)
       : new DorascopeError(m.error.code as ErrorCode, m.error.message));
@@ -132,13 +135,27 @@ export class AnalysisPool {
 
   /** Runs one tensor task on the least busy worker. */
   run(name: string, shape: readonly number[]): Promise<TaskResult[]> {
+    return this.send((id) => ({ id, name, shape: [...shape] })) as Promise<TaskResult[]>;
+  }
+
+  /**
+   * Writes the decomposition tables (table.ts `writeDecomposition`) on a worker, so that the
+   * calling thread can compute the statistics meanwhile: the writers' code (Arrow's, parquet-wasm's)
+   * runs for the first time in the process either way, and two cores do the two at once.
+   */
+  async writeTables(dir: string, rows: readonly DecompositionRow[], formats: readonly TableFormat[]): Promise<void> {
+    await this.send((id) => ({ id, tables: { dir, rows, formats } }));
+  }
+
+  /** Sends a request to the least busy live worker; settles with its reply. */
+  private send(request: (id: number) => WorkerRequest): Promise<TaskResult[] | undefined> {
     const live = this.slots.filter((s) => !s.dead);
     if (this.closed || live.length === 0) return Promise.reject(new DorascopeError('E_INTERNAL', 'analysis pool is closed'));
     const slot = live.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     const id = this.nextId++;
-    return new Promise<TaskResult[]>((resolve, reject) => {
+    return new Promise<TaskResult[] | undefined>((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
-      slot.worker.postMessage({ id, name, shape: [...shape] } satisfies WorkerRequest);
+      slot.worker.postMessage(request(id));
     });
   }
 

@@ -2,13 +2,16 @@
  * An analysis worker thread (pool.ts): told the base and the checkpoints (its first message), it
  * opens them itself (headers only), then runs tensor tasks (tensor-task.ts) as the main thread
  * sends their names, one at a time, and posts back the decompositions (per-row arrays
- * transferred, not copied). Errors go back as
+ * transferred, not copied); after the tasks, one of them writes the decomposition tables while the
+ * main thread computes the statistics. Errors go back as
  * data (code and message) so the main thread rethrows the same DorascopeError.
  */
 import { parentPort } from 'node:worker_threads';
 import { DorascopeError } from '../errors.js';
 import { openSource } from '../io/sources/open-source.js';
 import type { TensorSource } from '../io/types.js';
+import type { DecompositionRow } from './table.js';
+import type { TableFormat } from './table-formats.js';
 import { openTaskCheckpoint, runTensorTask, TaskScratch, type TaskCheckpoint, type TaskOptions } from './tensor-task.js';
 
 export interface WorkerInit {
@@ -20,10 +23,12 @@ export interface WorkerInit {
 export type WorkerRequest =
   | { readonly init: WorkerInit }
   | { readonly id: number; readonly name: string; readonly shape: readonly number[] }
+  | { readonly id: number; readonly tables: { readonly dir: string; readonly rows: readonly DecompositionRow[]; readonly formats: readonly TableFormat[] } }
   | { readonly close: true };
 
 export type WorkerReply =
   | { readonly id: number; readonly results: import('./tensor-task.js').TaskResult[] }
+  | { readonly id: number; readonly written: true }
   | { readonly id: number; readonly error: { readonly code: string | undefined; readonly message: string } };
 
 function errorData(e: unknown): { code: string | undefined; message: string } {
@@ -61,6 +66,12 @@ async function start(): Promise<void> {
         return;
       }
       try {
+        if ('tables' in msg) {
+          const { writeDecomposition } = await import('./table.js');
+          await writeDecomposition(msg.tables.dir, msg.tables.rows, msg.tables.formats);
+          port.postMessage({ id: msg.id, written: true } satisfies WorkerReply);
+          return;
+        }
         if (!opening || !options) throw new DorascopeError('E_INTERNAL', 'analysis worker: a task came before the files to open');
         await opening;
         const results = await runTensorTask(base!, cks, msg.name, msg.shape, options, scratch);
