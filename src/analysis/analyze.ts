@@ -27,7 +27,8 @@ import type { TensorInfo, TensorSource } from '../io/types.js';
 import { VERSION } from '../version.js';
 import { Progress, stderrProgress } from '../progress.js';
 import { isDefaultTarget, parseTensorName } from './names.js';
-import { AnalysisPool, workerCount, workerUrl } from './pool.js';
+import { AnalysisPool, workerUrl } from './pool.js';
+import { workerCount } from './worker-count.js';
 import { mayChange, openTaskCheckpoint, runTensorTask, TaskScratch, type TaskCheckpoint, type TaskOptions, type TaskResult } from './tensor-task.js';
 import { BOOTSTRAP, type Stats } from './stats.js';
 import { checkAnalyzeOptions, type ProductChoice } from './options.js';
@@ -181,7 +182,7 @@ async function openCheckpoint(path: string, name: string, step: number, base: Te
   return { name, step, path, ...ck };
 }
 
-export { AUTO_WORKERS_MIN_ELEMENTS, workerCount } from './pool.js';
+export { AUTO_WORKERS_MIN_ELEMENTS, workerCount } from './worker-count.js';
 
 const allCksOf = (runs: readonly Run[]): Checkpoint[] => runs.flatMap((r) => r.checkpoints);
 

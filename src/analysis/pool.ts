@@ -15,7 +15,6 @@
  * .ts worker) the compiled dist/analysis/worker.js is used, which `npm test` builds first.
  */
 import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { DorascopeError, type ErrorCode } from '../errors.js';
@@ -32,25 +31,6 @@ export function workerUrl(): URL | undefined {
   }
   return undefined;
 }
-
-/**
- * Worker threads for `workers` (undefined: automatic): none for small analyses, where starting
- * them (≈0.1 s each) costs more than it saves; else one per core, at most two (the analysis is
- * bound by reading and decoding, and two tasks in flight already keep a reader busy).
- */
-export function workerCount(workers: number | undefined, elements: number): number {
-  if (workers !== undefined) {
-    if (!Number.isInteger(workers) || workers < 0) throw new DorascopeError('E_USAGE', `--workers ${workers}: expected a whole number ≥ 0`);
-    // More threads than cores add memory (each holds decoded tensors), never speed.
-    return Math.min(workers, Math.max(1, availableParallelism()));
-  }
-  if (elements < AUTO_WORKERS_MIN_ELEMENTS) return 0;
-  const cores = availableParallelism();
-  return cores >= 2 ? 2 : 0;
-}
-
-/** Automatic workers from this many weight elements to analyse (base elements × checkpoints): 2²⁵ ≈ 134 MB of float32. */
-export const AUTO_WORKERS_MIN_ELEMENTS = 1 << 25;
 
 interface Pending {
   readonly resolve: (r: TaskResult[] | undefined) => void;

@@ -62,7 +62,8 @@ export const analyzeCommand: CommandModule<object, Args> = {
     // Worker threads start while the analysis loads and opens its inputs. The runs' bytes over 4
     // (F32) bound their weight elements from below for full checkpoints: where that already calls
     // for workers, the analysis will (adapter runs are small files; their workers start later).
-    const { prestartWorkers, workerCount } = await import('../../analysis/pool.js');
+    const { prestartWorkers } = await import('../../analysis/pool.js');
+    const { workerCount } = await import('../../analysis/worker-count.js');
     const { pathBytes } = await import('../../io/path-bytes.js');
     prestartWorkers(workerCount(argv.workers, argv.runs.reduce((a, r) => a + (pathBytes(r) ?? 0), 0) / 4));
     const { analyze, parseLayers } = await import('../../analysis/analyze.js');
