@@ -286,7 +286,7 @@ async function analyzeInto(o: AnalyzeOptions, out: string | undefined, dir: stri
     // A worker writes the tables while this thread computes the statistics; the other workers exit (awaited below).
     const writing = workers.pool && dir !== undefined ? workers.pool.writeTables(dir, done.rows, written) : undefined;
     writing?.catch(() => undefined); // awaited below
-    workers.pool?.close().catch(() => undefined);
+    workers.pool?.close(true).catch(() => undefined);
     const descriptions = describeRuns(runs);
     const summary: AnalysisSummary | ShardSummary = part
       ? { tool: 'dorascope', version: VERSION, kind: SHARD_KIND, shard: part, runs: descriptions }

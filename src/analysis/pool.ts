@@ -41,15 +41,27 @@ interface Slot {
   readonly worker: Worker;
   readonly pending: Map<number, Pending>;
   dead: boolean;
+  /** Called once nothing is pending (close waits for them: a worker may still be writing the tables). */
+  readonly drained: (() => void)[];
+}
+
+/** Settles when the slot has no request pending. */
+function drained(slot: Slot): Promise<void> {
+  return slot.pending.size === 0 ? Promise.resolve() : new Promise((res) => slot.drained.push(res));
+}
+
+function settled(slot: Slot): void {
+  if (slot.pending.size === 0) for (const res of slot.drained.splice(0)) res();
 }
 
 /** A worker with its handlers: replies settle its pending requests; an error or an exit fails them. */
 function spawn(url: URL): Slot {
-  const slot: Slot = { worker: new Worker(url), pending: new Map(), dead: false };
+  const slot: Slot = { worker: new Worker(url), pending: new Map(), dead: false, drained: [] };
   const failAll = (e: unknown) => {
     slot.dead = true;
     for (const p of slot.pending.values()) p.reject(e);
     slot.pending.clear();
+    settled(slot);
   };
   slot.worker.on('message', (m: WorkerReply) => {
     const p = slot.pending.get(m.id);
@@ -60,6 +72,7 @@ function spawn(url: URL): Slot {
     else p.reject(m.error.code === undefined
       ? new DorascopeError('E_INTERNAL', `analysis worker: ${m.error.message}`)
       : new DorascopeError(m.error.code as ErrorCode, m.error.message));
+    settled(slot);
   });
   slot.worker.on('error', (e) => failAll(new DorascopeError('E_INTERNAL', `analysis worker failed: ${e.message}`, {}, { cause: e })));
   slot.worker.on('exit', (code) => failAll(new DorascopeError('E_INTERNAL', `analysis worker exited (code ${code}) with tasks pending`)));
@@ -139,16 +152,22 @@ export class AnalysisPool {
     });
   }
 
-  /** Lets workers close their files and exit; terminates any that do not within a second. Safe to call again: the same promise. */
-  close(): Promise<void> {
+  /**
+   * Lets workers close their files and exit; terminates any that has not exited `graceMs` later.
+   * With `finish`, each worker first completes what it was asked (a worker may be writing the
+   * tables); without it (after a failure), queued tasks are cut short by that delay. Safe to call
+   * again: the first call's promise.
+   */
+  close(finish = false, graceMs = 1000): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;
       await Promise.all(this.slots.map(async (s) => {
+        if (finish) await drained(s);
         if (s.dead) return;
         s.dead = true;
         const exited = new Promise<void>((res) => s.worker.once('exit', () => res()));
         s.worker.postMessage({ close: true } satisfies WorkerRequest);
-        const timer = setTimeout(() => { void s.worker.terminate(); }, 1000);
+        const timer = setTimeout(() => { void s.worker.terminate(); }, graceMs);
         await exited;
         clearTimeout(timer);
       }));

@@ -4,7 +4,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { analyze, workerCount, AUTO_WORKERS_MIN_ELEMENTS } from '../../src/analysis/analyze.js';
-import { prestartWorkers, spareWorkers, workerUrl } from '../../src/analysis/pool.js';
+import { AnalysisPool, prestartWorkers, spareWorkers, workerUrl } from '../../src/analysis/pool.js';
 import { writeSafetensors } from '../../src/io/safetensors/writer.js';
 import { isDorascopeError } from '../../src/errors.js';
 import { rng, randn } from '../helpers/random.js';
@@ -121,6 +121,21 @@ describe('analysis workers', () => {
     expect(manifest.timings.workers).toBe(2);
     await analyze({ base: join(dir, 'base.safetensors'), runs: [{ path: join(dir, 'ck1.safetensors') }, { path: join(dir, 'dora') }], out: join(dir, 'lib'), quiet: true, workers: 0 });
     expect(await readFile(join(dir, 'cli', 'decomposition.csv'), 'utf8')).toBe(await readFile(join(dir, 'lib', 'decomposition.csv'), 'utf8'));
+  });
+
+  it('closing to finish lets a worker complete what it was asked (the tables it writes); closing after a failure cuts it short', async () => {
+    const dir = await fixture();
+    const init = { base: join(dir, 'base.safetensors'), checkpoints: [join(dir, 'ck1.safetensors')], options: { perRow: false, adapterPath: 'fast' as const, product: 'js' as const } };
+    const name = 'model.layers.0.mlp.up_proj.weight';
+    // No grace at all: only waiting for the request keeps the worker alive until it has answered.
+    const finishing = AnalysisPool.start(1, init, workerUrl()!);
+    const done = finishing.run(name, [40, 16]);
+    await finishing.close(true, 0);
+    expect((await done)[0]!.d.k).toBe(40);
+    const cut = AnalysisPool.start(1, init, workerUrl()!);
+    const cutShort = cut.run(name, [40, 16]);
+    await cut.close(false, 0);
+    await expect(cutShort).rejects.toSatisfy((e: unknown) => isDorascopeError(e, 'E_INTERNAL'));
   });
 
   it('an error inside a worker comes back as the same typed error', async () => {
