@@ -19,6 +19,9 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(join(root, 'package.json'));
+const out = join(root, 'dist', 'cli-bundle');
+// First, so that a build without esbuild never leaves an older bundle for bin/dorascope.js to run.
+rmSync(out, { recursive: true, force: true });
 let esbuild;
 try {
   esbuild = require('esbuild');
@@ -26,8 +29,6 @@ try {
   process.stderr.write('build-cli: esbuild is not installed (dev dependencies); the CLI runs from dist/cli/main.js\n');
   process.exit(0);
 }
-const out = join(root, 'dist', 'cli-bundle');
-rmSync(out, { recursive: true, force: true });
 const entries = ['dist/cli/main.js', 'dist/analysis/worker.js'].map((f) => join(root, f));
 for (const e of entries) if (!existsSync(e)) throw new Error(`build-cli: ${e} is missing (run tsc first)`);
 await esbuild.build({

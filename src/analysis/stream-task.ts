@@ -4,8 +4,9 @@
  * per-feature sums (a few float64 per output feature and checkpoint), so memory is bounded by
  * the block size whatever the tensor (a 70B model's 28672×8192 MLP matrix included), and the
  * page faults of a fresh buffer per tensor (most of the cost when the files are in the page
- * cache) are gone. Reads run ahead of the reduction (`READ_AHEAD` blocks in flight on libuv's
- * thread pool) so the copy from the page cache overlaps the arithmetic.
+ * cache) are gone. On the main thread reads run ahead of the reduction (`READ_AHEAD` blocks in
+ * flight on libuv's thread pool); on a worker thread each block is read, blocking, just before it is
+ * reduced (`BlockReads` says why).
  *
  * The blocks of one tensor come in row order and feed the same functions `decompose` uses on
  * a whole tensor, so the numbers are the same bit for bit (test/analysis/stream-task.test.ts).

@@ -38,7 +38,9 @@ export function buildCli(argv: readonly string[]): Argv {
     .alias('h', 'help')
     // yargs renders every command's help before it runs one (to have it ready for a failure);
     // wrapping that text to the terminal costs ~30 ms of each run, so only help output is wrapped.
-    .wrap(argv.includes('--help') || argv.includes('-h') ? Math.min(110, process.stdout.columns ?? 100) : null)
+    .wrap(argv.some((a) => a === '--help' || /^-[a-z]*h[a-z]*$/iu.test(a)) ? Math.min(110, process.stdout.columns ?? 100) : null)
+    // English whatever LANG says, as every message of dorascope's own is (and the bundled CLI has no yargs locale files).
+    .detectLocale(false)
     .exitProcess(false)
     .fail((msg, err) => {
       if (err) throw err;

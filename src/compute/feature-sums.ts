@@ -267,8 +267,12 @@ export class KernelArena {
 const idle: KernelArena[] = [];
 const KEEP_ARENAS = 2;
 
-/** An arena for one task's exclusive use; give it back with `giveArena`. */
-export function takeArena(): KernelArena {
+/**
+ * An arena for one task's exclusive use (give it back with `giveArena`); undefined where the
+ * JavaScript loop serves: no WebAssembly at all (`node --jitless`), or DORASCOPE_NO_WASM.
+ */
+export function takeArena(): KernelArena | undefined {
+  if (typeof WebAssembly !== 'object' || process.env['DORASCOPE_NO_WASM']) return undefined;
   return idle.pop() ?? new KernelArena();
 }
 
@@ -282,5 +286,5 @@ export function giveArena(a: KernelArena): void {
  * JavaScript loop then serves).
  */
 export function featureSumsKernel(d0: KernelDType, dt: KernelDType): FeatureSumsKernel | undefined {
-  return new KernelArena().kernel(d0, dt);
+  return takeArena()?.kernel(d0, dt);
 }

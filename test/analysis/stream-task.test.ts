@@ -180,6 +180,26 @@ describe('streamDecompose', () => {
     }
     for (const s of [base, same, moved, bad]) await s.close();
   });
+
+  it('without WebAssembly at all (node --jitless) takes the JavaScript loop: its numbers, bit for bit', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dorascope-stream-'));
+    const name = 'model.layers.0.self_attn.q_proj.weight';
+    const paths = [join(dir, 'base.safetensors'), join(dir, 'ck.safetensors')];
+    for (const [i, w] of [w0, wt].entries()) await writeSafetensors(paths[i]!, [{ name, dtype: 'BF16', shape: [ROWS, COLS], data: encodeFloat32('BF16', w) }]);
+    const dist = new URL('../../dist/', import.meta.url).href;
+    const script = `const { streamDecompose } = await import('${dist}analysis/stream-task.js');
+      const { openFileSource } = await import('${dist}io/sources/file-source.js');
+      const [b, c] = await Promise.all(${JSON.stringify(paths)}.map((p) => openFileSource(p)));
+      const [d] = await streamDecompose(b, [c], '${name}', ${ROWS}, ${COLS}, 'rows', false, ${5 * COLS});
+      process.stdout.write(JSON.stringify([typeof WebAssembly, d.deltaM, d.deltaD]));`;
+    const { execFileSync } = await import('node:child_process');
+    const [wasm, dm, dd] = JSON.parse(execFileSync(process.execPath, ['--jitless', '--input-type=module', '-e', script], { encoding: 'utf8' })) as [string, number, number];
+    expect(wasm).toBe('undefined');
+    const b = await openFileSource(paths[0]!), c = await openFileSource(paths[1]!);
+    const [ref] = await streamDecompose(b, [c], name, ROWS, COLS, 'rows', false, 5 * COLS, new BufferPool(), 'js');
+    expect([dm, dd]).toEqual([ref!.deltaM, ref!.deltaD]);
+    await b.close(); await c.close();
+  });
 });
 
 describe('readInto and decodeInto', () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { main } from '../../src/cli/main.js';
 
@@ -27,5 +28,17 @@ describe('cli main', () => {
     c.restore();
     expect(code).toBe(2);
     expect(c.err.join('')).toMatch(/^dorascope: error \[E_USAGE\]: Unknown argument: no-such-command/);
+  });
+
+  it('the built CLI (bin/dorascope.js, its bundle) speaks English whatever LANG says, and wraps only help text', () => {
+    const bin = new URL('../../bin/dorascope.js', import.meta.url).pathname;
+    const run = (args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, LANG: 'de_DE.UTF-8', LC_ALL: 'de_DE.UTF-8' } });
+    const help = run(['--help']);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain('Commands:');
+    expect(help.stdout).not.toContain('Kommandos:');
+    const bad = run(['analyze']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/^dorascope: error \[E_USAGE\]: (Not enough non-option arguments|Missing required argument)/u);
   });
 });

@@ -59,9 +59,10 @@ export const analyzeCommand: CommandModule<object, Args> = {
       .example('$0 analyze --base base/ runs/ft --shard 2/4 --out parts/2', 'the second of four parts (docs/sharding.md); then: dorascope combine out parts/1 parts/2 parts/3 parts/4') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     boundedOptional('workers', argv.workers, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true });
-    // Worker threads start while the analysis loads and opens its inputs. The runs' bytes over 4
-    // (F32) bound their weight elements from below for full checkpoints: where that already calls
-    // for workers, the analysis will (adapter runs are small files; their workers start later).
+    // Worker threads start while the analysis loads and opens its inputs, where the runs' bytes over 4
+    // (F32 weights) already call for them. An estimate: a run folder's optimizer state counts too, and
+    // --modules or --layers may leave less work (workers the analysis does not take just exit with the
+    // process); adapter runs are small files, and their workers start when the analysis decides.
     const { prestartWorkers } = await import('../../analysis/pool.js');
     const { workerCount } = await import('../../analysis/worker-count.js');
     const { pathBytes } = await import('../../io/path-bytes.js');
