@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'E_METADATA'
   | 'E_DUPLICATE_TENSOR'
   | 'E_TRUNCATED'
+  | 'E_READ'
   // files and sources
   | 'E_NOT_FOUND'
   | 'E_NOT_REGULAR_FILE'

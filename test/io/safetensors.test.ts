@@ -164,6 +164,25 @@ describe('rejects every violation with its own code', () => {
     await expect(f.readFloat32('nope')).rejects.toSatisfy((e: unknown) => isDorascopeError(e, 'E_MISSING_TENSOR') && e.message.includes('nope'));
     await f.close();
   });
+  it.skipIf(process.platform !== 'linux')('a read the system refuses is E_READ naming the file and its code, on the thread pool and blocking alike', async () => {
+    const { closeSync, openSync, readdirSync, readlinkSync } = await import('node:fs');
+    const dir = await mkdtemp(join(tmpdir(), 'dorascope-st-'));
+    const p = join(dir, 'm.safetensors');
+    await writeSafetensors(p, [{ name: 'w', dtype: 'F32', shape: [8], data: encodeFloat32('F32', new Float32Array(8).fill(1.5)) }]);
+    for (const blocking of [false, true]) {
+      const f = await openSafetensors(p);
+      // The reader's descriptor closed under it: the system refuses the read (EBADF), as a failing disk would (EIO).
+      const fd = readdirSync('/proc/self/fd').map(Number).find((n) => { try { return readlinkSync(`/proc/self/fd/${n}`) === p; } catch { return false; } })!;
+      closeSync(fd);
+      await expect(f.readInto('w', new Uint8Array(16), 0, blocking))
+        .rejects.toSatisfy((e: unknown) => isDorascopeError(e, 'E_READ') && e.message.includes(p) && e.message.includes('EBADF'));
+      // Give the number back something harmless to close, so that the handle's own close cannot hit another file.
+      const again = openSync('/dev/null', 'r');
+      if (again === fd) await f.close();
+      else closeSync(again);
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
 });
 
 describe('writer', () => {

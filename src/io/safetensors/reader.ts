@@ -56,7 +56,12 @@ async function readFully(fh: FileHandle, into: Uint8Array, position: number, pat
   let done = 0;
   while (done < into.byteLength) {
     const len = Math.min(CHUNK, into.byteLength - done);
-    const { bytesRead } = await fh.read(into, done, len, position + done);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await fh.read(into, done, len, position + done));
+    } catch (e) {
+      throw readFailed(path, position + done, len, e);
+    }
     if (bytesRead === 0) throw truncated(path, position, done, into.byteLength);
     done += bytesRead;
   }
@@ -66,7 +71,13 @@ async function readFully(fh: FileHandle, into: Uint8Array, position: number, pat
 function readFullySync(fh: FileHandle, into: Uint8Array, position: number, path: string): void {
   let done = 0;
   while (done < into.byteLength) {
-    const n = readSync(fh.fd, into, done, Math.min(CHUNK, into.byteLength - done), position + done);
+    const len = Math.min(CHUNK, into.byteLength - done);
+    let n: number;
+    try {
+      n = readSync(fh.fd, into, done, len, position + done);
+    } catch (e) {
+      throw readFailed(path, position + done, len, e);
+    }
     if (n === 0) throw truncated(path, position, done, into.byteLength);
     done += n;
   }
@@ -74,6 +85,13 @@ function readFullySync(fh: FileHandle, into: Uint8Array, position: number, path:
 
 function truncated(path: string, position: number, done: number, length: number): DorascopeError {
   return new DorascopeError('E_TRUNCATED', `${q(path)}: file ended after ${position + done} bytes while reading ${length} bytes at ${position} (was it truncated or modified?)`);
+}
+
+/** A read the system refused (EIO from a failing disk, a handle already closed): which file, where, and why. */
+function readFailed(path: string, position: number, length: number, e: unknown): DorascopeError {
+  const err = e as { code?: string; message?: string };
+  return new DorascopeError('E_READ', `${q(path)}: cannot read ${length} bytes at ${position}: ${err.code ?? ''} ${err.message ?? String(e)}`.replace(/ {2,}/gu, ' '),
+    { path }, { cause: e });
 }
 
 export async function openSafetensors(path: string): Promise<SafetensorsFile> {
