@@ -1,7 +1,7 @@
 /**
  * The streaming form of a full-checkpoint tensor task: W0 and every W_t are read in row blocks,
- * with positional reads into a few reused buffers, and reduced block by block. Nothing per tensor is allocated but the
- * per-feature sums (a few float64 per output feature and checkpoint), so memory is bounded by
+ * with positional reads into a few reused buffers, and reduced block by block. Nothing per tensor
+ * is allocated but the per-feature sums (a few float64 per output feature and checkpoint), so memory is bounded by
  * the block size whatever the tensor (a 70B model's 28672×8192 MLP matrix included), and the
  * page faults of a fresh buffer per tensor (most of the cost when the files are in the page
  * cache) are gone. On the main thread reads run ahead of the reduction (`READ_AHEAD` blocks in
@@ -84,8 +84,8 @@ interface Read {
   release(): void;
 }
 
-/** Where a block of `byteLength` bytes of source `src` is read to. */
-type Place = (src: number, byteLength: number) => { bytes: Uint8Array; release(): void };
+/** Where a block of `byteLength` bytes is read to. */
+type Place = (byteLength: number) => { bytes: Uint8Array; release(): void };
 
 /**
  * The blocks of one tensor in every source, in order (block 0 of the base, of each checkpoint,
@@ -113,7 +113,7 @@ class BlockReads {
     const src = this.issued % this.srcs.length, block = Math.floor(this.issued / this.srcs.length);
     this.issued++;
     const r0 = block * this.blockRows, nr = Math.min(this.blockRows, this.rows - r0);
-    const { bytes, release } = this.place(src, nr * this.cols * this.size[src]!);
+    const { bytes, release } = this.place(nr * this.cols * this.size[src]!);
     let done: Promise<void>;
     try {
       done = this.srcs[src]!.readBytesInto!(this.name, bytes, r0 * this.cols * this.size[src]!, this.blocking);
@@ -152,7 +152,8 @@ export async function streamDecompose(base: TensorSource, cks: readonly TensorSo
   const blockRows = Math.max(1, Math.min(rows, Math.floor(blockElements / cols)));
   const k = axis === 'rows' ? rows : cols;
   const acc: Accumulated = { squares0: new Float64Array(k), sums: cks.map(() => newBlockSums(k)), same: cks.map(() => true) };
-  const arena = kernel === 'auto' && kernelDTypes(dtypes) ? takeArena() : undefined;
+  // Kernels exist for every dtype but F64; with WebAssembly SIMD missing an arena has none.
+  const arena = kernel === 'auto' && dtypes.every(isKernelDType) ? takeArena() : undefined;
   const kernels = arena && dtypes.map((d) => arena.kernel(dtypes[0] as KernelDType, d as KernelDType));
   if (arena && kernels?.every((x) => x !== undefined)) {
     try {
@@ -176,11 +177,6 @@ interface Accumulated {
   readonly same: boolean[];
 }
 
-/** Whether every dtype has a kernel decoder (WebAssembly SIMD may still be missing: the arena then has no kernels). */
-function kernelDTypes(dtypes: readonly DType[]): boolean {
-  return dtypes.every(isKernelDType);
-}
-
 /**
  * The block loop on the WebAssembly kernels. Blocks are read straight into slots of the arena's
  * memory and reduced where they lie; W0's block stays in its slot while the checkpoints' blocks
@@ -196,7 +192,7 @@ async function reduceOnKernels(srcs: readonly TensorSource[], dtypes: readonly D
   arena.reserve(out + 16 * Math.max(blockRows, cols)); // before any view of the memory is taken: it does not grow below
   const mem = arena.memory.buffer;
   const free = Array.from({ length: nSlots }, (_, i) => (nSlots - 1 - i) * slotBytes);
-  const reads = new BlockReads(srcs, name, rows, cols, blockRows, size, (_, byteLength) => {
+  const reads = new BlockReads(srcs, name, rows, cols, blockRows, size, (byteLength) => {
     const at = free.pop();
     if (at === undefined) throw new DorascopeError('E_INTERNAL', `streaming ${name}: more blocks held than the ${nSlots} slots allow`);
     return { bytes: new Uint8Array(mem, at, byteLength), release: () => free.push(at) };
@@ -235,7 +231,7 @@ async function reduceOnKernels(srcs: readonly TensorSource[], dtypes: readonly D
 async function reduceInJs(srcs: readonly TensorSource[], dtypes: readonly DType[], name: string, rows: number, cols: number, axis: FeatureAxis,
   blockRows: number, acc: Accumulated, pool: BufferPool, blocking: boolean): Promise<void> {
   const size = dtypes.map((d) => DTYPES[d].size);
-  const reads = new BlockReads(srcs, name, rows, cols, blockRows, size, (_, byteLength) => {
+  const reads = new BlockReads(srcs, name, rows, cols, blockRows, size, (byteLength) => {
     const buf = pool.take(byteLength);
     return { bytes: new Uint8Array(buf, 0, byteLength), release: () => pool.give(buf) };
   }, blocking);

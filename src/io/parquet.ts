@@ -8,8 +8,8 @@
  * `ParquetStreamWriter` writes record batches as they arrive: the Rust ArrowWriter gathers them
  * into a row group of `rowGroup` rows, flushes it to the file, and so holds one row group in
  * memory at most; the bytes go to a temporary file that appears only at `commit`.
- * parquet-wasm is loaded on first use: its 5 MB of WebAssembly
- * costs nothing to commands that write no Parquet. Its ES module build is used, compiled with the
+ * parquet-wasm is loaded on first use: its 5 MB of WebAssembly costs nothing to commands that
+ * write no Parquet. Its ES module build is used, compiled with the
  * asynchronous `WebAssembly.instantiate` (V8 compiles on background threads); the package's Node
  * entry compiles synchronously, which held the calling thread for about 0.2 s.
  */
